@@ -1,0 +1,358 @@
+"""AgentNode: the routing core. One per agent, free of Ray, speaking only through a Transport.
+
+A query arrives, the agent's policy answers or rejects it with the agent's own backend, and a
+rejected query goes to the next hop of the NeighbourTable. Each hop awaits the next, so the
+answer flows back along the path and a failed hop is simply retried at the next candidate:
+no timers, acknowledgements or coordinator. A query always ends in one Result: an answer, or
+an explicit error code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from dataclasses import dataclass, field
+
+import structlog
+
+from swarm.backends.base import Backend
+from swarm.errors import PeerUnreachable, ProtocolError, SwarmError
+from swarm.membership import Membership
+from swarm.neighbours import NeighbourTable, Routing
+from swarm.policies import Policy
+from swarm.protocol import (
+    Ack, Error, Gossip, Hop, Join, Leave, Member, Ping, Pong, Query, Result, Status, StatusRequest, View,
+    decode, encode, error_reply, expect,
+)
+from swarm.transport.base import Transport
+
+log = structlog.get_logger("swarm.node")
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    routing: Routing = "cascade"
+    gossip_interval_s: float = 0.5
+    ping_interval_s: float = 1.0
+    ping_timeout_s: float = 2.0
+    suspect_timeout_s: float = 3.0
+    drain_timeout_s: float = 30.0
+    max_query_chars: int = 32768
+    gossip_fanout: int = 16  # membership updates carried per gossip message
+
+
+@dataclass
+class Counters:
+    received: int = 0
+    answered: int = 0
+    rejected: int = 0
+    forced: int = 0
+    failed: int = 0
+    forwarded: int = 0
+    in_flight: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class AgentNode:
+    def __init__(
+        self, member: Member, policy: Policy, backend: Backend, transport: Transport,
+        config: NodeConfig = NodeConfig(), initial: list[Member] = (), seed: int | None = None,
+    ) -> None:
+        self.name = member.name
+        self.policy, self.backend, self.transport, self.config = policy, backend, transport, config
+        self.membership = Membership(member)
+        self.membership.merge_all(initial)
+        self.table = NeighbourTable(self.membership, config.routing)
+        self.counters = Counters()
+        self.rng = random.Random(seed)
+        self._down: dict[str, asyncio.Event] = {}  # set when a peer is judged dead or gone
+        self._tasks: set[asyncio.Task] = set()
+        self._syncing = False
+        self._stopped = asyncio.Event()
+
+    # -- life cycle ----------------------------------------------------------------------------
+    async def start(self, seeds: list[str] = (), background: bool = True) -> None:
+        """Load the backend, then announce ourselves through the first seed that answers."""
+        await self.backend.start()
+        tried = [s for s in seeds if s != self.name]
+        for seed in tried:
+            try:
+                view = expect(await self.transport.send(seed, encode(Join(member=self.membership.self_entry)), control=True), View)
+            except (PeerUnreachable, ProtocolError) as exc:
+                log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc))
+                continue
+            self._merge(view.members)
+            break
+        else:
+            if tried:
+                raise SwarmError(f"agent {self.name!r} could not join: no seed answered (tried {', '.join(tried)})")
+        if background:
+            self._spawn(self._gossip_loop())
+            self._spawn(self._ping_loop())
+        log.info("agent up", agent=self.name, members=len(self.membership.members))
+
+    async def leave(self) -> None:
+        """Stop taking new queries, tell every peer, finish what is in flight, then stop."""
+        if self.membership.self_entry.state == "left":
+            return
+        goodbye = encode(Leave(member=self.membership.set_self("left")))
+        await asyncio.gather(*(self._send_quietly(p.name, goodbye) for p in self.membership.peers()))
+        deadline = time.monotonic() + self.config.drain_timeout_s
+        while self.counters.in_flight and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        log.info("agent left", agent=self.name, undrained=self.counters.in_flight)
+        await self.stop()
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await self.backend.close()
+
+    # -- the one entry point -------------------------------------------------------------------
+    async def handle(self, data: bytes) -> bytes:
+        """Decode, dispatch, encode. A bad message gets an error reply; nothing raises to the caller."""
+        try:
+            msg_id, body = decode(data)
+        except ProtocolError as exc:
+            log.warning("bad message", agent=self.name, code=exc.code, error=str(exc))
+            return error_reply(exc)
+        handler = self._handlers.get(type(body))
+        if handler is None:
+            return encode(Error(code="unexpected_type", message=f"agent {self.name} does not accept {type(body).__name__} messages"), msg_id)
+        return encode(await handler(self, body), msg_id)
+
+    # -- queries -------------------------------------------------------------------------------
+    async def _on_query(self, q: Query) -> Result:
+        with structlog.contextvars.bound_contextvars(query_id=q.query_id, agent=self.name, hop=len(q.visited)):
+            self.counters.received += 1
+            if q.sender and q.digest and q.digest != self.membership.digest():
+                self._sync_soon(q.sender)
+            if self.membership.self_entry.state != "alive":
+                return _failure(q, "refused", f"agent {self.name} is leaving", [Hop(agent=self.name, decision="refused")])
+            if len(q.text) > self.config.max_query_chars:
+                return _failure(q, "query_too_large", f"query of {len(q.text)} characters exceeds {self.config.max_query_chars}", [])
+            self.counters.in_flight += 1
+            start = time.monotonic()
+            try:
+                result = await self._route(q, start + q.budget_s)
+            finally:
+                self.counters.in_flight -= 1
+            self.counters.latencies.append(time.monotonic() - start)
+            del self.counters.latencies[:-1000]
+            return result
+
+    async def _route(self, q: Query, deadline: float) -> Result:
+        visited = [*q.visited, self.name]
+        candidates = self.table.candidates(set(visited)) if len(visited) < q.max_hops else []
+        trace: list[Hop] = []
+        response = await self._respond(q, deadline, must_answer=not candidates, trace=trace)
+        if response is not None and not response.rejected:
+            return self._answered(q, response, trace, forced=not candidates)
+        if response is not None:
+            self.counters.rejected += 1
+            log.debug("rejected", candidates=candidates)
+        while candidates:
+            peer = candidates[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
+            self.counters.forwarded += 1
+            onward = q.model_copy(update={"budget_s": remaining, "visited": visited, "sender": self.name, "digest": self.membership.digest()})
+            try:
+                reply = await self._forward(peer, onward, remaining)
+            except PeerUnreachable as exc:
+                self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
+                trace.append(Hop(agent=peer, decision="unreachable", detail=str(exc)[:200]))
+                visited.append(peer)
+            except TimeoutError:
+                trace.append(Hop(agent=peer, decision="unreachable", detail="deadline passed waiting for it"))
+                return _failure(q, "deadline_exceeded", f"deadline passed waiting for {peer}", trace)
+            else:
+                trace.extend(reply.trace)
+                if reply.ok or reply.error_code == "deadline_exceeded":
+                    return reply.model_copy(update={"trace": trace})
+                # The peer refused (leaving) or nobody beyond it could answer: try our next candidate.
+                visited.extend(h.agent for h in reply.trace if h.agent not in visited)
+            candidates = self.table.candidates(set(visited)) if len(visited) < q.max_hops else []
+        if deadline <= time.monotonic():
+            return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
+        # Nobody left to ask: the agent holding the query answers anyway.
+        forced = await self._respond(q, deadline, must_answer=True, trace=trace)
+        if forced is not None:
+            return self._answered(q, forced, trace, forced=True)
+        self.counters.failed += 1
+        return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
+
+    async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop]):
+        """Ask the policy; on a backend failure record it in the trace and return None."""
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                r = await self.policy.respond(q.query_id, q.text, q.alpha, self.backend, must_answer)
+        except TimeoutError:
+            trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
+            return None
+        except Exception as exc:  # a broken backend must not lose the query: it moves on
+            log.warning("backend failed", error=repr(exc))
+            trace.append(Hop(agent=self.name, decision="error", detail=repr(exc)[:200]))
+            return None
+        if r.rejected:
+            trace.append(Hop(agent=self.name, decision="reject", seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
+        return r
+
+    def _answered(self, q: Query, r, trace: list[Hop], forced: bool) -> Result:
+        decision = "forced" if forced else "answer"
+        self.counters.forced += forced
+        self.counters.answered += 1
+        trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
+        log.debug("answered", decision=decision)
+        return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)
+
+    async def _forward(self, peer: str, q: Query, timeout: float) -> Result:
+        """Send, but give up as soon as the peer is judged down, so a hung peer is routed around."""
+        down = self._down.setdefault(peer, asyncio.Event())
+        send = asyncio.ensure_future(self.transport.send(peer, encode(q)))
+        watch = asyncio.ensure_future(down.wait())
+        try:
+            done, _ = await asyncio.wait({send, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watch.cancel()
+        if send in done:
+            return expect(send.result(), Result)
+        send.cancel()
+        if watch in done:
+            raise PeerUnreachable(peer, "judged down while the query was with it", permanent=True)
+        raise TimeoutError
+
+    # -- membership ----------------------------------------------------------------------------
+    async def _on_join(self, j: Join) -> View:
+        self._merge([j.member])
+        return View(digest=self.membership.digest(), members=self.membership.view())
+
+    async def _on_gossip(self, g: Gossip) -> Gossip | View:
+        self._merge(g.updates)
+        if g.full:
+            return View(digest=self.membership.digest(), members=self.membership.view())
+        return Gossip(digest=self.membership.digest(), updates=self.membership.take_updates(self.config.gossip_fanout))
+
+    async def _on_leave(self, msg: Leave) -> Ack:
+        self._merge([msg.member])
+        return Ack()
+
+    async def _on_ping(self, _: Ping) -> Pong:
+        me = self.membership.self_entry
+        return Pong(name=me.name, incarnation=me.incarnation)
+
+    async def _on_status(self, _: StatusRequest) -> Status:
+        me, c = self.membership.self_entry, self.counters
+        return Status(
+            name=me.name, state=me.state, cost=me.cost, incarnation=me.incarnation, in_flight=c.in_flight,
+            received=c.received, answered=c.answered, rejected=c.rejected, forced=c.forced, failed=c.failed,
+            forwarded=c.forwarded, members=self.membership.view(),
+        )
+
+    _handlers = {Query: _on_query, Join: _on_join, Gossip: _on_gossip, Leave: _on_leave, Ping: _on_ping, StatusRequest: _on_status}
+
+    def _merge(self, entries: list[Member]) -> None:
+        for m in self.membership.merge_all(entries):
+            self._note_change(m)
+
+    def _judge(self, peer: str, state: str, why: str) -> None:
+        if self.membership.mark(peer, state):
+            log.warning("peer judged " + state, agent=self.name, peer=peer, reason=why[:200])
+            self._note_change(self.membership.members[peer])
+
+    def _note_change(self, m: Member) -> None:
+        if m.name == self.name:
+            return
+        if m.state in ("dead", "left"):
+            self._down.setdefault(m.name, asyncio.Event()).set()
+            self.transport.forget(m.name)
+        elif m.state == "alive":
+            self._down.pop(m.name, None)  # a rejoined agent starts with a clean slate
+        log.info("member " + m.state, agent=self.name, peer=m.name, incarnation=m.incarnation)
+
+    async def gossip_round(self) -> None:
+        """One push-pull exchange with a random peer; a full view exchange if we still disagree."""
+        peer = self.membership.random_peer(self.rng)
+        if peer is not None:
+            await self._gossip_with(peer.name)
+
+    async def _gossip_with(self, peer: str) -> None:
+        updates = self.membership.take_updates(self.config.gossip_fanout)
+        try:
+            reply = expect(await self.transport.send(peer, encode(Gossip(digest=self.membership.digest(), updates=updates)), control=True), Gossip)
+            self._merge(reply.updates)
+            if reply.digest != self.membership.digest() and not reply.updates and not updates:
+                full = Gossip(digest=self.membership.digest(), updates=self.membership.view(), full=True)
+                view = expect(await self.transport.send(peer, encode(full), control=True), View)
+                self._merge(view.members)
+        except PeerUnreachable as exc:
+            self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
+        except ProtocolError as exc:
+            log.warning("gossip refused", agent=self.name, peer=peer, error=str(exc))
+
+    def _sync_soon(self, peer: str) -> None:
+        if not self._syncing:
+            self._syncing = True
+            self._spawn(self._sync(peer))
+
+    async def _sync(self, peer: str) -> None:
+        try:
+            await self._gossip_with(peer)
+        finally:
+            self._syncing = False
+
+    async def ping_round(self) -> None:
+        """Probe one random peer; no reply in time makes it a suspect, an old suspicion makes it dead."""
+        peer = self.membership.random_peer(self.rng)
+        if peer is not None:
+            try:
+                async with asyncio.timeout(self.config.ping_timeout_s):
+                    expect(await self.transport.send(peer.name, encode(Ping(sender=self.name))), Pong)
+            except TimeoutError:
+                self._judge(peer.name, "suspect", "no reply to ping")
+            except PeerUnreachable as exc:
+                self._judge(peer.name, "dead" if exc.permanent else "suspect", str(exc))
+            except ProtocolError:
+                pass
+        for name in self.membership.expire_suspects(self.config.suspect_timeout_s):
+            log.warning("suspect expired", agent=self.name, peer=name)
+            self._note_change(self.membership.members[name])
+
+    async def _gossip_loop(self) -> None:
+        await self._every(self.config.gossip_interval_s, self.gossip_round)
+
+    async def _ping_loop(self) -> None:
+        await self._every(self.config.ping_interval_s, self.ping_round)
+
+    async def _every(self, interval: float, step) -> None:
+        while not self._stopped.is_set():
+            # Jitter keeps the agents of a swarm from probing in lock step.
+            await asyncio.sleep(interval * self.rng.uniform(0.8, 1.2))
+            try:
+                await step()
+            except Exception as exc:  # a background round must never die silently
+                log.error("background round failed", agent=self.name, error=repr(exc))
+
+    async def _send_quietly(self, peer: str, data: bytes) -> None:
+        with contextlib.suppress(PeerUnreachable, ProtocolError, TimeoutError):
+            async with asyncio.timeout(self.config.ping_timeout_s):
+                await self.transport.send(peer, data, control=True)
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _failure(q: Query, code: str, message: str, trace: list[Hop]) -> Result:
+    return Result(query_id=q.query_id, ok=False, error_code=code, error=message, trace=trace)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    # asyncio's loop clock is time.monotonic on every platform we run on; convert defensively.
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())

@@ -100,7 +100,7 @@ class ReplayBackend(Backend):
         return Generation(text, len(request.query.split()), len(text.split()), time.perf_counter() - start)
 
 
-def synthesize_table(n: int = 500, models: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5"), seed: int = 0) -> list[dict]:
+def synthesize_table(n: int = 500, models: tuple[str, ...] = ("m1", "m2", "m3", "m4", "m5"), seed: int = 1) -> list[dict]:
     """A deterministic arithmetic replay table for a ladder of models whose competence rises with
     rank and falls with difficulty (1 to 5), so that routing has something to gain.
 

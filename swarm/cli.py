@@ -1,0 +1,241 @@
+"""The `swarm` command: launch, ask, status, add, remove, down, demo, schema.
+
+A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
+starts when none is running); later commands attach to it by name. User mistakes end in a
+one-line `error: ...` and exit status 1 or 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from swarm.errors import QueryError, SwarmError
+
+DEMO_QUESTIONS = 40
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (SwarmError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except ConnectionError as exc:
+        print(f"error: cannot reach Ray: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="swarm", description="Distributed self-routing LLM agents on Ray.")
+    sub = p.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run, help: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=help, description=help)
+        c.set_defaults(run=run)
+        return c
+
+    c = command("launch", _launch, "start a swarm from a topology file; it keeps running after this command exits")
+    c.add_argument("topology", type=Path)
+    c.add_argument("--name", help="swarm name (default: the topology's name)")
+    c.add_argument("--address", help="Ray cluster address (default: the running local cluster, started if none)")
+
+    c = command("ask", _ask, "ask a running swarm one question")
+    c.add_argument("swarm")
+    c.add_argument("question")
+    _scenario_args(c)
+    c.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
+    c.add_argument("--address", default="auto")
+
+    c = command("status", _status, "show every agent's state, load and answer rate")
+    c.add_argument("swarm")
+    c.add_argument("--json", action="store_true")
+    c.add_argument("--address", default="auto")
+
+    c = command("add", _add, "add an agent (a YAML file holding one agent) to a running swarm")
+    c.add_argument("swarm")
+    c.add_argument("agent_file", type=Path)
+    c.add_argument("--seeds", nargs="*", help="agents the newcomer greets (default: the topology's seeds)")
+    c.add_argument("--address", default="auto")
+
+    c = command("remove", _remove, "remove an agent gracefully (it drains first); --kill crashes it instead")
+    c.add_argument("swarm")
+    c.add_argument("agent")
+    c.add_argument("--kill", action="store_true")
+    c.add_argument("--address", default="auto")
+
+    c = command("down", _down, "stop every agent of a swarm")
+    c.add_argument("swarm")
+    c.add_argument("--stop-ray", action="store_true", help="also stop the local Ray cluster")
+    c.add_argument("--address", default="auto")
+
+    c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
+    c.add_argument("topology", type=Path, nargs="?", default=_shipped("quickstart.yaml"))
+    c.add_argument("-n", type=int, default=DEMO_QUESTIONS, help="how many questions from the replay table")
+    _scenario_args(c)
+
+    c = command("schema", _schema, "print the topology JSON Schema (for editors)")
+    return p
+
+
+def _scenario_args(c: argparse.ArgumentParser) -> None:
+    c.add_argument("--scenario", choices=["performance_first", "balance", "cost_first"])
+    c.add_argument("--alpha", type=float, help="cost weight in [0, 1] instead of a named scenario")
+
+
+def _shipped(name: str) -> Path:
+    return Path(__file__).resolve().parent.parent / "topologies" / name
+
+
+def _launch(args) -> int:
+    import swarm
+    from swarm.topology import load_topology
+
+    topo = load_topology(args.topology)  # a broken file fails before any cluster is started
+    address = args.address or _ensure_local_cluster()
+    s = swarm.launch(topo, address=address, name=args.name)
+    print(f"swarm {s.name!r} is up with {len(s.entries())} agents; ask it with: swarm ask {s.name} \"...\"")
+    _print_status(s.status())
+    return 0
+
+
+def _ask(args) -> int:
+    import swarm
+
+    s = swarm.attach(args.swarm, args.address)
+    try:
+        a = s.ask(args.question, scenario=args.scenario, alpha=args.alpha)
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"query_id": a.query_id, "text": a.text, "agent": a.agent, "cost": a.cost, "hops": a.hops,
+                          "latency_s": a.latency_s, "trace": [h.model_dump() for h in a.trace]}, indent=2))
+    else:
+        print(a.text)
+        print(f"-- answered by {a.agent} (cost {a.cost}) after {a.hops} hop(s) in {a.latency_s * 1000:.1f} ms: "
+              + " -> ".join(f"{h.agent}:{h.decision}" for h in a.trace))
+    return 0
+
+
+def _status(args) -> int:
+    import swarm
+
+    rows = swarm.attach(args.swarm, args.address).status()
+    if args.json:
+        print(json.dumps([dict(r.__dict__, answer_rate=r.answer_rate) for r in rows], indent=2))
+    else:
+        _print_status(rows)
+    return 0
+
+
+def _add(args) -> int:
+    import swarm
+
+    s = swarm.attach(args.swarm, args.address)
+    name = s.add_agent(args.agent_file, seeds=args.seeds)
+    print(f"agent {name!r} joined swarm {s.name!r}")
+    return 0
+
+
+def _remove(args) -> int:
+    import swarm
+
+    s = swarm.attach(args.swarm, args.address)
+    (s.kill_agent if args.kill else s.remove_agent)(args.agent)
+    print(f"agent {args.agent!r} {'killed' if args.kill else 'left'}")
+    return 0
+
+
+def _down(args) -> int:
+    import swarm
+
+    try:
+        swarm.attach(args.swarm, args.address).shutdown()
+        print(f"swarm {args.swarm!r} stopped")
+    finally:
+        if args.stop_ray:
+            subprocess.run([_ray_cli(), "stop"], check=False, capture_output=True)
+    return 0
+
+
+def _demo(args) -> int:
+    import swarm
+    from swarm.backends.replay import ReplayTable
+    from swarm.topology import load_topology
+
+    topo = load_topology(args.topology)
+    table = ReplayTable.load(topo.agents[0].backend.table)
+    rows = table.rows[: args.n]
+    print(f"launching {topo.name!r}: {len(topo.agents)} agents on a local Ray cluster ...", flush=True)
+    s = swarm.launch(topo, address="local")
+    try:
+        outcomes = s.ask_many([r["query"] for r in rows], scenario=args.scenario, alpha=args.alpha)
+        first = outcomes[0]
+        if not isinstance(first, QueryError):
+            print(f"\nQ: {rows[0]['query']}\nA: {first.text}   (by {first.agent}, path {' -> '.join(first.path)})")
+        _print_routing(s, rows, outcomes)
+    finally:
+        s.shutdown()
+        import ray
+
+        ray.shutdown()
+    return 0
+
+
+def _print_routing(s, rows, outcomes) -> None:
+    by_agent: dict[str, list[int]] = {}
+    failed = 0
+    for row, out in zip(rows, outcomes, strict=True):
+        if isinstance(out, QueryError):
+            failed += 1
+            continue
+        by_agent.setdefault(out.agent, []).append(int(out.text.rsplit(":", 1)[-1].strip() == str(row.get("gold"))))
+    print(f"\n{len(rows)} questions, {failed} failed. Where they were answered:")
+    print(f"{'agent':<10}{'cost':>6}{'answered':>10}{'accuracy':>10}")
+    for st in s.status():
+        got = by_agent.get(st.name, [])
+        acc = f"{sum(got) / len(got):.2f}" if got else "-"
+        print(f"{st.name:<10}{st.cost:>6.2f}{len(got):>10}{acc:>10}")
+
+
+def _print_status(rows) -> None:
+    print(f"{'agent':<12}{'state':<12}{'cost':>6}{'in flight':>10}{'received':>10}{'answered':>10}{'rejected':>10}{'answer rate':>12}")
+    for r in rows:
+        print(f"{r.name:<12}{r.state:<12}{r.cost:>6.2f}{r.in_flight:>10}{r.received:>10}{r.answered:>10}{r.rejected:>10}{r.answer_rate:>12.2f}")
+
+
+def _schema(args) -> int:
+    from swarm.topology import topology_json_schema
+
+    print(json.dumps(topology_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def _ray_cli() -> str:
+    return shutil.which("ray") or str(Path(sys.executable).parent / "ray")
+
+
+def _ensure_local_cluster() -> str:
+    """Reuse a running local Ray cluster, or start one that outlives this command."""
+    probe = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, env=dict(os.environ, RAY_ADDRESS="auto"))
+    if probe.returncode != 0:
+        print("starting a local Ray cluster (ray start --head) ...", flush=True)
+        started = subprocess.run(
+            [_ray_cli(), "start", "--head", "--disable-usage-stats", "--include-dashboard=false"], capture_output=True, text=True,
+        )
+        if started.returncode != 0:
+            raise SwarmError(f"could not start a local Ray cluster: {started.stderr.strip().splitlines()[-1:]}")
+    return "auto"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Integration tests on a real local Ray cluster: one async actor per agent, routing peer to peer."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+import swarm
+from swarm.backends.replay import ReplayTable
+from swarm.protocol import Query, Result, decode, encode
+from swarm.topology import parse_topology
+
+pytestmark = pytest.mark.ray
+DATA = Path(__file__).resolve().parent.parent / "topologies" / "data"
+TABLE = ReplayTable.load(DATA / "arith-replay.jsonl")
+QUESTIONS = TABLE.queries()
+FAST_FAILURE_DETECTION = "gossip_interval_s: 0.1, ping_interval_s: 0.2, ping_timeout_s: 0.5, suspect_timeout_s: 0.5"
+
+
+def cascade(name: str, latency_ms: float = 0, agents: int = 5, defaults: str = FAST_FAILURE_DETECTION, reject_ms: float = 0) -> swarm.Topology:
+    rows = "\n".join(
+        f"  - {{name: m{i}, cost: {0.1 + 0.2 * (i - 1):.1f}, "
+        f"backend: {{kind: replay, table: arith-replay.jsonl, latency_ms: {latency_ms}, reject_latency_ms: {reject_ms}}}"
+        + (", policy: {kind: always_answer}}" if i == agents else "}")
+        for i in range(1, agents + 1)
+    )
+    return parse_topology(f"name: {name}\ndefaults: {{deadline_s: 30, {defaults}}}\nagents:\n{rows}\n", base_dir=DATA)
+
+
+@pytest.fixture
+def launched(ray_cluster, request):
+    """Launch topologies and always shut them down, whatever the test did."""
+    running: list[swarm.Swarm] = []
+
+    def _launch(topology) -> swarm.Swarm:
+        s = swarm.launch(topology)
+        running.append(s)
+        return s
+
+    yield _launch
+    for s in running:
+        s.shutdown()
+
+
+def in_background(fn, *args, **kwargs):
+    """Run a blocking call (a stream of queries) in a thread while the test changes the swarm."""
+    box: dict = {}
+    thread = threading.Thread(target=lambda: box.setdefault("out", fn(*args, **kwargs)), daemon=True)
+    thread.start()
+    return thread, box
+
+
+def answers_only(outcomes):
+    return [o for o in outcomes if isinstance(o, swarm.Answer)]
+
+
+def test_cascade_end_to_end(launched):
+    s = launched(cascade("e2e"))
+    a = s.ask("What is 17 + 25?", scenario="balance")
+    assert a.text == "The answer is: 42" and a.agent == "m1" and a.hops == 0
+    assert [h.decision for h in a.trace] == ["answer"]
+
+    outcomes = s.ask_many(QUESTIONS[:200], scenario="balance", concurrency=32)
+    answers = answers_only(outcomes)
+    assert len(answers) == 200
+    for ans in answers:  # the path is the cascade order up to the agent that answered
+        path = ans.path
+        assert path == [f"m{i}" for i in range(1, len(path) + 1)] and path[-1] == ans.agent
+        assert all(h.decision == "reject" for h in ans.trace[:-1])
+        assert ans.trace[-1].decision in ("answer", "forced")
+    by_agent = collections.Counter(a.agent for a in answers)
+    assert set(by_agent) == {"m1", "m2", "m3", "m4", "m5"}, by_agent
+
+    # Cost First sends more work to the cheap end than Performance First (answer when p > (1-alpha)^0.5).
+    cheap = lambda outs: sum(a.agent in ("m1", "m2") for a in answers_only(outs))  # noqa: E731
+    assert cheap(s.ask_many(QUESTIONS[:200], scenario="cost_first")) > cheap(s.ask_many(QUESTIONS[:200], scenario="performance_first"))
+
+    status = {st.name: st for st in s.status()}
+    assert status["m1"].received >= 601 and status["m5"].rejected == 0 and all(st.state == "alive" for st in status.values())
+
+
+def test_mesh_with_cycles_never_loops(launched):
+    s = launched(Path(__file__).resolve().parent.parent / "topologies" / "mesh-replay.yaml")
+    outcomes = s.ask_many(QUESTIONS[:150], scenario="performance_first")
+    answers = answers_only(outcomes)
+    assert len(answers) == 150
+    for a in answers:
+        assert len(a.path) == len(set(a.path)), a.path
+        costs = [s.topology.agent(n).cost for n in a.path]
+        assert costs == sorted(costs)  # always towards a stronger agent
+    assert max(a.hops for a in answers) >= 2
+
+
+def test_add_agent_under_load(launched):
+    s = launched(cascade("grow", latency_ms=2, agents=3))
+    thread, box = in_background(s.ask_many, QUESTIONS * 2, concurrency=16)
+    time.sleep(1.0)
+    newcomer = {"name": "m2b", "cost": 0.2, "backend": {"kind": "replay", "table": str(DATA / "arith-replay.jsonl"), "model": "m4"}}
+    s.add_agent(newcomer)
+    thread.join(timeout=120)
+    outcomes = box["out"]
+    assert len(outcomes) == 1000 and len(answers_only(outcomes)) == 1000
+    # Once gossip spread the join, queries m1 rejected went to the newcomer (the next stronger peer).
+    later = s.ask_many(QUESTIONS[:200])
+    assert any(a.agent == "m2b" for a in answers_only(later))
+    assert {st.name for st in s.status()} == {"m1", "m2", "m2b", "m3"}
+
+
+def test_remove_agent_under_load(launched):
+    s = launched(cascade("shrink", latency_ms=2))
+    thread, box = in_background(s.ask_many, QUESTIONS * 2, concurrency=32)
+    time.sleep(1.0)
+    s.remove_agent("m3")
+    removed_at = time.monotonic()
+    thread.join(timeout=120)
+    outcomes = box["out"]
+    assert len(answers_only(outcomes)) == 1000  # nothing lost while m3 drained and left
+    late = s.ask_many(QUESTIONS[:200])
+    assert all("m3" not in a.path for a in answers_only(late)) and len(answers_only(late)) == 200
+    assert "m3" not in {st.name for st in s.status()}
+    assert time.monotonic() - removed_at < 60
+
+
+def test_kill_agent_mid_flight_loses_nothing(launched):
+    s = launched(cascade("crash", latency_ms=200, reject_ms=50))
+    queries = QUESTIONS[:500]
+    thread, box = in_background(s.ask_many, queries, concurrency=100)
+    time.sleep(1.0)
+    assert thread.is_alive()
+    s.kill_agent("m3")
+    thread.join(timeout=180)
+    outcomes = box["out"]
+    assert len(outcomes) == 500 and all(isinstance(o, (swarm.Answer, swarm.QueryError)) for o in outcomes)
+    ids = [o.query_id for o in outcomes]
+    assert len(set(ids)) == 500  # one outcome per query: none answered twice, none dropped
+    answers = answers_only(outcomes)
+    assert len(answers) >= 495, collections.Counter(type(o).__name__ for o in outcomes)
+    assert any(h.decision == "unreachable" and h.agent == "m3" for a in answers for h in a.trace)
+    after = s.ask_many(QUESTIONS[:100])
+    assert len(answers_only(after)) == 100 and all("m3" not in a.path for a in answers_only(after))
+
+
+def test_dead_entry_agent_client_retries_next_entry(launched):
+    s = launched(cascade("entry", agents=3))
+    s.kill_agent("m1")
+    a = s.ask("What is 17 + 25?")
+    assert a.entry == "m2" and a.agent in ("m2", "m3")
+
+
+def test_hung_agent_is_detected_and_routed_around(launched):
+    s = launched(cascade("hung", agents=3))
+    hard = [row["query"] for row in TABLE.rows if row["difficulty"] == 3][:20]  # m1 rejects these, m2 answers
+    s._handle("m2").freeze.remote(8.0)  # m2's event loop is blocked: alive to Ray, dead to the swarm
+    time.sleep(0.3)
+    began = time.monotonic()
+    outcomes = s.ask_many(hard, scenario="balance", deadline_s=20)
+    answers = answers_only(outcomes)
+    assert len(answers) == 20 and all(a.agent == "m3" for a in answers)
+    assert time.monotonic() - began < 8.0  # routed around before m2 woke up, not after a timeout
+    time.sleep(8)
+
+
+def test_malformed_and_oversize_messages_get_error_replies(launched):
+    s = launched(cascade("wire", agents=2))
+    actor = s._handle("m1")
+    for junk, code in [(b"\xc1junk", "malformed"), (b"\x92\x01\x02", "malformed"), (b"x" * (5 * 1024 * 1024), "oversize")]:
+        _, reply = decode(ray.get(actor.handle.remote(junk)))
+        assert reply.code == code
+    future = encode(Query(query_id="q", text="hi", alpha=0.5, budget_s=5, max_hops=4))
+    future = future.replace(b"\x92\x01\x00", b"\x92\x07\x00")  # protocol version 7.0
+    assert decode(ray.get(actor.handle.remote(future)))[1].code == "unsupported_version"
+    # and the agent keeps serving
+    ok = ray.get(actor.handle.remote(encode(Query(query_id="q2", text="What is 17 + 25?", alpha=0.5, budget_s=5, max_hops=4))))
+    assert isinstance(decode(ok)[1], Result) and decode(ok)[1].ok
+    with pytest.raises(swarm.QueryTooLarge, match="exceeds this swarm's limit"):
+        s.ask("x" * 10_000_000)
+
+
+def test_attach_from_another_process(launched, tmp_path):
+    import subprocess
+    import sys
+
+    s = launched(cascade("shared", agents=2))
+    address = ray.get_runtime_context().gcs_address
+    cli = [sys.executable, "-m", "swarm.cli"]
+    ask = subprocess.run([*cli, "ask", "shared", "What is 17 + 25?", "--address", address], capture_output=True, text=True, timeout=120)
+    assert ask.returncode == 0, ask.stderr
+    assert "The answer is: 42" in ask.stdout and "answered by m1" in ask.stdout
+    status = subprocess.run([*cli, "status", "shared", "--address", address, "--json"], capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0, status.stderr
+    assert '"name": "m2"' in status.stdout
+    missing = subprocess.run([*cli, "ask", "nope", "hi", "--address", address], capture_output=True, text=True, timeout=120)
+    assert missing.returncode == 1 and "no swarm named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
+    assert s.entries() == ["m1", "m2"]

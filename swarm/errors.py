@@ -20,7 +20,7 @@ class ProtocolError(SwarmError):
     """A message that cannot be decoded or does not match its schema."""
 
     def __init__(self, code: str, message: str) -> None:
-        self.code = code
+        self.code, self.message = code, message
         super().__init__(f"{code}: {message}")
 
 

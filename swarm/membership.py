@@ -27,6 +27,8 @@ class Membership:
         self.clock = clock
         self.retransmit = retransmit
         self._pending: dict[str, int] = {}  # name -> gossip transmissions left for its latest change
+        self._changed_at: dict[str, int] = {}  # name -> version of its latest change (newest news goes first)
+        self.version = 0  # bumped on every change; caches derived from the map key on it
         self._suspected_at: dict[str, float] = {}
         self._digest: str | None = None
 
@@ -60,18 +62,19 @@ class Membership:
         return self._digest
 
     # -- changing ------------------------------------------------------------------------------
-    def merge(self, incoming: Member) -> bool:
-        """Apply one entry heard from a peer; True when it changed the map."""
+    def merge(self, incoming: Member, spread: bool = True) -> bool:
+        """Apply one entry heard from a peer; True when it changed the map. `spread=False` for bulk
+        views (bootstrap, full sync): that is old news, and gossiping it would crowd out new news."""
         if incoming.name == self.me:
             return self._maybe_refute(incoming)
         current = self.members.get(incoming.name)
         if current is not None and not _newer(incoming, current):
             return False
-        self._set(incoming.model_copy())
+        self._set(incoming.model_copy(), spread)
         return True
 
-    def merge_all(self, entries: Iterable[Member]) -> list[Member]:
-        return [m for m in entries if self.merge(m)]
+    def merge_all(self, entries: Iterable[Member], spread: bool = True) -> list[Member]:
+        return [m for m in entries if self.merge(m, spread)]
 
     def mark(self, name: str, state: MemberState) -> bool:
         """Local judgement about a peer (suspect after a missed ping, dead after a failed send)."""
@@ -96,8 +99,8 @@ class Membership:
         return expired
 
     def take_updates(self, limit: int = 16) -> list[Member]:
-        """The changes still owed to the swarm, most-owed first; each call spends one transmission."""
-        names = sorted(self._pending, key=lambda n: -self._pending[n])[:limit]
+        """The changes still owed to the swarm, newest first; each call spends one transmission."""
+        names = sorted(self._pending, key=lambda n: -self._changed_at[n])[:limit]
         for name in names:
             self._pending[name] -= 1
             if self._pending[name] <= 0:
@@ -114,10 +117,13 @@ class Membership:
         self._set(me.model_copy(update={"incarnation": incoming.incarnation + 1}))
         return True
 
-    def _set(self, member: Member) -> None:
+    def _set(self, member: Member, spread: bool = True) -> None:
         self.members[member.name] = member
         self._digest = None
-        self._pending[member.name] = self.retransmit * max(1, math.ceil(math.log2(len(self.members) + 1)))
+        self.version += 1
+        if spread:
+            self._pending[member.name] = self.retransmit * max(1, math.ceil(math.log2(len(self.members) + 1)))
+            self._changed_at[member.name] = self.version
         if member.state == "suspect":
             self._suspected_at.setdefault(member.name, self.clock())
         else:

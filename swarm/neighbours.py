@@ -9,6 +9,7 @@ are tried only after every alive one.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Literal
 
 from swarm.membership import Membership
@@ -21,6 +22,8 @@ class NeighbourTable:
     def __init__(self, membership: Membership, routing: Routing = "cascade") -> None:
         self.membership = membership
         self.routing = routing
+        self._order: list[str] = []
+        self._order_version = -1
 
     def neighbours(self) -> list[Member]:
         me = self.membership.self_entry
@@ -29,14 +32,25 @@ class NeighbourTable:
             return peers
         return [p for p in peers if p.name in me.links or me.name in p.links]
 
-    def candidates(self, visited: set[str] | frozenset[str] = frozenset()) -> list[str]:
-        """Stronger, reachable, unvisited neighbours in the order they should be tried."""
-        me = self.membership.self_entry
-        mine = (me.cost, me.name)
-        stronger = [p for p in self.neighbours() if (p.cost, p.name) > mine and p.name not in visited]
-        stronger.sort(key=lambda p: (p.state != "alive", p.cost, p.name))
-        return [p.name for p in stronger]
+    def _stronger(self) -> list[str]:
+        """Stronger reachable neighbours in trying order; rebuilt only when membership changes,
+        so a hop costs a scan of this list, not a sort of the whole swarm."""
+        if self._order_version != self.membership.version:
+            me = self.membership.self_entry
+            mine = (me.cost, me.name)
+            stronger = [p for p in self.neighbours() if (p.cost, p.name) > mine]
+            stronger.sort(key=lambda p: (p.state != "alive", p.cost, p.name))
+            self._order = [p.name for p in stronger]
+            self._order_version = self.membership.version
+        return self._order
 
-    def next_hop(self, visited: set[str] | frozenset[str] = frozenset()) -> str | None:
-        found = self.candidates(visited)
-        return found[0] if found else None
+    def candidates(self, visited: Collection[str] = ()) -> list[str]:
+        """Stronger, reachable, unvisited neighbours in the order they should be tried."""
+        skip = set(visited)
+        return [n for n in self._stronger() if n not in skip]
+
+    def next_hop(self, visited: Collection[str] = ()) -> str | None:
+        for name in self._stronger():
+            if name not in visited:
+                return name
+        return None

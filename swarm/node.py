@@ -63,7 +63,7 @@ class AgentNode:
         self.name = member.name
         self.policy, self.backend, self.transport, self.config = policy, backend, transport, config
         self.membership = Membership(member)
-        self.membership.merge_all(initial)
+        self.membership.merge_all(initial, spread=False)
         self.table = NeighbourTable(self.membership, config.routing)
         self.counters = Counters()
         self.rng = random.Random(seed)
@@ -79,11 +79,11 @@ class AgentNode:
         tried = [s for s in seeds if s != self.name]
         for seed in tried:
             try:
-                view = expect(await self.transport.send(seed, encode(Join(member=self.membership.self_entry)), control=True), View)
-            except (PeerUnreachable, ProtocolError) as exc:
-                log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc))
+                view = await self._call(seed, Join(member=self.membership.self_entry), View)
+            except (PeerUnreachable, ProtocolError, TimeoutError) as exc:
+                log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc) or "timeout")
                 continue
-            self._merge(view.members)
+            self._merge(view.members, spread=False)
             break
         else:
             if tried:
@@ -94,7 +94,8 @@ class AgentNode:
         log.info("agent up", agent=self.name, members=len(self.membership.members))
 
     async def leave(self) -> None:
-        """Stop taking new queries, tell every peer, finish what is in flight, then stop."""
+        """Stop taking new queries and tell every peer (so none sends more), finish what is in
+        flight, then stop. Peers do not abandon queries they already sent here: we drain them."""
         if self.membership.self_entry.state == "left":
             return
         goodbye = encode(Leave(member=self.membership.set_self("left")))
@@ -133,7 +134,8 @@ class AgentNode:
             if self.membership.self_entry.state != "alive":
                 return _failure(q, "refused", f"agent {self.name} is leaving", [Hop(agent=self.name, decision="refused")])
             if len(q.text) > self.config.max_query_chars:
-                return _failure(q, "query_too_large", f"query of {len(q.text)} characters exceeds {self.config.max_query_chars}", [])
+                message = f"query of {len(q.text)} characters exceeds {self.config.max_query_chars}"
+                return _failure(q, "query_too_large", message, [Hop(agent=self.name, decision="refused", detail=message)])
             self.counters.in_flight += 1
             start = time.monotonic()
             try:
@@ -146,16 +148,15 @@ class AgentNode:
 
     async def _route(self, q: Query, deadline: float) -> Result:
         visited = [*q.visited, self.name]
-        candidates = self.table.candidates(set(visited)) if len(visited) < q.max_hops else []
+        peer = self._next_hop(q, visited)
         trace: list[Hop] = []
-        response = await self._respond(q, deadline, must_answer=not candidates, trace=trace)
+        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace)
         if response is not None and not response.rejected:
-            return self._answered(q, response, trace, forced=not candidates)
+            return self._answered(q, response, trace, forced=peer is None)
         if response is not None:
             self.counters.rejected += 1
-            log.debug("rejected", candidates=candidates)
-        while candidates:
-            peer = candidates[0]
+            log.debug("rejected", next_hop=peer)
+        while peer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
@@ -167,6 +168,10 @@ class AgentNode:
                 self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
                 trace.append(Hop(agent=peer, decision="unreachable", detail=str(exc)[:200]))
                 visited.append(peer)
+            except ProtocolError as exc:  # it answered, but not with a Result we can use (e.g. a newer protocol)
+                self._judge(peer, "suspect", str(exc))
+                trace.append(Hop(agent=peer, decision="error", detail=str(exc)[:200]))
+                visited.append(peer)
             except TimeoutError:
                 trace.append(Hop(agent=peer, decision="unreachable", detail="deadline passed waiting for it"))
                 return _failure(q, "deadline_exceeded", f"deadline passed waiting for {peer}", trace)
@@ -174,17 +179,20 @@ class AgentNode:
                 trace.extend(reply.trace)
                 if reply.ok or reply.error_code == "deadline_exceeded":
                     return reply.model_copy(update={"trace": trace})
-                # The peer refused (leaving) or nobody beyond it could answer: try our next candidate.
-                visited.extend(h.agent for h in reply.trace if h.agent not in visited)
-            candidates = self.table.candidates(set(visited)) if len(visited) < q.max_hops else []
+                # The peer refused (leaving, too large) or nobody beyond it could answer: try our next candidate.
+                visited.extend(dict.fromkeys(h.agent for h in reply.trace if h.agent not in visited))
+            peer = self._next_hop(q, visited)
         if deadline <= time.monotonic():
             return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
-        # Nobody left to ask: the agent holding the query answers anyway.
-        forced = await self._respond(q, deadline, must_answer=True, trace=trace)
+        # Nobody left to ask: the agent holding the query answers anyway (unless its backend just failed).
+        forced = None if response is None else await self._respond(q, deadline, must_answer=True, trace=trace)
         if forced is not None:
             return self._answered(q, forced, trace, forced=True)
         self.counters.failed += 1
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
+
+    def _next_hop(self, q: Query, visited: list[str]) -> str | None:
+        return self.table.next_hop(visited) if len(visited) < q.max_hops else None
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop]):
         """Ask the policy; on a backend failure record it in the trace and return None."""
@@ -232,7 +240,7 @@ class AgentNode:
         return View(digest=self.membership.digest(), members=self.membership.view())
 
     async def _on_gossip(self, g: Gossip) -> Gossip | View:
-        self._merge(g.updates)
+        self._merge(g.updates, spread=not g.full)
         if g.full:
             return View(digest=self.membership.digest(), members=self.membership.view())
         return Gossip(digest=self.membership.digest(), updates=self.membership.take_updates(self.config.gossip_fanout))
@@ -255,8 +263,8 @@ class AgentNode:
 
     _handlers = {Query: _on_query, Join: _on_join, Gossip: _on_gossip, Leave: _on_leave, Ping: _on_ping, StatusRequest: _on_status}
 
-    def _merge(self, entries: list[Member]) -> None:
-        for m in self.membership.merge_all(entries):
+    def _merge(self, entries: list[Member], spread: bool = True) -> None:
+        for m in self.membership.merge_all(entries, spread):
             self._note_change(m)
 
     def _judge(self, peer: str, state: str, why: str) -> None:
@@ -267,7 +275,8 @@ class AgentNode:
     def _note_change(self, m: Member) -> None:
         if m.name == self.name:
             return
-        if m.state in ("dead", "left"):
+        if m.state == "dead":
+            # Only death abandons queries already sent there: a leaving agent drains them.
             self._down.setdefault(m.name, asyncio.Event()).set()
             self.transport.forget(m.name)
         elif m.state == "alive":
@@ -283,12 +292,14 @@ class AgentNode:
     async def _gossip_with(self, peer: str) -> None:
         updates = self.membership.take_updates(self.config.gossip_fanout)
         try:
-            reply = expect(await self.transport.send(peer, encode(Gossip(digest=self.membership.digest(), updates=updates)), control=True), Gossip)
+            reply = await self._call(peer, Gossip(digest=self.membership.digest(), updates=updates), Gossip)
             self._merge(reply.updates)
             if reply.digest != self.membership.digest() and not reply.updates and not updates:
+                # Epidemic spreading is over and we still disagree: exchange whole views once.
                 full = Gossip(digest=self.membership.digest(), updates=self.membership.view(), full=True)
-                view = expect(await self.transport.send(peer, encode(full), control=True), View)
-                self._merge(view.members)
+                self._merge((await self._call(peer, full, View)).members, spread=False)
+        except TimeoutError:
+            self._judge(peer, "suspect", "no reply to gossip")
         except PeerUnreachable as exc:
             self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
         except ProtocolError as exc:
@@ -310,8 +321,7 @@ class AgentNode:
         peer = self.membership.random_peer(self.rng)
         if peer is not None:
             try:
-                async with asyncio.timeout(self.config.ping_timeout_s):
-                    expect(await self.transport.send(peer.name, encode(Ping(sender=self.name))), Pong)
+                await self._call(peer.name, Ping(sender=self.name), Pong, control=False)
             except TimeoutError:
                 self._judge(peer.name, "suspect", "no reply to ping")
             except PeerUnreachable as exc:
@@ -336,6 +346,12 @@ class AgentNode:
                 await step()
             except Exception as exc:  # a background round must never die silently
                 log.error("background round failed", agent=self.name, error=repr(exc))
+
+    async def _call(self, peer: str, body, reply_type, control: bool = True):
+        """One membership request, bounded by the ping timeout so a hung peer cannot stall us.
+        Pings travel on the query lane on purpose: a stuck query loop must fail them."""
+        async with asyncio.timeout(self.config.ping_timeout_s):
+            return expect(await self.transport.send(peer, encode(body), control=control), reply_type)
 
     async def _send_quietly(self, peer: str, data: bytes) -> None:
         with contextlib.suppress(PeerUnreachable, ProtocolError, TimeoutError):

@@ -55,7 +55,7 @@ class Query(_Body):
     query_id: str
     text: str
     alpha: float = Field(ge=0.0, le=1.0)
-    budget_s: float
+    budget_s: float = Field(allow_inf_nan=False)
     max_hops: int = Field(ge=1)
     visited: list[str] = Field(default_factory=list)
     sender: str = ""
@@ -196,7 +196,7 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
 
 
 def error_reply(exc: ProtocolError, msg_id: str = "") -> bytes:
-    return encode(Error(code=exc.code, message=str(exc)), msg_id)
+    return encode(Error(code=exc.code, message=exc.message), msg_id)
 
 
 def expect(data: bytes, cls: type[Any]) -> Any:

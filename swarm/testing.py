@@ -11,7 +11,7 @@ import time
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.client import Answer, new_query, to_answer
-from swarm.errors import NoCapableAgent, PeerUnreachable
+from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable
 from swarm.node import AgentNode, NodeConfig
 from swarm.policies import AlwaysAnswer, Policy, SelfAware, scenario_alpha
 from swarm.protocol import Member, Result, decode, encode, expect
@@ -50,7 +50,7 @@ class MemorySwarm:
         self.nodes: dict[str, AgentNode] = {}
 
     def node(self, name: str, cost: float, backend: Backend, policy: Policy | None = None, links: list[str] = (), seed: int = 0) -> AgentNode:
-        node = AgentNode(Member(name=name, cost=cost, links=list(links)), policy or SelfAware(), backend, self.network.transport(), self.config, seed=seed)
+        node = AgentNode(Member(name=name, cost=cost, links=list(links)), policy or SelfAware(), backend, self.network.transport(name), self.config, seed=seed)
         self.network.register(node)
         self.nodes[name] = node
         return node
@@ -59,7 +59,7 @@ class MemorySwarm:
         """Bootstrap: every initial agent knows every other, as `launch` does from a topology."""
         view = [n.membership.self_entry for n in self.nodes.values()]
         for node in self.nodes.values():
-            node.membership.merge_all(view)
+            node.membership.merge_all(view, spread=False)
         await asyncio.gather(*(n.start(background=background) for n in self.nodes.values()))
 
     async def join(self, name: str, cost: float, backend: Backend, seeds: list[str], policy: Policy | None = None, links: list[str] = (), background: bool = True) -> AgentNode:
@@ -92,10 +92,15 @@ class MemorySwarm:
         query = new_query(text, scenario_alpha(scenario, alpha), deadline_s or self.deadline_s, self.max_hops, self.max_query_chars)
         start = time.monotonic()
         for entry in self.entries():
+            remaining = query.budget_s - (time.monotonic() - start)
             try:
-                result = expect(await self.network.deliver(entry, encode(query)), Result)
+                # A little grace past the deadline, so the agents' own deadline error (with its trace) wins.
+                async with asyncio.timeout(max(0.0, remaining) + 0.5):
+                    result = expect(await self.network.deliver(entry, encode(query.model_copy(update={"budget_s": remaining}))), Result)
             except PeerUnreachable:
                 continue
+            except TimeoutError:
+                raise DeadlineExceeded(f"query {query.query_id}: no reply from entry agent {entry} within the deadline", query.query_id) from None
             if result.error_code == "refused":
                 continue
             return to_answer(result, time.monotonic() - start, entry)

@@ -20,8 +20,8 @@ class MemoryNetwork:
         self._frozen: dict[str, asyncio.Event] = {}
         self.messages = 0
 
-    def transport(self) -> MemoryTransport:
-        return MemoryTransport(self)
+    def transport(self, owner: str = "") -> MemoryTransport:
+        return MemoryTransport(self, owner)
 
     def register(self, node) -> None:
         self.nodes[node.name] = node
@@ -42,11 +42,12 @@ class MemoryNetwork:
         if event is not None:
             event.set()
 
-    async def deliver(self, peer: str, data: bytes) -> bytes:
+    async def deliver(self, peer: str, data: bytes, sender: str = "") -> bytes:
         self.messages += 1
-        frozen = self._frozen.get(peer)
-        if frozen is not None:
-            await frozen.wait()
+        for stuck in (sender, peer):  # a frozen agent neither answers nor sends
+            frozen = self._frozen.get(stuck)
+            if frozen is not None:
+                await frozen.wait()
         node = self.nodes.get(peer)
         if node is None:
             raise PeerUnreachable(peer, "no such agent in the memory network")
@@ -65,8 +66,8 @@ class MemoryNetwork:
 
 
 class MemoryTransport(Transport):
-    def __init__(self, network: MemoryNetwork) -> None:
-        self.network = network
+    def __init__(self, network: MemoryNetwork, owner: str = "") -> None:
+        self.network, self.owner = network, owner
 
     async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
-        return await self.network.deliver(peer, data)
+        return await self.network.deliver(peer, data, self.owner)

@@ -7,6 +7,7 @@ leaving, the driver retries at the next entry; everything else happens between t
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -50,7 +51,26 @@ class AgentStatus:
 def _connect(address: str | None, namespace: str) -> None:
     if ray.is_initialized():
         return
-    ray.init(address=address, namespace=namespace, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    _probe(address)
+    try:
+        ray.init(address=address, namespace=namespace, include_dashboard=False, log_to_driver=True, configure_logging=False)
+    except ConnectionError as exc:
+        raise SwarmError(f"Ray is not reachable at {address!r}: {str(exc).splitlines()[0]}") from None
+
+
+def _probe(address: str | None, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when an explicit host:port has nothing listening
+    (ray.init would keep retrying the connection for a long time)."""
+    if not address or address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise SwarmError(f"Ray address {address!r} is not of the form host:port, ray://host:port, 'auto' or 'local'")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise SwarmError(f"Ray is not reachable at {address!r}: {exc.strerror or exc}") from None
 
 
 def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None) -> Swarm:
@@ -260,6 +280,8 @@ class Swarm:
         self._handles.pop(name, None)
 
     def status(self) -> list[AgentStatus]:
+        """Every agent's state, load and decisions, including agents other processes added."""
+        self._refresh_view(force=True)
         refs = {n: h.control.remote(encode(StatusRequest())) for n, h in self._handles.items()}
         out = []
         for name, ref in refs.items():
@@ -306,7 +328,9 @@ class Swarm:
             if mine is None or m.incarnation > mine.incarnation or (m.incarnation == mine.incarnation and m.state != "alive"):
                 self._view[m.name] = m
         for name, m in self._view.items():
-            if m.state == "alive" and name not in self._handles:
+            if m.state in ("left", "dead"):
+                self._handles.pop(name, None)
+            elif m.state == "alive" and name not in self._handles:
                 try:
                     self._handles[name] = ray.get_actor(name, namespace=self.namespace)
                 except ValueError:

@@ -194,6 +194,14 @@ def test_attach_from_another_process(launched, tmp_path):
     status = subprocess.run([*cli, "status", "shared", "--address", address, "--json"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
     assert '"name": "m2"' in status.stdout
+    newcomer = tmp_path / "m3.yaml"
+    newcomer.write_text(f"name: m3\ncost: 0.9\nbackend: {{kind: replay, table: {DATA / 'arith-replay.jsonl'}}}\npolicy: {{kind: always_answer}}\n")
+    added = subprocess.run([*cli, "add", "shared", str(newcomer), "--address", address], capture_output=True, text=True, timeout=120)
+    assert added.returncode == 0, added.stderr
+    assert "m3" in {st.name for st in s.status()}
+    removed = subprocess.run([*cli, "remove", "shared", "m3", "--address", address], capture_output=True, text=True, timeout=120)
+    assert removed.returncode == 0 and "left" in removed.stdout, removed.stderr
+    assert "m3" not in {st.name for st in s.status()}
     missing = subprocess.run([*cli, "ask", "nope", "hi", "--address", address], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "no swarm named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
     assert s.entries() == ["m1", "m2"]

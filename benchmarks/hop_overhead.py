@@ -48,6 +48,7 @@ import yaml  # noqa: E402
 from swarm.api import Swarm, launch  # noqa: E402
 from swarm.client import new_query  # noqa: E402
 from swarm.logging import configure_logging  # noqa: E402
+from swarm.node import NodeConfig  # noqa: E402
 from swarm.protocol import Result, encode, expect  # noqa: E402
 from swarm.testing import MemorySwarm, ScriptedBackend  # noqa: E402
 from swarm.topology import Topology, parse_topology  # noqa: E402
@@ -339,7 +340,9 @@ async def inproc_per_hop(n_queries: int) -> dict:
 
 
 async def build_memory_swarm(n_agents: int, rng: random.Random) -> tuple[MemorySwarm, dict[str, ScriptedBackend], float]:
-    ms = MemorySwarm(max_hops=8)
+    # All agents share one event loop here, so a lock-step gossip round of 1,000 agents takes
+    # seconds; the default 2 s membership timeout is meant for real hung peers, not this.
+    ms = MemorySwarm(NodeConfig(ping_timeout_s=600.0), max_hops=8)
     backends = {}
     for i in range(n_agents):
         name = f"a{i:04d}"

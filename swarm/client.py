@@ -28,8 +28,9 @@ class Answer:
 
     @property
     def path(self) -> list[str]:
-        """The agents that held the query, in order (unreachable peers excluded)."""
-        return [h.agent for h in self.trace if h.decision not in ("unreachable", "refused")]
+        """The agents that held the query, in order, each once (unreachable and refusing peers excluded;
+        an agent that rejected and was later forced to answer appears once)."""
+        return list(dict.fromkeys(h.agent for h in self.trace if h.decision not in ("unreachable", "refused")))
 
     @property
     def model_seconds(self) -> float:

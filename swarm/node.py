@@ -67,7 +67,7 @@ class AgentNode:
         self.table = NeighbourTable(self.membership, config.routing)
         self.counters = Counters()
         self.rng = random.Random(seed)
-        self._down: dict[str, asyncio.Event] = {}  # set when a peer is judged dead or gone
+        self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
         self._syncing = False
         self._stopped = asyncio.Event()
@@ -219,20 +219,21 @@ class AgentNode:
         return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)
 
     async def _forward(self, peer: str, q: Query, timeout: float) -> Result:
-        """Send, but give up as soon as the peer is judged down, so a hung peer is routed around."""
-        down = self._down.setdefault(peer, asyncio.Event())
+        """Send, but give up as soon as the peer is judged dead (`_note_change` cancels the
+        pending sends to it), so a query waiting on a hung peer is routed around."""
         send = asyncio.ensure_future(self.transport.send(peer, encode(q)))
-        watch = asyncio.ensure_future(down.wait())
+        pending = self._sending.setdefault(peer, set())
+        pending.add(send)
         try:
-            done, _ = await asyncio.wait({send, watch}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            async with asyncio.timeout(timeout):
+                return expect(await send, Result)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if send.cancelled() and not (current and current.cancelling()):
+                raise PeerUnreachable(peer, "judged dead while the query was with it", permanent=True) from None
+            raise
         finally:
-            watch.cancel()
-        if send in done:
-            return expect(send.result(), Result)
-        send.cancel()
-        if watch in done:
-            raise PeerUnreachable(peer, "judged down while the query was with it", permanent=True)
-        raise TimeoutError
+            pending.discard(send)
 
     # -- membership ----------------------------------------------------------------------------
     async def _on_join(self, j: Join) -> View:
@@ -277,10 +278,9 @@ class AgentNode:
             return
         if m.state == "dead":
             # Only death abandons queries already sent there: a leaving agent drains them.
-            self._down.setdefault(m.name, asyncio.Event()).set()
+            for send in self._sending.pop(m.name, ()):
+                send.cancel()
             self.transport.forget(m.name)
-        elif m.state == "alive":
-            self._down.pop(m.name, None)  # a rejoined agent starts with a clean slate
         log.info("member " + m.state, agent=self.name, peer=m.name, incarnation=m.incarnation)
 
     async def gossip_round(self) -> None:

@@ -413,7 +413,7 @@ def test_hung_peer_is_suspected_then_dead_and_its_query_rerouted() -> None:
         assert answer.agent == "c"
         assert took < 2.0, f"re-routing took {took:.2f}s of a 5s deadline"
         assert decisions(answer.trace) == [("a", "reject"), ("b", "unreachable"), ("c", "forced")]
-        assert "judged down" in answer.trace[1].detail
+        assert "judged dead" in answer.trace[1].detail
         # The watcher samples every few ms: let it catch up with both views.
         assert await wait_until(lambda: seen["a"][-1:] == seen["c"][-1:] == ["dead"], 2.0)
         watcher.cancel()

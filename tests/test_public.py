@@ -1,0 +1,54 @@
+"""The public surface, the logging contract, and the shipped examples."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import structlog
+
+import swarm
+from swarm.logging import configure_logging
+from swarm.testing import MemorySwarm, ScriptedBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_public_names_stay_what_we_mean():
+    assert set(swarm.__all__) == {
+        "SCENARIOS", "AgentSpec", "AgentStatus", "Answer", "DeadlineExceeded", "NoCapableAgent", "PeerUnreachable",
+        "ProtocolError", "QueryError", "QueryTooLarge", "Swarm", "SwarmError", "Topology", "TopologyError",
+        "attach", "launch", "load_agent_spec", "load_topology",
+    }
+    assert all(hasattr(swarm, name) for name in swarm.__all__)
+
+
+def test_every_log_line_about_a_query_carries_query_id_agent_and_hop(capsys):
+    configure_logging("json", "debug")
+    try:
+        async def scenario():
+            s = MemorySwarm()
+            s.node("m1", 0.1, ScriptedBackend({}))
+            s.node("m2", 0.9, ScriptedBackend({"q": "yes"}))
+            await s.start_all(background=False)
+            return await s.ask("q")
+
+        answer = asyncio.run(scenario())
+    finally:
+        configure_logging("console", "warning")
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    about_query = [line for line in lines if line["event"] in ("rejected", "answered")]
+    assert {(line["agent"], line["event"], line["hop"]) for line in about_query} == {("m1", "rejected", 0), ("m2", "answered", 1)}
+    assert all(line["query_id"] == answer.query_id and line["level"] == "debug" for line in about_query)
+    assert structlog.contextvars.get_contextvars() == {}  # nothing leaks past the handler
+
+
+def test_live_membership_example_loses_nothing():
+    # Runs as users run it: its own process, its own local Ray cluster.
+    run = subprocess.run([sys.executable, str(ROOT / "examples" / "live_membership.py")], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "SWARM_LOG_LEVEL": "error"})
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "2000 queries sent, 2000 outcomes: {'Answer': 2000}" in run.stdout

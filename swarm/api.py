@@ -41,6 +41,8 @@ class AgentStatus:
     rejected: int = 0
     forced: int = 0
     failed: int = 0
+    p50_s: float = 0.0
+    p95_s: float = 0.0
 
     @property
     def answer_rate(self) -> float:
@@ -291,7 +293,7 @@ class Swarm:
                 member = self._view.get(name)
                 out.append(AgentStatus(name, "unreachable", member.cost if member else 0.0))
                 continue
-            out.append(AgentStatus(s.name, s.state, s.cost, s.in_flight, s.received, s.answered, s.rejected, s.forced, s.failed))
+            out.append(AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))))
             self._merge_view(s.members)
         return sorted(out, key=lambda s: (s.cost, s.name))
 

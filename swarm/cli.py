@@ -208,9 +208,11 @@ def _print_routing(s, rows, outcomes) -> None:
 
 
 def _print_status(rows) -> None:
-    print(f"{'agent':<12}{'state':<12}{'cost':>6}{'in flight':>10}{'received':>10}{'answered':>10}{'rejected':>10}{'answer rate':>12}")
+    print(f"{'agent':<12}{'state':<12}{'cost':>6}{'in flight':>10}{'received':>10}{'answered':>10}{'rejected':>10}"
+          f"{'answer rate':>12}{'p50 ms':>8}{'p95 ms':>8}")
     for r in rows:
-        print(f"{r.name:<12}{r.state:<12}{r.cost:>6.2f}{r.in_flight:>10}{r.received:>10}{r.answered:>10}{r.rejected:>10}{r.answer_rate:>12.2f}")
+        print(f"{r.name:<12}{r.state:<12}{r.cost:>6.2f}{r.in_flight:>10}{r.received:>10}{r.answered:>10}{r.rejected:>10}"
+              f"{r.answer_rate:>12.2f}{r.p50_s * 1000:>8.1f}{r.p95_s * 1000:>8.1f}")
 
 
 def _schema(args) -> int:

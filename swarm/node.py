@@ -52,7 +52,7 @@ class Counters:
     failed: int = 0
     forwarded: int = 0
     in_flight: int = 0
-    latencies: list[float] = field(default_factory=list)
+    latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
 
 
 class AgentNode:
@@ -259,7 +259,8 @@ class AgentNode:
         return Status(
             name=me.name, state=me.state, cost=me.cost, incarnation=me.incarnation, in_flight=c.in_flight,
             received=c.received, answered=c.answered, rejected=c.rejected, forced=c.forced, failed=c.failed,
-            forwarded=c.forwarded, members=self.membership.view(),
+            forwarded=c.forwarded, p50_s=_quantile(c.latencies, 0.5), p95_s=_quantile(c.latencies, 0.95),
+            members=self.membership.view(),
         )
 
     _handlers = {Query: _on_query, Join: _on_join, Gossip: _on_gossip, Leave: _on_leave, Ping: _on_ping, StatusRequest: _on_status}
@@ -362,6 +363,13 @@ class AgentNode:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _failure(q: Query, code: str, message: str, trace: list[Hop]) -> Result:

@@ -123,6 +123,8 @@ class Status(_Body):
     forced: int
     failed: int
     forwarded: int
+    p50_s: float = 0.0  # latency of the queries this agent handled, its downstream included
+    p95_s: float = 0.0
     members: list[Member]
 
 

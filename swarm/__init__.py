@@ -9,7 +9,7 @@ from swarm.client import Answer
 from swarm.errors import (
     DeadlineExceeded, NoCapableAgent, PeerUnreachable, ProtocolError, QueryError, QueryTooLarge, SwarmError, TopologyError,
 )
-from swarm.policies import SCENARIOS
+from swarm.prompts import SCENARIOS
 from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
 
 __all__ = [

@@ -20,7 +20,7 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, GetTimeoutErro
 from swarm.client import Answer, new_query, to_answer
 from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, SwarmError
 from swarm.logging import configure_logging, logging_settings
-from swarm.policies import scenario_alpha
+from swarm.prompts import scenario_alpha
 from swarm.protocol import Gossip, Member, Query, Result, Status, StatusRequest, View, encode, expect
 from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
 from swarm.transport.ray import AgentActor, namespace_of

@@ -23,4 +23,7 @@ def node_config(topology) -> NodeConfig:
 
 
 def build_parts(spec, topology) -> tuple[Member, Policy, Backend]:
-    return member_for(spec, topology), build_policy(topology.policy_for(spec)), build_backend(spec.backend, spec.name, topology.defaults.gamma)
+    """Raises BackendError when the policy cannot work with the backend (checked before anything loads)."""
+    policy, backend = build_policy(topology.policy_for(spec)), build_backend(spec.backend, spec.name, topology.defaults.gamma)
+    policy.check(backend)
+    return member_for(spec, topology), policy, backend

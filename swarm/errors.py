@@ -62,3 +62,13 @@ class PeerUnreachable(SwarmError):
 QUERY_ERRORS: dict[str, type[QueryError]] = {
     cls.code: cls for cls in (QueryError, NoCapableAgent, DeadlineExceeded)
 }
+
+
+class BackendError(SwarmError):
+    """A backend could not serve a request: a prompt longer than the context, an endpoint that is
+    down or answers garbage. `fatal` means it will not serve again (its engine died): the agent
+    then leaves the swarm instead of failing every query."""
+
+    def __init__(self, message: str, fatal: bool = False) -> None:
+        self.fatal = fatal
+        super().__init__(message)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from swarm.backends.base import Backend
-from swarm.errors import PeerUnreachable, ProtocolError, SwarmError
+from swarm.errors import BackendError, PeerUnreachable, ProtocolError, SwarmError
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Policy
@@ -201,6 +201,12 @@ class AgentNode:
                 r = await self.policy.respond(q.query_id, q.text, q.alpha, self.backend, must_answer)
         except TimeoutError:
             trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
+            return None
+        except BackendError as exc:
+            log.warning("backend failed", error=str(exc), fatal=exc.fatal)
+            trace.append(Hop(agent=self.name, decision="error", detail=str(exc)[:200]))
+            if exc.fatal and self.membership.self_entry.state == "alive":
+                self._spawn(self.leave())  # it will not serve again: leave cleanly rather than fail every query
             return None
         except Exception as exc:  # a broken backend must not lose the query: it moves on
             log.warning("backend failed", error=repr(exc))

@@ -1,48 +1,22 @@
-"""Self-assessment policies (how an agent decides to answer or reject) and the scenario prompt.
+"""Self-assessment policies: how an agent decides, with its own backend, to answer or reject.
 
-The scenario prompt lives here so that inference and training write it identically.
+- self_aware: a model trained to say the reject phrase; its first tokens are the decision
+  (or, with decide=logprobs, one decoding step scores the reject phrase's first token).
+- confidence: the untrained cascade baseline; answer when the model's token probabilities
+  clear a per-scenario threshold.
+- verbalized: ask the model whether it can answer, then answer (for untrainable remote models).
+- always_answer: the terminal agent.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 
-from swarm.backends.base import Backend, GenerationRequest
-
-SCENARIOS: dict[str, float] = {"performance_first": 0.2, "balance": 0.5, "cost_first": 0.8}
-REJECT_PHRASE = "I don't know!"
-
-
-def scenario_alpha(scenario: str | float | None = None, alpha: float | None = None) -> float:
-    """Resolve a scenario name or an alpha into alpha in [0, 1]; default Balance."""
-    if alpha is None and isinstance(scenario, (int, float)):
-        alpha = float(scenario)
-    elif alpha is None and scenario is not None:
-        if scenario not in SCENARIOS:
-            raise ValueError(f"unknown scenario {scenario!r} (expected one of: {', '.join(SCENARIOS)}, or alpha=<0..1>)")
-        alpha = SCENARIOS[scenario]
-    alpha = 0.5 if alpha is None else float(alpha)
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must lie in [0, 1], got {alpha}")
-    return alpha
-
-
-def scenario_instruction(alpha: float, allow_reject: bool = True, reject_phrase: str = REJECT_PHRASE) -> str:
-    if not allow_reject:
-        return "Answer the question. Give your reasoning, then the final answer as 'The answer is: <answer>'."
-    return (
-        f"Cost weight alpha = {alpha:.2f} (0 means only accuracy matters, 1 means cost matters most). "
-        f"If you are not confident that you can answer correctly, reply exactly '{reject_phrase}' and nothing else. "
-        "Otherwise give your reasoning, then the final answer as 'The answer is: <answer>'."
-    )
-
-
-def build_messages(query: str, alpha: float, allow_reject: bool, reject_phrase: str = REJECT_PHRASE) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": scenario_instruction(alpha, allow_reject, reject_phrase)},
-        {"role": "user", "content": query},
-    ]
+from swarm.backends.base import Backend, Generation, GenerationRequest
+from swarm.errors import BackendError
+from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, says_yes, self_check_messages
 
 
 @dataclass(frozen=True)
@@ -57,43 +31,110 @@ class Response:
 class Policy(abc.ABC):
     """Decides, with the agent's own backend, whether to answer a query; `must_answer` removes the choice."""
 
+    def check(self, backend: Backend) -> None:  # noqa: B027 - optional hook
+        """Raise BackendError at launch when this policy cannot work with `backend`."""
+
     @abc.abstractmethod
     async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response: ...
-
-
-class SelfAware(Policy):
-    """A model trained to say the reject phrase: its first generated tokens are the decision."""
-
-    def __init__(self, reject_phrase: str = REJECT_PHRASE) -> None:
-        self.reject_phrase = reject_phrase
-        self._key = _fold(reject_phrase)
-
-    def is_rejection(self, text: str) -> bool:
-        return _fold(text).startswith(self._key)
-
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
-        allow = not must_answer
-        gen = await backend.generate(
-            GenerationRequest(query_id, text, alpha, allow, build_messages(text, alpha, allow, self.reject_phrase), self.reject_phrase)
-        )
-        rejected = allow and self.is_rejection(gen.text)
-        return Response(rejected, gen.text, gen.tokens_in, gen.tokens_out, gen.seconds)
-
-
-class AlwaysAnswer(SelfAware):
-    """The terminal agent: never rejects."""
-
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
-        return await super().respond(query_id, text, alpha, backend, must_answer=True)
 
 
 def _fold(text: str) -> str:
     return text.strip().replace("\u2019", "'").casefold()
 
 
+def _response(rejected: bool, *gens: Generation) -> Response:
+    last = gens[-1]
+    return Response(rejected, last.text, sum(g.tokens_in for g in gens), sum(g.tokens_out for g in gens), sum(g.seconds for g in gens))
+
+
+class SelfAware(Policy):
+    def __init__(self, reject_phrase: str = REJECT_PHRASE, decide: str = "generate", margin: float = 0.0) -> None:
+        self.reject_phrase, self.decide, self.margin = reject_phrase, decide, margin
+        self._key = _fold(reject_phrase)
+
+    def check(self, backend: Backend) -> None:
+        if self.decide == "logprobs" and not backend.scores_first_token:
+            raise BackendError(f"policy self_aware with decide: logprobs needs a backend that scores first tokens; {type(backend).__name__} does not")
+
+    def is_rejection(self, text: str) -> bool:
+        return _fold(text).startswith(self._key)
+
+    def _request(self, query_id: str, text: str, alpha: float, allow: bool) -> GenerationRequest:
+        return GenerationRequest(query_id, text, alpha, allow, build_messages(text, alpha, allow, self.reject_phrase), self.reject_phrase)
+
+    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
+        allow = not must_answer
+        request = self._request(query_id, text, alpha, allow)
+        if allow and self.decide == "logprobs":
+            logp, tokens_in = await backend.reject_logprob(request)
+            if reject_log_odds(logp) > self.margin:
+                return Response(True, self.reject_phrase, tokens_in, 1, 0.0)
+        gen = await backend.generate(request)
+        return _response(allow and self.is_rejection(gen.text), gen)
+
+
+class AlwaysAnswer(SelfAware):
+    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
+        return await super().respond(query_id, text, alpha, backend, must_answer=True)
+
+
+class Confidence(Policy):
+    def __init__(self, signal: str = "mean_logprob", thresholds: dict[str, float] | None = None) -> None:
+        self.signal = signal
+        self.thresholds = thresholds or {"performance_first": 0.894, "balance": 0.707, "cost_first": 0.447}
+
+    def threshold(self, alpha: float) -> float:
+        """Piecewise-linear in alpha through the named scenarios' thresholds, flat beyond them."""
+        points = sorted((SCENARIOS[name], value) for name, value in self.thresholds.items())
+        if alpha <= points[0][0]:
+            return points[0][1]
+        for (a0, t0), (a1, t1) in zip(points, points[1:]):
+            if alpha <= a1:
+                return t0 + (t1 - t0) * (alpha - a0) / (a1 - a0)
+        return points[-1][1]
+
+    def confidence(self, logprobs: tuple[float, ...]) -> float:
+        if not logprobs:
+            return 0.0
+        if self.signal == "first_token":
+            return math.exp(logprobs[0])
+        return math.exp(sum(logprobs) / len(logprobs))
+
+    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
+        gen = await backend.generate(GenerationRequest(query_id, text, alpha, False, build_messages(text, alpha, False), logprobs=True))
+        if not must_answer and not gen.token_logprobs:
+            raise BackendError(f"policy confidence needs token log-probabilities, and {type(backend).__name__} returned none")
+        return _response(not must_answer and self.confidence(gen.token_logprobs) < self.threshold(alpha), gen)
+
+
+class Verbalized(Policy):
+    def __init__(self, reject_phrase: str = REJECT_PHRASE) -> None:
+        self.reject_phrase = reject_phrase
+
+    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
+        gens = []
+        if not must_answer:
+            check = await backend.generate(GenerationRequest(query_id, text, alpha, False, self_check_messages(text), max_tokens=3))
+            gens.append(check)
+            if not says_yes(check.text):
+                return Response(True, self.reject_phrase, check.tokens_in, check.tokens_out, check.seconds)
+        gens.append(await backend.generate(GenerationRequest(query_id, text, alpha, False, build_messages(text, alpha, False))))
+        return _response(False, *gens)
+
+
+def reject_log_odds(logp: float) -> float:
+    """log P / (1 - P) for P = exp(logp), numerically safe at both ends."""
+    logp = min(logp, -1e-12)
+    return logp - math.log(-math.expm1(logp))
+
+
 def build_policy(spec) -> Policy:
     if spec.kind == "self_aware":
-        return SelfAware(spec.reject_phrase)
+        return SelfAware(spec.reject_phrase, spec.decide, spec.margin)
     if spec.kind == "always_answer":
         return AlwaysAnswer(spec.reject_phrase)
+    if spec.kind == "confidence":
+        return Confidence(spec.signal, dict(spec.thresholds))
+    if spec.kind == "verbalized":
+        return Verbalized(spec.reject_phrase)
     raise ValueError(f"unknown policy kind {spec.kind!r}")

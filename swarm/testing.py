@@ -13,7 +13,8 @@ from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.client import Answer, new_query, to_answer
 from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable
 from swarm.node import AgentNode, NodeConfig
-from swarm.policies import AlwaysAnswer, Policy, SelfAware, scenario_alpha
+from swarm.policies import AlwaysAnswer, Policy, SelfAware
+from swarm.prompts import scenario_alpha
 from swarm.protocol import Member, Result, decode, encode, expect
 from swarm.transport.memory import MemoryNetwork
 
@@ -21,15 +22,18 @@ from swarm.transport.memory import MemoryNetwork
 class ScriptedBackend(Backend):
     """Answers `answers[query]` when known, otherwise says the reject phrase. `fail`/`hang` for faults."""
 
-    def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0) -> None:
+    def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None) -> None:
         self.answers = answers or {}
+        self.logprobs = logprobs or {}  # query -> token logprobs reported for its answer
         self.delay_s = delay_s
-        self.fail = False
+        self.fail: bool | BaseException = False
         self.hang = False
         self.calls = 0
 
     async def generate(self, request: GenerationRequest) -> Generation:
         self.calls += 1
+        if isinstance(self.fail, BaseException):
+            raise self.fail
         if self.fail:
             raise RuntimeError("scripted backend failure")
         if self.hang:
@@ -38,7 +42,8 @@ class ScriptedBackend(Backend):
             await asyncio.sleep(self.delay_s)
         known = request.query in self.answers
         text = self.answers.get(request.query, "I cannot answer this.") if (known or not request.allow_reject) else request.reject_phrase
-        return Generation(text, len(request.query.split()), len(text.split()), self.delay_s)
+        logprobs = self.logprobs.get(request.query, ()) if request.logprobs else ()
+        return Generation(text, len(request.query.split()), len(text.split()), self.delay_s, logprobs)
 
 
 class MemorySwarm:

@@ -17,10 +17,16 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from swarm.errors import TopologyError
+from swarm.specs import (
+    BACKEND_KINDS, POLICY_KINDS, AlwaysAnswerPolicySpec, BackendSpec, ConfidencePolicySpec, OpenAIBackendSpec,
+    PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec,
+)
 
 __all__ = [
-    "BACKEND_KINDS", "AgentSpec", "BackendSpec", "DefaultsSpec", "PolicySpec", "ReplayBackendSpec", "ResourcesSpec",
-    "Topology", "load_agent_spec", "load_topology", "parse_topology", "topology_json_schema",
+    "BACKEND_KINDS", "POLICY_KINDS", "AgentSpec", "AlwaysAnswerPolicySpec", "BackendSpec", "ConfidencePolicySpec",
+    "DefaultsSpec", "OpenAIBackendSpec", "PolicySpec", "ReplayBackendSpec", "ResourcesSpec", "SelfAwarePolicySpec",
+    "Topology", "TransformersBackendSpec", "VerbalizedPolicySpec", "load_agent_spec", "load_topology",
+    "parse_topology", "topology_json_schema",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -33,44 +39,6 @@ class _Problems(ValueError):
     def __init__(self, problems: list[tuple[_Parts, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(msg for _, msg in problems))
-
-
-class ReplayBackendSpec(BaseModel):
-    """Answers read from a JSONL table: deterministic, for routing tests and benchmarks."""
-
-    model_config = _STRICT
-    kind: Literal["replay"]
-    table: Path = Field(description="JSONL table; relative to the topology file's directory")
-    model: str | None = Field(None, description="the table's column to read; default: the agent's name")
-    latency_ms: float = Field(0, ge=0, description="time to answer")
-    reject_latency_ms: float = Field(0, ge=0, description="time to reject")
-
-    @field_validator("table")
-    @classmethod
-    def _table_exists(cls, table: Path, info: ValidationInfo) -> Path:
-        """When loaded from a file (context holds base_dir): resolve the path and insist it exists."""
-        base = (info.context or {}).get("base_dir")
-        if base is None:
-            return table
-        table = (Path(base) / table.expanduser()).resolve()
-        if not table.is_file():
-            problem = "is not a file" if table.exists() else "does not exist"
-            raise ValueError(f"replay table {str(table)!r} {problem}")
-        return table
-
-
-# Later backends (transformers, vllm, openai) join this tuple; the union is discriminated on `kind`.
-_BACKENDS = (ReplayBackendSpec,)
-BackendSpec = Annotated[Union[_BACKENDS], Field(discriminator="kind")]  # noqa: UP007
-BACKEND_KINDS: tuple[str, ...] = tuple(get_args(b.model_fields["kind"].annotation)[0] for b in _BACKENDS)
-
-
-class PolicySpec(BaseModel):
-    """How an agent decides to answer or pass a query on."""
-
-    model_config = _STRICT
-    kind: Literal["self_aware", "always_answer"] = "self_aware"
-    reject_phrase: str = Field("I don't know!", min_length=1)
 
 
 class ResourcesSpec(BaseModel):
@@ -109,7 +77,7 @@ class DefaultsSpec(BaseModel):
     ping_timeout_s: float = Field(2.0, gt=0)
     suspect_timeout_s: float = Field(3.0, gt=0)
     drain_timeout_s: float = Field(30, gt=0)
-    policy: PolicySpec = PolicySpec()
+    policy: PolicySpec = SelfAwarePolicySpec()
     resources: ResourcesSpec = ResourcesSpec()
 
 
@@ -329,7 +297,8 @@ def _problems(err: Any, data: Any) -> list[tuple[_Parts, str]]:
         return [((*parts, *sub), msg) for sub, msg in ctx["error"].problems]
     last = str(parts[-1]) if parts else "value"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
-        expected = ", ".join(BACKEND_KINDS)
+        kinds = {"backend": BACKEND_KINDS, "policy": POLICY_KINDS}.get(last) or re.findall(r"'([^']*)'", ctx.get("expected_tags", ""))
+        expected = ", ".join(kinds)
         tag = f"unknown {last} kind {ctx['tag']!r}" if "tag" in ctx else "missing key 'kind'"
         return [((*parts, "kind"), f"{tag} (expected one of: {expected})")]
     if kind == "literal_error":

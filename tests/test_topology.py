@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from swarm.errors import TopologyError
 from swarm.topology import (
     AgentSpec,
-    PolicySpec,
+    SelfAwarePolicySpec,
     ReplayBackendSpec,
     ResourcesSpec,
     Topology,
@@ -123,7 +123,7 @@ agents:
         base_dir=table.parent,
     )
     assert [a.name for a in topo.ordered_agents()] == ["a", "b"]  # equal costs: by name
-    assert topo.policy_for("b") == PolicySpec() == topo.defaults.policy
+    assert topo.policy_for("b") == SelfAwarePolicySpec() == topo.defaults.policy
     assert topo.policy_for("a").reject_phrase == "Pass."
     assert topo.resources_for("a") == ResourcesSpec()
     assert topo.resources_for(topo.agent("b")).custom == {"accel": 1.0}
@@ -214,5 +214,5 @@ def test_schema_file_is_fresh() -> None:
     expected = json.dumps(topology_json_schema(), indent=2, sort_keys=True) + "\n"
     assert shipped == expected, (
         "topologies/topology.schema.json is stale; regenerate it with "
-        "`python -m swarm.topology > topologies/topology.schema.json`"
+        "`swarm schema > topologies/topology.schema.json`"
     )

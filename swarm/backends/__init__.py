@@ -7,9 +7,17 @@ from swarm.backends.replay import ReplayBackend, ReplayTable
 
 
 def build_backend(spec, agent_name: str, gamma: float = 0.5) -> Backend:
-    """Construct (but do not start) the backend a topology's backend block describes."""
+    """Construct (but do not start: nothing heavy loads here) the backend a topology's block describes."""
     if spec.kind == "replay":
         return ReplayBackend.from_spec(spec, agent_name, gamma=gamma)
+    if spec.kind == "transformers":
+        from swarm.backends.transformers import TransformersBackend  # torch is an optional extra
+
+        return TransformersBackend(spec, agent_name)
+    if spec.kind == "openai":
+        from swarm.backends.openai_http import OpenAIBackend
+
+        return OpenAIBackend(spec, agent_name)
     raise ValueError(f"agent {agent_name!r}: unknown backend kind {spec.kind!r}")
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass, field
 
+from swarm.errors import BackendError
+from swarm.prompts import REJECT_PHRASE
+
 
 @dataclass(frozen=True)
 class GenerationRequest:
@@ -13,8 +16,10 @@ class GenerationRequest:
     alpha: float  # the scenario's cost weight
     allow_reject: bool  # False when the agent must answer (terminal agent, nobody left)
     messages: list[dict[str, str]] = field(default_factory=list)  # the chat prompt the policy built
-    reject_phrase: str = "I don't know!"  # a backend may stop generating as soon as it sees this
-    max_tokens: int = 256
+    reject_phrase: str = REJECT_PHRASE
+    max_tokens: int | None = None  # None: the backend's own max_new_tokens
+    stop_at_reject: bool = True  # stop generating as soon as the reply starts with reject_phrase
+    logprobs: bool = False  # fill Generation.token_logprobs
 
 
 @dataclass(frozen=True)
@@ -23,17 +28,27 @@ class Generation:
     tokens_in: int
     tokens_out: int
     seconds: float
+    token_logprobs: tuple[float, ...] = ()  # log P of each generated token, when asked for
+    finish_reason: str = "stop"  # stop | length | reject (stopped at the reject phrase)
 
 
 class Backend(abc.ABC):
     """Produces text for an agent. `start` loads and warms the model; the agent announces itself
-    to the swarm only after it returns."""
+    to the swarm only after it returns. Failures raise `swarm.errors.BackendError`."""
+
+    #: True when `reject_logprob` is available (one decoding step, no full generation).
+    scores_first_token: bool = False
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load and warm up. Default: nothing to load."""
 
     @abc.abstractmethod
     async def generate(self, request: GenerationRequest) -> Generation: ...
+
+    async def reject_logprob(self, request: GenerationRequest) -> tuple[float, int]:
+        """log P(the first token of the reject phrase) at the first decoding step, and the prompt's
+        token count. Only backends with `scores_first_token` implement it."""
+        raise BackendError(f"{type(self).__name__} cannot score first tokens; use the policy's decide: generate")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model. Default: nothing to release."""

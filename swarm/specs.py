@@ -1,0 +1,156 @@
+"""The backend and policy blocks of a topology file: one pydantic model per kind, discriminated on `kind`.
+
+Paths in these blocks are resolved against the topology file's directory when the file is
+loaded (the loader passes `base_dir` in the validation context), and a model path that does
+not exist fails at load time, before anything starts.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+STRICT = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+OFFLINE_PREFIX = "offline:"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def _resolve(path: Path, info: ValidationInfo, what: str) -> Path:
+    base = (info.context or {}).get("base_dir")
+    if base is None:
+        return path
+    path = (Path(base) / path.expanduser()).resolve()
+    if not path.exists():
+        raise ValueError(f"{what} {str(path)!r} does not exist")
+    return path
+
+
+class ReplayBackendSpec(BaseModel):
+    """Answers read from a JSONL table: deterministic, for routing tests and benchmarks."""
+
+    model_config = STRICT
+    kind: Literal["replay"]
+    table: Path = Field(description="JSONL table; relative to the topology file's directory")
+    model: str | None = Field(None, description="the table's column to read; default: the agent's name")
+    latency_ms: float = Field(0, ge=0, description="time to answer")
+    reject_latency_ms: float = Field(0, ge=0, description="time to reject")
+
+    @field_validator("table")
+    @classmethod
+    def _table_exists(cls, table: Path, info: ValidationInfo) -> Path:
+        table = _resolve(table, info, "replay table")
+        if (info.context or {}).get("base_dir") is not None and not table.is_file():
+            raise ValueError(f"replay table {str(table)!r} is not a file")
+        return table
+
+
+class TransformersBackendSpec(BaseModel):
+    """A Hugging Face model run in the agent's own process, with micro-batching."""
+
+    model_config = STRICT
+    kind: Literal["transformers"]
+    model: str = Field(description="a local model directory, a .gguf file, 'offline:<name>' (a model shipped in a "
+                                   "Python package, see swarm.backends.offline), or a hub id (needs internet)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    chat_template: Literal["auto", "plain"] = Field("auto", description="auto: the model's own template if it has one")
+    max_new_tokens: int = Field(128, ge=1)
+    max_prompt_tokens: int | None = Field(None, ge=1, description="default: the model's context length")
+    temperature: float = Field(0.0, ge=0, description="0: greedy")
+    max_batch: int = Field(16, ge=1, description="micro-batcher: most queries per generate call")
+    max_wait_ms: float = Field(10.0, ge=0, description="micro-batcher: longest wait for a batch to fill")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads in this agent (default: torch's)")
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, model: str, info: ValidationInfo) -> str:
+        return resolve_model_ref(model, info)
+
+
+class OpenAIBackendSpec(BaseModel):
+    """Any OpenAI-compatible /v1/chat/completions endpoint: a `vllm serve` process, a hosted API."""
+
+    model_config = STRICT
+    kind: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://", description="e.g. http://127.0.0.1:8000/v1")
+    model: str = Field(min_length=1, description="the endpoint's model name")
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key; null for none")
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles each retry")
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    logprobs: bool = Field(False, description="ask the endpoint for token log-probabilities (confidence policy)")
+
+
+def resolve_model_ref(model: str, info: ValidationInfo) -> str:
+    """'offline:name' and hub ids pass as they are; anything else is a local path that must exist."""
+    if model.startswith(OFFLINE_PREFIX):
+        from swarm.backends.offline import OFFLINE_MODELS
+
+        name = model.removeprefix(OFFLINE_PREFIX)
+        if name not in OFFLINE_MODELS:
+            raise ValueError(f"unknown offline model {name!r} (expected one of: {', '.join(OFFLINE_MODELS)})")
+        return model
+    base = (info.context or {}).get("base_dir")
+    if base is None:
+        return model
+    local = (Path(base) / Path(model).expanduser()).resolve()
+    if local.exists():
+        return str(local)
+    if _HUB_ID.match(model) and not model.endswith(".gguf"):
+        return model  # a hub id: fetched on first start, where the machine has internet
+    raise ValueError(f"model path {str(local)!r} does not exist")
+
+
+_BACKENDS = (ReplayBackendSpec, TransformersBackendSpec, OpenAIBackendSpec)
+BackendSpec = Annotated[Union[_BACKENDS], Field(discriminator="kind")]  # noqa: UP007
+BACKEND_KINDS: tuple[str, ...] = tuple(get_args(b.model_fields["kind"].annotation)[0] for b in _BACKENDS)
+
+
+class SelfAwarePolicySpec(BaseModel):
+    """A model trained to say the reject phrase: its first generated tokens are the decision."""
+
+    model_config = STRICT
+    kind: Literal["self_aware"] = "self_aware"
+    reject_phrase: str = Field("I don't know!", min_length=1)
+    decide: Literal["generate", "logprobs"] = Field(
+        "generate", description="generate: stop as soon as the reply starts with the reject phrase; logprobs: one "
+                                "decoding step comparing the reject phrase's first token against everything else")
+    margin: float = Field(0.0, description="logprobs: reject when log P(reject start) - log P(other) > margin")
+
+
+class ConfidencePolicySpec(BaseModel):
+    """The untrained cascade baseline: answer when the model's own token probabilities are high enough."""
+
+    model_config = STRICT
+    kind: Literal["confidence"]
+    signal: Literal["first_token", "mean_logprob"] = Field(
+        "mean_logprob", description="first_token: probability of the first answer token; mean_logprob: exp(mean token logprob)")
+    thresholds: dict[Literal["performance_first", "balance", "cost_first"], float] = Field(
+        default_factory=lambda: {"performance_first": 0.894, "balance": 0.707, "cost_first": 0.447},
+        description="answer when confidence >= threshold; other alphas interpolate between the three")
+
+
+class VerbalizedPolicySpec(BaseModel):
+    """A prompted self-check before answering, for models that cannot be trained (remote APIs)."""
+
+    model_config = STRICT
+    kind: Literal["verbalized"]
+    reject_phrase: str = Field("I don't know!", min_length=1)
+
+
+class AlwaysAnswerPolicySpec(BaseModel):
+    """The terminal agent: never rejects."""
+
+    model_config = STRICT
+    kind: Literal["always_answer"]
+    reject_phrase: str = Field("I don't know!", min_length=1)
+
+
+_POLICIES = (SelfAwarePolicySpec, ConfidencePolicySpec, VerbalizedPolicySpec, AlwaysAnswerPolicySpec)
+PolicySpec = Annotated[Union[_POLICIES], Field(discriminator="kind")]  # noqa: UP007
+POLICY_KINDS: tuple[str, ...] = tuple(get_args(p.model_fields["kind"].annotation)[0] for p in _POLICIES)

@@ -75,11 +75,13 @@ def _probe(address: str | None, timeout_s: float = 5.0) -> None:
         raise SwarmError(f"Ray is not reachable at {address!r}: {exc.strerror or exc}") from None
 
 
-def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None) -> Swarm:
+def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None, allow_partial: bool = False) -> Swarm:
     """Start every agent of a topology as a detached Ray actor and wait until all are up.
 
     `address`: a Ray cluster ("auto", "ray://host:port"); None starts or joins a local one.
     `name`: overrides the topology's swarm name (the Ray namespace is derived from it).
+    `allow_partial`: an agent that fails to start (missing model, engine error) is dropped and
+    reported in `Swarm.failed` instead of failing the launch; the others route around it.
     """
     configure_logging()
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
@@ -95,10 +97,14 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     try:
         for spec in topo.agents:
             swarm._handles[spec.name] = _create_actor(topo, spec, initial)
-        swarm._await_started({n: h.start.remote([]) for n, h in swarm._handles.items()})
+        swarm.failed = swarm._await_started({n: h.start.remote([]) for n, h in swarm._handles.items()}, allow_partial)
+        if len(swarm.failed) == len(topo.agents):
+            raise SwarmError(f"no agent of swarm {topo.name!r} started: " + "; ".join(swarm.failed.values()))
     except BaseException:
         swarm.shutdown()
         raise
+    if swarm.failed:
+        swarm._bury({n: m for n, m in zip([s.name for s in topo.agents], initial, strict=True) if n in swarm.failed})
     swarm._refresh_view(force=True)
     log.info("swarm up", swarm=topo.name, agents=len(topo.agents))
     return swarm
@@ -137,6 +143,7 @@ class Swarm:
         self._handles: dict[str, ray.actor.ActorHandle] = {}
         self._view: dict[str, Member] = {}
         self._view_at = 0.0
+        self.failed: dict[str, str] = {}  # agents that did not start: name -> why
 
     # -- asking ----------------------------------------------------------------------------------
     def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
@@ -352,17 +359,32 @@ class Swarm:
             self._merge_view(view.members)
             return
 
-    def _await_started(self, refs: dict[str, ray.ObjectRef]) -> None:
+    def _await_started(self, refs: dict[str, ray.ObjectRef], allow_partial: bool = False) -> dict[str, str]:
+        """Wait for agents to load and announce themselves, logging each; returns the failures."""
         by_ref = {ref: name for name, ref in refs.items()}
-        pending = list(by_ref)
+        pending, failed = list(by_ref), {}
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             name = by_ref[ready[0]]
             try:
                 seconds = ray.get(ready[0])
             except RayError as exc:
-                raise SwarmError(f"agent {name!r} failed to start: {_root_cause(exc)}") from None
+                why = f"agent {name!r} failed to start: {_root_cause(exc)}"
+                if not allow_partial:
+                    raise SwarmError(why) from None
+                log.error("agent failed to start", agent=name, error=why)
+                failed[name] = why
+                continue
             log.info("agent ready", agent=name, seconds=round(seconds, 2), remaining=len(pending))
+        return failed
+
+    def _bury(self, dead: dict[str, dict]) -> None:
+        """Agents that never started: stop their actors and tell the others they are dead."""
+        news = encode(Gossip(digest="", updates=[Member.model_validate({**m, "state": "dead"}) for m in dead.values()]))
+        for name in dead:
+            ray.kill(self._handles.pop(name))
+        ray.get([h.control.remote(news) for h in self._handles.values()])
+        self._refresh_view(force=True)
 
 
 def _create_actor(topo: Topology, spec: AgentSpec, initial: list[dict]) -> ray.actor.ActorHandle:

@@ -108,8 +108,10 @@ class AgentNode:
 
     async def stop(self) -> None:
         self._stopped.set()
+        current = asyncio.current_task()
         for task in list(self._tasks):
-            task.cancel()
+            if task is not current:  # leave() may run as one of our own tasks (after a fatal backend error)
+                task.cancel()
         await self.backend.close()
 
     # -- the one entry point -------------------------------------------------------------------

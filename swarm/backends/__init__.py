@@ -14,6 +14,10 @@ def build_backend(spec, agent_name: str, gamma: float = 0.5) -> Backend:
         from swarm.backends.transformers import TransformersBackend  # torch is an optional extra
 
         return TransformersBackend(spec, agent_name)
+    if spec.kind == "vllm":
+        from swarm.backends.vllm import VLLMBackend  # vllm itself is imported only in start()
+
+        return VLLMBackend(spec, agent_name)
     if spec.kind == "openai":
         from swarm.backends.openai_http import OpenAIBackend
 

@@ -1,0 +1,124 @@
+"""A micro-batcher: concurrent requests gathered into one call of a batch function.
+
+A model serves a batch of prompts in about the time of one, so an agent that receives queries
+concurrently waits a few milliseconds for company and runs them together. One batch runs at a
+time (the model is one resource); the next batch gathers while the current one runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+Req = TypeVar("Req")
+Res = TypeVar("Res")
+
+
+@dataclass
+class _Pending(Generic[Req, Res]):
+    request: Req
+    future: asyncio.Future[Res]
+    arrived: float  # loop time
+
+
+class MicroBatcher(Generic[Req, Res]):
+    """``await submit(req)`` returns ``fn(batch)[i]`` for the batch its request joined.
+
+    A batch is dispatched when `max_batch` requests wait or `max_wait_ms` have passed since the
+    oldest one arrived. An exception raised by `fn` reaches every caller of that batch. A caller
+    cancelled before dispatch is dropped from its batch.
+    """
+
+    def __init__(self, fn: Callable[[list[Req]], Awaitable[list[Res]]], max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be at least 1, got {max_batch}")
+        if max_wait_ms < 0:
+            raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
+        self._fn = fn
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000
+        self._pending: list[_Pending[Req, Res]] = []
+        self._wake: asyncio.Event | None = None
+        self._worker: asyncio.Task[None] | None = None
+        self._closed: BaseException | None = None
+
+    async def submit(self, request: Req) -> Res:
+        if self._closed is not None:
+            raise self._closed
+        loop = asyncio.get_running_loop()
+        if self._worker is None or self._worker.done() or self._worker.get_loop() is not loop:
+            self._wake = asyncio.Event()
+            self._worker = loop.create_task(self._run(), name="micro-batcher")
+        future: asyncio.Future[Res] = loop.create_future()
+        self._pending.append(_Pending(request, future, loop.time()))
+        assert self._wake is not None
+        self._wake.set()
+        return await future  # cancelling the caller cancels `future`: dropped at dispatch
+
+    async def close(self, error: BaseException | None = None) -> None:
+        """Stop; waiting callers (and later submitters) get `error` (default RuntimeError)."""
+        self._closed = error or RuntimeError("micro-batcher closed")
+        worker, self._worker = self._worker, None
+        if worker is not None and not worker.done():
+            worker.cancel()
+            try:
+                await worker
+            except asyncio.CancelledError:
+                pass
+        self._fail(self._pending, self._closed)
+        self._pending = []
+
+    def _live(self) -> list[_Pending[Req, Res]]:
+        self._pending = [p for p in self._pending if not p.future.done()]
+        return self._pending
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            if not self._live():
+                await self._wake.wait()
+                continue
+            await self._gather(loop)
+            live = self._live()
+            batch, self._pending = live[: self.max_batch], live[self.max_batch :]
+            if batch:
+                await self._dispatch(batch)
+
+    async def _gather(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait until the batch is full or its oldest request has waited max_wait."""
+        assert self._wake is not None
+        while (live := self._live()) and len(live) < self.max_batch:
+            remaining = live[0].arrived + self.max_wait_s - loop.time()
+            if remaining <= 0:
+                return
+            self._wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
+
+    async def _dispatch(self, batch: list[_Pending[Req, Res]]) -> None:
+        try:
+            results = await self._fn([p.request for p in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} requests")
+        except asyncio.CancelledError:
+            self._fail(batch, self._closed or RuntimeError("micro-batcher stopped"))
+            raise
+        except Exception as exc:  # noqa: BLE001 - handed to every caller of the batch
+            self._fail(batch, exc)
+            return
+        for pending, result in zip(batch, results):
+            if not pending.future.done():
+                pending.future.set_result(result)
+
+    @staticmethod
+    def _fail(batch: list[_Pending[Req, Res]], error: BaseException) -> None:
+        for pending in batch:
+            if not pending.future.done():
+                pending.future.set_exception(error)

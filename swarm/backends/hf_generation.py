@@ -1,0 +1,87 @@
+"""Per-row pieces of one batched `model.generate` call: left padding, stopping, log-probabilities.
+
+transformers stops a row when a stopping criterion returns True for it (a bool tensor with one
+entry per row) and pads that row from then on, so rows of one batch can stop at different times:
+a rejection after two tokens, a short max_tokens, an end-of-sequence token.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import LogitsProcessor, StoppingCriteria
+
+
+def fold(text: str) -> str:
+    """The comparison form of a reply's start (as the policies compare it): no leading space, any case."""
+    return text.lstrip().replace("\u2019", "'").casefold()
+
+
+def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id lists -> (input_ids, attention_mask), padded on the left to the longest row."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row):] = 1
+    return ids.to(device), mask.to(device)
+
+
+class RowStop(StoppingCriteria):
+    """Stops each row at its own token limit, or as soon as its reply starts with its reject phrase.
+
+    `phrases[i]` is None for a row that must not stop at the phrase. A row whose reply can no longer
+    become the phrase is not decoded again. `stopped_at[i]` is the number of generated tokens when
+    row i stopped at its phrase (None otherwise).
+    """
+
+    def __init__(self, tokenizer, prompt_len: int, limits: list[int], phrases: list[str | None]) -> None:
+        self.tokenizer, self.prompt_len = tokenizer, prompt_len
+        self.limits = limits
+        self.keys = [fold(p) if p else None for p in phrases]
+        self.stopped_at: list[int | None] = [None] * len(limits)
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_len
+        done = torch.tensor([generated >= limit for limit in self.limits], dtype=torch.bool)
+        for i, key in enumerate(self.keys):
+            if key is None:
+                continue
+            text = fold(self.tokenizer.decode(input_ids[i, self.prompt_len:], skip_special_tokens=True))
+            text = text.rstrip("\ufffd")  # half of a multi-byte character: wait for the rest
+            if text.startswith(key):
+                self.stopped_at[i] = generated
+                self.keys[i] = None
+                done[i] = True
+            elif not key.startswith(text):
+                self.keys[i] = None  # cannot become the phrase any more
+        return done.to(input_ids.device)
+
+
+class LogprobRecorder(LogitsProcessor):
+    """Records log P of each generated token under the distribution it was drawn from.
+
+    A logits processor sees step t's distribution before the token is chosen and, at step t + 1,
+    the chosen token: so it keeps one step's log-softmax, never the whole (steps x vocab) history.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+        self._last: torch.Tensor | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._last is not None:
+            self.steps.append(self._last.gather(1, input_ids[:, -1:]).squeeze(1))
+        self._last = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def logprobs(self, generated: torch.Tensor) -> list[list[float]]:
+        """Per row, the log-probability of each token of `generated` (batch x steps)."""
+        steps = list(self.steps)
+        n = generated.shape[1]
+        if len(steps) < n and self._last is not None:  # the last token: chosen after the last call
+            steps.append(self._last.gather(1, generated[:, len(steps):len(steps) + 1]).squeeze(1))
+        if not steps:
+            return [[] for _ in range(generated.shape[0])]
+        return torch.stack(steps[:n], dim=1).cpu().tolist()

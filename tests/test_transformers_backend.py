@@ -12,23 +12,22 @@ import importlib.util
 import math
 import threading
 import time
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+import torch
+import transformers
 
-from swarm.backends import offline  # noqa: E402
-from swarm.backends.base import GenerationRequest  # noqa: E402
-from swarm.backends.hf_generation import RowStop  # noqa: E402
-from swarm.backends.transformers import TransformersBackend  # noqa: E402
-from swarm.errors import BackendError  # noqa: E402
-from swarm.prompts import render_plain  # noqa: E402
-from swarm.specs import TransformersBackendSpec  # noqa: E402
+from swarm.backends import offline
+from swarm.backends.base import GenerationRequest
+from swarm.backends.hf_generation import RowStop
+from swarm.backends.transformers import TransformersBackend
+from swarm.errors import BackendError
+from swarm.prompts import render_plain
+from swarm.specs import TransformersBackendSpec
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -41,13 +40,7 @@ NO_SYSTEM_TEMPLATE = (
 )
 
 
-# `slow`: runs a real model on the CPU (tens of seconds); part of the default run, deselect with -m "not slow".
-# pytest reads hooks such as pytest_configure only from conftest files and plugins, never from a test
-# module, so this module cannot register the marker itself: until pyproject's `markers` lists it, take
-# the decorator once here without the unknown-mark warning (which the suite turns into an error).
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", pytest.PytestUnknownMarkWarning)
-    slow = pytest.mark.slow
+slow = pytest.mark.slow  # a real model on the CPU (tens of seconds); in the default run, deselect with -m "not slow"
 
 
 def run(scenario: Callable[[], Awaitable[Any]], timeout: float = 120.0) -> Any:

@@ -194,8 +194,8 @@ class TransformersBackend(Backend):
         return self.tokenizer(text, add_special_tokens=False).input_ids, text
 
     def _checked_prompt(self, request: GenerationRequest) -> tuple[list[int], str]:
-        if self.model is None:
-            raise BackendError(f"agent {self.agent_name!r}: backend not started")
+        if self.model is None or self._batcher is None:
+            raise BackendError(f"agent {self.agent_name!r}: backend not started (or closed)")
         messages = request.messages or [{"role": "user", "content": request.query}]
         ids, text = self._prompt(messages)
         if len(ids) > self.context:

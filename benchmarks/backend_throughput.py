@@ -42,11 +42,16 @@ QUESTIONS = [
     "Who painted the Mona Lisa?", "What is the fastest land animal?", "How many continents are there?",
     "What language is spoken in Brazil?",
 ]
-FORCE_REJECT = [{"role": "system", "content": "Reply exactly: I don't know!"}]
+# SmolLM2 is not trained to reject; this user turn makes it say the phrase reliably, so the cost of
+# a rejection (a prefill and a few tokens) can be measured.
+FORCE_REJECT = "Repeat after me: I don't know!"
 
 
 def request(i: int, text: str, max_tokens: int, reject: bool = False) -> GenerationRequest:
-    messages = FORCE_REJECT + [{"role": "user", "content": text}] if reject else build_messages(text, 0.5, False)
+    """An answer request, or (reject=True) one that may stop at the reject phrase."""
+    # Under the self-aware system prompt SmolLM2 says "I'm not sure." instead, so the forced
+    # rejection goes without it: its prefill is some 70 tokens shorter than a real one.
+    messages = [{"role": "user", "content": text}] if text == FORCE_REJECT else build_messages(text, 0.5, reject)
     return GenerationRequest(f"bench-{i}", text, 0.5, reject, messages, max_tokens=max_tokens)
 
 
@@ -76,7 +81,7 @@ async def reject_cost(backend: Backend, n: int, answer_tokens: int) -> dict:
         a = await backend.generate(request(i, text, answer_tokens))
         answers.append((time.perf_counter() - t0, a.tokens_out))
         t0 = time.perf_counter()
-        r = await backend.generate(request(i, text, answer_tokens, reject=True))
+        r = await backend.generate(request(i, FORCE_REJECT, answer_tokens, reject=True))
         rejections.append((time.perf_counter() - t0, r.tokens_out, r.finish_reason))
         if backend.scores_first_token:
             t0 = time.perf_counter()

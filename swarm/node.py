@@ -106,6 +106,10 @@ class AgentNode:
         log.info("agent left", agent=self.name, undrained=self.counters.in_flight)
         await self.stop()
 
+    async def stopped(self) -> None:
+        """Wait until this node has stopped (it left, or was stopped)."""
+        await self._stopped.wait()
+
     async def stop(self) -> None:
         self._stopped.set()
         current = asyncio.current_task()

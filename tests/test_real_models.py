@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import swarm
-from swarm.topology import load_topology, parse_topology
+from swarm.topology import parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

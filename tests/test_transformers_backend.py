@@ -456,3 +456,14 @@ def test_gemma3_base_model_uses_the_plain_prompt():
         assert rejected.finish_reason == "reject"
     finally:
         run(backend.close)
+
+
+def test_parameters_are_counted_from_headers_and_a_model_too_large_is_refused(tiny_dir):
+    from swarm.backends.fit import count_parameters, ensure_fits
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(tiny_dir)
+    assert count_parameters(str(tiny_dir)) == sum(p.numel() for p in model.parameters())
+    assert count_parameters(str(tiny_dir / "nonexistent")) is None
+    ensure_fits(1_000_000, 4, 5_000_000, "cpu", "m")  # 4.8 MB needed, 5 MB free
+    with pytest.raises(BackendError, match=r"model 'm' needs about 4\.5 GiB on cpu \(1,000M parameters at 4 bytes each\), but only 2\.0 GiB"):
+        ensure_fits(1_000_000_000, 4, 2 * 1024**3, "cpu", "m")

@@ -26,18 +26,15 @@ import time
 import warnings
 from dataclasses import replace
 from types import SimpleNamespace
-from typing import Literal
 
 import psutil
 import pytest
-from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from swarm.backends.base import GenerationRequest
 from swarm.backends.vllm import VLLMBackend
 from swarm.errors import BackendError
 from swarm.policies import AlwaysAnswer, SelfAware
 from swarm.prompts import REJECT_PHRASE, build_messages
-from swarm.specs import STRICT, resolve_model_ref
 from swarm.testing import MemorySwarm, ScriptedBackend
 
 
@@ -169,6 +166,46 @@ def test_backend_inside_a_ray_actor_answers_stays_responsive_and_reports_engine_
         ray.get(host.close.remote())
     finally:
         ray.kill(host)
+
+
+def test_a_vllm_agent_in_a_launched_swarm_leaves_when_its_engine_dies(vllm_ready, ray_cluster, tmp_path):
+    """The YAML path end to end: a `kind: vllm` agent launched by swarm.launch answers; when its
+    EngineCore dies it leaves the swarm, and queries go on to the next agent."""
+    import swarm
+    from swarm.topology import parse_topology
+
+    (tmp_path / "t.jsonl").write_text(f'{{"query": "{PARIS}", "agents": {{"backup": {{"answer": "Paris (replayed)", "p": 1.0}}}}}}\n')
+    topo = parse_topology(
+        "name: vllm-agent\n"
+        "agents:\n"
+        f"  - {{name: small, cost: 0.1, backend: {{kind: vllm, model: '{MODEL}', max_model_len: 1024, max_new_tokens: 48}},"
+        " policy: {kind: always_answer}}\n"
+        "  - {name: backup, cost: 0.9, backend: {kind: replay, table: t.jsonl}, policy: {kind: always_answer}}\n",
+        base_dir=tmp_path,
+    )
+    s = swarm.launch(topo)
+    try:
+        first = s.ask(PARIS)
+        assert first.agent == "small" and "paris" in first.text.lower()
+        workers = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("ray::AgentActor")]
+        cores = [c for w in workers for c in engine_cores(w.pid)]
+        assert len(cores) == 1
+        cores[0].kill()
+        cores[0].wait(timeout=30)
+        after = None
+        for _ in range(40):  # the backend notices the death on its next call
+            after = s.ask(PARIS)
+            if after.agent == "backup":
+                break
+            time.sleep(0.5)
+        assert after.agent == "backup" and after.text == "Paris (replayed)"
+        assert [(h.agent, h.decision) for h in after.trace][0] == ("small", "error")
+        deadline = time.monotonic() + 30
+        while "small" in {st.name for st in s.status()} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert {st.name for st in s.status()} == {"backup"}  # it left the swarm instead of failing every query
+    finally:
+        s.shutdown()
 
 
 # -- in this process: one engine for the module ----------------------------------------------------

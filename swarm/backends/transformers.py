@@ -20,6 +20,7 @@ import structlog
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.backends.batching import MicroBatcher
+from swarm.backends.fit import count_parameters, ensure_fits, free_bytes
 from swarm.errors import BackendError
 from swarm.prompts import render_plain
 from swarm.specs import _HUB_ID, OFFLINE_PREFIX, TransformersBackendSpec
@@ -141,6 +142,9 @@ class TransformersBackend(Backend):
         dtype = getattr(torch, self.spec.dtype) if self.spec.dtype != "auto" else (torch.bfloat16 if device == "cuda" else torch.float32)
         source = resolve_source(self.spec.model)
         kwargs: dict[str, Any] = {"gguf_file": source.gguf_file} if source.gguf_file else {}
+        params = None if source.hub else count_parameters(source.location, source.gguf_file)
+        if params:
+            ensure_fits(params, dtype.itemsize, free_bytes(device), device, source.describe())
 
         def load(**extra: Any) -> tuple[Any, Any]:
             tokenizer = AutoTokenizer.from_pretrained(source.location, **kwargs, **extra)

@@ -82,13 +82,23 @@ class AgentActor:
         )
         self.spec_json = agent_json
         self.loop: asyncio.AbstractEventLoop | None = None
+        self._asked_to_leave = False
 
     async def start(self, seeds: list[str]) -> float:
         """Load the backend, join through the seeds, start gossip; returns seconds taken."""
         self.loop = asyncio.get_running_loop()
         began = time.monotonic()
         await self.node.start(seeds)
+        self._exit_task = asyncio.ensure_future(self._exit_when_stopped())
         return time.monotonic() - began
+
+    async def _exit_when_stopped(self) -> None:
+        """An agent that left on its own (its backend died) ends its process; one removed through the
+        API is killed by the caller once `leave` has returned."""
+        await self.node.stopped()
+        if not self._asked_to_leave:
+            await asyncio.sleep(0.5)  # let the last replies go out
+            ray.actor.exit_actor()
 
     async def handle(self, data: bytes) -> bytes:
         return await self.node.handle(data)
@@ -100,6 +110,7 @@ class AgentActor:
     @ray.method(concurrency_group="control")
     async def leave(self) -> int:
         """Graceful leave: refuse new work, tell peers, drain. Returns queries still in flight (0 when drained)."""
+        self._asked_to_leave = True
         await self._on_node_loop(self.node.leave())
         return self.node.counters.in_flight
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
-from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, says_yes, self_check_messages
+from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, is_rejection, says_yes, self_check_messages
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,6 @@ class Policy(abc.ABC):
     async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response: ...
 
 
-def _fold(text: str) -> str:
-    return text.strip().replace("\u2019", "'").casefold()
-
-
 def _response(rejected: bool, *gens: Generation) -> Response:
     last = gens[-1]
     return Response(rejected, last.text, sum(g.tokens_in for g in gens), sum(g.tokens_out for g in gens), sum(g.seconds for g in gens))
@@ -50,14 +46,13 @@ def _response(rejected: bool, *gens: Generation) -> Response:
 class SelfAware(Policy):
     def __init__(self, reject_phrase: str = REJECT_PHRASE, decide: str = "generate", margin: float = 0.0) -> None:
         self.reject_phrase, self.decide, self.margin = reject_phrase, decide, margin
-        self._key = _fold(reject_phrase)
 
     def check(self, backend: Backend) -> None:
         if self.decide == "logprobs" and not backend.scores_first_token:
             raise BackendError(f"policy self_aware with decide: logprobs needs a backend that scores first tokens; {type(backend).__name__} does not")
 
     def is_rejection(self, text: str) -> bool:
-        return _fold(text).startswith(self._key)
+        return is_rejection(text, self.reject_phrase)
 
     def _request(self, query_id: str, text: str, alpha: float, allow: bool) -> GenerationRequest:
         return GenerationRequest(query_id, text, alpha, allow, build_messages(text, alpha, allow, self.reject_phrase), self.reject_phrase)

@@ -58,6 +58,16 @@ def self_check_messages(query: str) -> list[dict[str, str]]:
     ]
 
 
+def fold(text: str) -> str:
+    """Text as the reject phrase is compared: leading space, case and typographic apostrophes ignored."""
+    return text.lstrip().replace("\u2019", "'").casefold()
+
+
+def is_rejection(text: str, reject_phrase: str = REJECT_PHRASE) -> bool:
+    """Does a reply start with the reject phrase? Every policy and backend decides it here."""
+    return fold(text).startswith(fold(reject_phrase).rstrip())
+
+
 def says_yes(text: str) -> bool:
     return bool(_YES.match(text.strip()))
 

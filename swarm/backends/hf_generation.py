@@ -10,10 +10,7 @@ from __future__ import annotations
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
 
-
-def fold(text: str) -> str:
-    """The comparison form of a reply's start (as the policies compare it): no leading space, any case."""
-    return text.lstrip().replace("\u2019", "'").casefold()
+from swarm.prompts import fold
 
 
 def left_pad(rows: list[list[int]], pad_id: int, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:

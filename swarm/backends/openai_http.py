@@ -33,6 +33,7 @@ import structlog
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
+from swarm.prompts import is_rejection
 
 log = structlog.get_logger("swarm.backends.openai")
 
@@ -121,7 +122,7 @@ class OpenAIBackend(Backend):
         start = time.perf_counter()
         payload = await self._post(body)
         text, finish, logprobs, usage = self._parse(payload)
-        if request.allow_reject and request.stop_at_reject and _fold(text).startswith(_fold(request.reject_phrase)):
+        if request.allow_reject and request.stop_at_reject and is_rejection(text, request.reject_phrase):
             text, finish = request.reject_phrase, "reject"
         tokens_in = _count(usage, "prompt_tokens", sum(len(str(m.get("content", "")).split()) for m in messages))
         tokens_out = _count(usage, "completion_tokens", len(text.split()))
@@ -218,9 +219,6 @@ class OpenAIBackend(Backend):
     def _scrub(self, text: str) -> str:
         return text.replace(self._key, "***") if self._key else text
 
-
-def _fold(text: str) -> str:
-    return text.strip().replace("\u2019", "'").casefold()
 
 
 def _count(usage: dict, key: str, fallback: int) -> int:

@@ -37,17 +37,12 @@ import structlog
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
-from swarm.prompts import render_plain
+from swarm.prompts import fold, render_plain
+from swarm.specs import OFFLINE_PREFIX
 
 log = structlog.get_logger("swarm.backends.vllm")
 
-OFFLINE_PREFIX = "offline:"
 _WARM_UP = GenerationRequest("warm-up", "Say hello.", 0.5, True, [{"role": "user", "content": "Say hello."}], max_tokens=4)
-
-
-def _fold(text: str) -> str:
-    """The same normalisation the self-aware policy uses to recognise the reject phrase."""
-    return text.strip().replace("\u2019", "'").casefold()
 
 
 def _import_vllm() -> SimpleNamespace:
@@ -184,7 +179,7 @@ class VLLMBackend(Backend):
             max_tokens=request.max_tokens or self.spec.max_new_tokens, temperature=self.spec.temperature,
             logprobs=1 if request.logprobs else None, output_kind=v.RequestOutputKind.DELTA,
         )
-        key = _fold(request.reject_phrase)
+        key = fold(request.reject_phrase)
         watch = request.allow_reject and request.stop_at_reject and bool(key)
         pieces: list[str] = []
         logprobs: list[float] = []
@@ -202,7 +197,7 @@ class VLLMBackend(Backend):
                     if piece.finish_reason is not None:
                         finish = "length" if piece.finish_reason == "length" else "stop"
                     if watch:
-                        folded = _fold("".join(pieces))
+                        folded = fold("".join(pieces))
                         if folded.startswith(key):
                             finish = "reject"
                             break

@@ -99,7 +99,7 @@ def package_file(dataset: str, relpath: str) -> Path:
         spec = None
     if spec is None or not spec.submodule_search_locations:
         raise DatasetPackageMissing(dataset, requirement)
-    path = Path(list(spec.submodule_search_locations)[0]) / relpath
+    path = Path(next(iter(spec.submodule_search_locations))) / relpath
     if not path.is_file():
         raise DatasetPackageMissing(dataset, requirement, f"the installed {module} has no {relpath}; reinstall that version")
     return path

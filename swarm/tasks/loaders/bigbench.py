@@ -190,7 +190,11 @@ def extract_bigbench(archive: str | Path, out_dir: str | Path = DATA_DIR) -> dic
                     found[rest[0]].append((member.name, tar.extractfile(member).read()))
     except (tarfile.TarError, OSError, EOFError) as exc:
         raise DataFileError(archive, f"not a readable source archive ({exc})") from None
-    manifest: dict = {"archive": archive.name, "tasks": {}}
+    digest = hashlib.sha256()
+    with open(archive, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    manifest: dict = {"archive": archive.name, "archive_sha256": digest.hexdigest(), "tasks": {}}
     for task, members in found.items():
         if not members:
             raise DataFileError(archive, f"has no task.json for {task!r}")

@@ -19,8 +19,8 @@ from pathlib import Path
 from swarm.tasks.base import Split, TaskItem
 from swarm.tasks.loaders._common import (
     DataFileError,
-    field,
     canonical_number,
+    field,
     package_file,
     read_jsonl,
     read_text,

@@ -3,11 +3,13 @@
     .venv/bin/python tests/data/responses/make_smollm2.py          # writes smollm2.raw.jsonl
 
 Greedy decoding through the transformers backend, with the shared answer prompt
-(`build_messages(question, 0.5, allow_reject=False)`). The output has no `expected` field: each
-response's expected extraction is checked by hand and added before the raw file replaces
-smollm2.jsonl (`expected` is the answer a careful reader takes from the response, or null when it
-gives none; `expected_correct` says whether that answer matches the gold one). A rerun on other
-hardware or library versions may change the text, so the hand check has to be redone.
+(`build_messages(question, 0.5, allow_reject=False)`), up to 256 new tokens. Each row of
+smollm2.jsonl carries `expected` (the answer a careful reader takes from the response, checked by
+hand: a number as written, an option letter, or null when the response gives none),
+`expected_correct` and a `note`. This script copies those from smollm2.jsonl for the responses
+that came out unchanged, and marks the others "UNCHECKED": check them by hand, then move
+smollm2.raw.jsonl over smollm2.jsonl. (Greedy output is stable on one machine; other hardware or
+library versions may change some text.)
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ QUESTIONS: list[tuple[str, str, str, str]] = [
     ("arith-6", "numeric", "What is 15% of 200?", "30"),
     ("arith-7", "numeric", "What is -7 + 3?", "-4"),
     ("arith-8", "numeric", "What is 23 * 47?", "1081"),
+    ("arith-9", "numeric", "What is 2 + 2?", "4"),
+    ("arith-10", "numeric", "What is 10 + 5?", "15"),
     ("mc-1", "choice", "Which planet is known as the Red Planet?\nA. Venus\nB. Mars\nC. Jupiter\nD. Saturn", "B"),
     ("mc-2", "choice", "What is the chemical symbol for gold?\nA. Ag\nB. Gd\nC. Au\nD. Go", "C"),
     ("mc-3", "choice", "How many legs does a spider have?\nA. 6\nB. 8\nC. 10\nD. 12", "B"),
@@ -58,6 +62,9 @@ QUESTIONS: list[tuple[str, str, str, str]] = [
     ("mc-10", "choice", "Which of these is a mammal?\nA. Shark\nB. Eagle\nC. Dolphin\nD. Frog", "C"),
     ("mc-11", "choice", "Which is the smallest prime number?\nA. 0\nB. 1\nC. 2\nD. 3", "C"),
     ("mc-12", "choice", "In which continent is Egypt?\nA. Asia\nB. Africa\nC. Europe\nD. South America", "B"),
+    ("mc-13", "choice", "What color is the sky on a clear day?\nA. Green\nB. Blue\nC. Red\nD. Yellow", "B"),
+    ("mc-14", "choice", "What is the capital of France?\nA. Paris\nB. London\nC. Berlin\nD. Madrid", "A"),
+    ("mc-15", "choice", "What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 6", "B"),
 ]
 
 
@@ -71,10 +78,20 @@ async def main() -> None:
         generations = await asyncio.gather(*(backend.generate(r) for r in requests))
     finally:
         await backend.close()
+    checked_path = HERE / "smollm2.jsonl"
+    checked = {r["id"]: r for r in map(json.loads, checked_path.read_text().splitlines())} if checked_path.exists() else {}
+    unchecked = 0
     with (HERE / "smollm2.raw.jsonl").open("w") as fh:
         for (qid, verifier, question, gold), gen in zip(QUESTIONS, generations, strict=True):
             row = {"id": qid, "verifier": verifier, "question": question, "gold": gold, "response": gen.text, "finish_reason": gen.finish_reason}
+            old = checked.get(qid)
+            if old and old["response"] == gen.text and old["gold"] == gold:
+                row.update(expected=old["expected"], expected_correct=old["expected_correct"], note=old["note"])
+            else:
+                row.update(expected=None, expected_correct=False, note="UNCHECKED")
+                unchecked += 1
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"wrote {len(QUESTIONS)} responses to smollm2.raw.jsonl; {unchecked} to check by hand")
 
 
 if __name__ == "__main__":

@@ -192,7 +192,7 @@ def test_503_retry_after_is_honoured_and_exhaustion_says_how_often_it_tried(serv
         run(lambda: generate(OpenAIBackend(spec(server.base_url, backoff_s=0.01, max_retries=2), "big"), ask("Name a prime.")))
     assert server.base_url in str(exc.value) and not exc.value.fatal
     assert len(server.chat_requests) == 3
-    assert 0.2 <= time.monotonic() - start < 2.0
+    assert 0.2 <= time.monotonic() - start < 5.0  # honours Retry-After; bounded, not a speed target
 
 
 @pytest.mark.parametrize(
@@ -233,7 +233,7 @@ def test_slow_endpoint_times_out_after_every_attempt_in_bounded_time(server: Ope
         run(lambda: generate(OpenAIBackend(spec(server.base_url, timeout_s=0.1, backoff_s=0.01, max_retries=2), "big"), ask("Name a prime.")))
     elapsed = time.monotonic() - start
     assert len(server.chat_requests) == 3
-    assert 0.3 <= elapsed < 1.5  # 3 x 0.1 s timeouts + 0.01 + 0.02 s backoff, plus start-up
+    assert 0.3 <= elapsed < 5.0  # 3 x 0.1 s timeouts + 0.01 + 0.02 s backoff: bounded, not a speed target
 
 
 def test_dropped_connections_are_retried(server: OpenAIServer) -> None:

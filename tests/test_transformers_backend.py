@@ -418,28 +418,15 @@ def test_smollm2_rejection_stops_after_the_phrase(smollm2):
 @slow
 @requires_smollm2
 def test_smollm2_concurrent_queries_run_as_one_batch(smollm2):
-    def timed(concurrently: bool) -> tuple[float, list]:
-        start = time.perf_counter()
-        if concurrently:
-            results = run(lambda: asyncio.gather(*(smollm2.generate(ask(q, max_tokens=8)) for q in QUESTIONS)))
-        else:
-            results = [solo(smollm2, ask(q, max_tokens=8)) for q in QUESTIONS]
-        return time.perf_counter() - start, results
-
+    # What batching buys in time is measured by benchmarks/backend_throughput.py, not asserted here.
     calls = count_generate_calls(smollm2)
     try:
-        ratios = []
-        for _ in range(2):  # a second try only when a neighbour's load skewed the first
-            sequential, one_by_one = timed(False)
-            concurrent, together = timed(True)
-            ratios.append(concurrent / sequential)
-            if ratios[-1] < 0.6:
-                break
+        one_by_one = [solo(smollm2, ask(q, max_tokens=8)) for q in QUESTIONS]
+        together = run(lambda: asyncio.gather(*(smollm2.generate(ask(q, max_tokens=8)) for q in QUESTIONS)))
     finally:
         del smollm2.model.generate
     assert calls[:9] == [1] * 8 + [8]  # one at a time, then all eight in one generate call
-    assert [g.text for g in together] == [g.text for g in one_by_one]
-    assert min(ratios) < 0.6, f"8 concurrent queries took {ratios} of the time of 8 sequential ones"
+    assert [g.text for g in together] == [g.text for g in one_by_one]  # batching changes no answer
 
 
 @slow

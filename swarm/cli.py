@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, demo, schema.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -75,6 +75,19 @@ def _parser() -> argparse.ArgumentParser:
     c = command("down", _down, "stop every agent of a swarm")
     c.add_argument("swarm")
     c.add_argument("--stop-ray", action="store_true", help="also stop the local Ray cluster")
+    c.add_argument("--address", default="auto")
+
+    c = command("serve", _serve, "serve a running swarm over HTTP (OpenAI-compatible) until Ctrl-C")
+    c.add_argument("swarm")
+    c.add_argument("--host", default="127.0.0.1", help="address to bind (a non-loopback one needs API keys)")
+    c.add_argument("--port", type=int, default=8000, help="0: any free port")
+    c.add_argument("--api-keys-file", type=Path, help="API keys, one a line (also: SWARM_API_KEYS, SWARM_API_KEYS_FILE)")
+    c.add_argument("--rate", type=float, default=100.0, help="requests per second per key (burst: 2x)")
+    c.add_argument("--max-in-flight", type=int, default=256, help="queries in the swarm at once")
+    c.add_argument("--max-queue", type=int, default=1024, help="requests waiting beyond that; more get 429")
+    c.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    c.add_argument("--max-prompt-tokens", type=int, default=8192)
+    c.add_argument("--deadline-s", type=float, help="per request (default: the topology's deadline_s)")
     c.add_argument("--address", default="auto")
 
     c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
@@ -164,6 +177,31 @@ def _down(args) -> int:
     finally:
         if args.stop_ray:
             subprocess.run([_ray_cli(), "stop"], check=False, capture_output=True)
+    return 0
+
+
+def _serve(args) -> int:
+    import ray
+
+    import swarm
+    from swarm.gateway import GatewaySettings, load_api_keys, serve
+
+    settings = GatewaySettings(
+        host=args.host, port=args.port, api_keys=load_api_keys(args.api_keys_file), rate_per_s=args.rate,
+        burst=max(1, int(args.rate * 2)), max_in_flight=args.max_in_flight, max_queue=args.max_queue,
+        max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens, deadline_s=args.deadline_s,
+    )
+    settings.check()
+    swarm.attach(args.swarm, args.address)
+    gateway = serve(args.swarm, settings)
+    print(f"serving swarm {args.swarm!r} at {gateway.base_url} (models: {args.swarm}, {args.swarm}:<scenario>; "
+          f"API keys: {len(settings.api_keys) or 'none'}); Ctrl-C stops", flush=True)
+    try:
+        ray.get(gateway.actor.wait.remote())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        gateway.stop()
     return 0
 
 

@@ -1,0 +1,25 @@
+"""An OpenAI-compatible HTTP front door to a running swarm.
+
+    POST /v1/chat/completions   model "<swarm>" or "<swarm>:<scenario>"; stream=true for SSE
+    GET  /v1/models             the swarm and its scenarios
+    GET  /health                200 while at least one agent is live, else 503
+
+Why Starlette and uvicorn inside a Ray actor, not Ray Serve: Ray Serve would add a controller
+actor and an HTTP proxy actor per node, and every request would cross proxy -> replica -> entry
+agent: two extra processes and an extra Ray call on a path whose point is that nothing sits in
+the middle. On a 2-core machine those processes compete with the agents. The gateway needs none
+of Serve's features (replica autoscaling, model composition, batching): it is a thin, stateless
+client that hands each query to an entry agent and awaits the one result, so one async actor
+running uvicorn on its own event loop does the job with one hop. To scale it, start more
+gateways (one per node) behind any load balancer; they share nothing.
+
+Streaming: the answering backend's tokens do not travel back through the routing path (each hop
+awaits the next and returns one Result), so with `stream=true` the gateway waits for the swarm's
+answer and then sends it as a sequence of SSE chunks. Clients that stream work unchanged; the
+first chunk arrives when the whole answer is ready.
+"""
+
+from swarm.gateway.limits import GatewaySettings, load_api_keys
+from swarm.gateway.server import Gateway, serve
+
+__all__ = ["Gateway", "GatewaySettings", "load_api_keys", "serve"]

@@ -1,0 +1,155 @@
+"""What the gateway lets in: its settings, API keys, per-key rate limits and a bounded queue.
+
+Keys are compared in constant time (`hmac.compare_digest` on SHA-256 digests, against every key,
+so neither a key's length nor its position leaks). A key is never logged: requests are
+identified by a short fingerprint of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import math
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from swarm.errors import SwarmError
+
+KEYS_ENV = "SWARM_API_KEYS"  # comma-separated keys
+KEYS_FILE_ENV = "SWARM_API_KEYS_FILE"  # a file of keys, one a line
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    """Everything the gateway enforces. Limits are per gateway process."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000  # 0: an ephemeral port (the bound one is reported)
+    api_keys: tuple[str, ...] = ()  # empty: no authentication (refused unless the host is loopback)
+    max_body_bytes: int = 1 << 20  # larger requests get 413
+    max_prompt_tokens: int = 8192  # estimated as characters / 4; larger prompts get 413
+    rate_per_s: float = 100.0  # sustained requests per second per key ...
+    burst: int = 200  # ... with this many at once; beyond: 429 with Retry-After
+    max_in_flight: int = 256  # queries in the swarm at once from this gateway
+    max_queue: int = 1024  # requests waiting for a slot; beyond: 429 with Retry-After
+    deadline_s: float | None = None  # per request (504 past it); default: the topology's deadline_s
+
+    def check(self) -> None:
+        if not self.api_keys and self.host not in ("127.0.0.1", "localhost", "::1"):
+            raise SwarmError(f"refusing to serve on {self.host!r} without API keys: give --api-keys-file or "
+                             f"{KEYS_ENV}, or bind to 127.0.0.1")
+        for name in ("max_body_bytes", "max_prompt_tokens", "burst", "max_in_flight"):
+            if getattr(self, name) < 1:
+                raise SwarmError(f"gateway setting {name} must be at least 1")
+        if self.rate_per_s <= 0 or self.max_queue < 0:
+            raise SwarmError("gateway settings: rate_per_s must be positive and max_queue not negative")
+
+
+def load_api_keys(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> tuple[str, ...]:
+    """Keys from a file (one a line, '#' comments) and/or the environment (SWARM_API_KEYS, comma-separated;
+    SWARM_API_KEYS_FILE names a file). An empty result means no authentication."""
+    env = os.environ if environ is None else environ
+    keys: list[str] = [k.strip() for k in env.get(KEYS_ENV, "").split(",") if k.strip()]
+    for source in (path, env.get(KEYS_FILE_ENV)):
+        if not source:
+            continue
+        try:
+            lines = Path(source).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise SwarmError(f"cannot read API keys from {str(source)!r}: {exc.strerror or exc}") from None
+        keys += [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    short = [k for k in keys if len(k) < 16]
+    if short:
+        raise SwarmError(f"{len(short)} API key(s) shorter than 16 characters; use long random keys (e.g. `openssl rand -hex 24`)")
+    return tuple(dict.fromkeys(keys))
+
+
+class KeyRing:
+    """Checks `Authorization: Bearer <key>` headers against the configured keys."""
+
+    def __init__(self, keys: tuple[str, ...]) -> None:
+        self._digests = [(hashlib.sha256(k.encode()).digest(), fingerprint(k)) for k in keys]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._digests)
+
+    def identify(self, authorization: str | None) -> str | None:
+        """The key's fingerprint when the header carries a known key; ANONYMOUS with auth off; else None."""
+        if not self._digests:
+            return ANONYMOUS
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        candidate = hashlib.sha256(token.strip().encode()).digest()
+        found = None
+        for digest, print_ in self._digests:  # no early exit: every key is compared
+            if hmac.compare_digest(candidate, digest):
+                found = print_
+        return found
+
+
+def fingerprint(key: str) -> str:
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+
+
+class RateLimiter:
+    """A token bucket per key: `rate_per_s` sustained, `burst` at once."""
+
+    def __init__(self, rate_per_s: float, burst: int) -> None:
+        self.rate, self.burst = rate_per_s, burst
+        self._buckets: dict[str, tuple[float, float]] = {}  # key -> (tokens, when)
+
+    def take(self, key: str) -> float:
+        """0 when the request may go; else the seconds until it could (for Retry-After)."""
+        now = time.monotonic()
+        tokens, when = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - when) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return 0.0
+        self._buckets[key] = (tokens, now)
+        return (1.0 - tokens) / self.rate
+
+
+class Overloaded(Exception):
+    """The queue is full."""
+
+
+class Admission:
+    """At most `max_in_flight` queries in the swarm; up to `max_queue` more wait their turn."""
+
+    def __init__(self, max_in_flight: int, max_queue: int) -> None:
+        self.max_in_flight, self.max_queue = max_in_flight, max_queue
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self.waiting = 0
+        self.in_flight = 0
+
+    @contextlib.asynccontextmanager
+    async def slot(self, deadline: float) -> AsyncIterator[None]:
+        """Hold a slot for the body of the block. Raises Overloaded at once when the queue is full,
+        TimeoutError when `deadline` (loop time) passes while waiting."""
+        if self._slots.locked() and self.waiting >= self.max_queue:
+            raise Overloaded
+        self.waiting += 1
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._slots.acquire()
+        finally:
+            self.waiting -= 1
+        self.in_flight += 1
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self._slots.release()
+
+
+def retry_after(seconds: float) -> str:
+    return str(max(1, math.ceil(seconds)))

@@ -1,0 +1,134 @@
+"""The gateway process: a Starlette app under uvicorn, inside one async Ray actor.
+
+It is pinned to the node of the process that starts it (so `--host 127.0.0.1` means this
+machine), takes no CPU reservation, and lives as long as its owner: `swarm serve` keeps it in
+the foreground and stops it on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import asdict
+from typing import Self
+
+import ray
+import structlog
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from swarm.gateway.app import Observer, build_app
+from swarm.gateway.entry import EntryClient
+from swarm.gateway.limits import GatewaySettings
+from swarm.logging import configure_logging, logging_settings
+
+log = structlog.get_logger("swarm.gateway")
+_LATENCY_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
+
+
+class RayMetricsObserver(Observer):
+    """Gateway metrics on Ray's Prometheus endpoint: requests by route and status, latency."""
+
+    def __init__(self, swarm_name: str) -> None:
+        from ray.util.metrics import Counter, Histogram
+
+        self.tags = {"swarm": swarm_name}
+        self.requests = Counter("swarm_gateway_requests", "HTTP requests by route and status", tag_keys=("swarm", "route", "status"))
+        self.latency = Histogram("swarm_gateway_latency_s", "HTTP request latency (s)", boundaries=_LATENCY_BOUNDS,
+                                 tag_keys=("swarm", "route"))
+
+    def request(self, route: str, status: int, seconds: float) -> None:
+        self.requests.inc(1, {**self.tags, "route": route, "status": str(status)})
+        self.latency.observe(seconds, {**self.tags, "route": route})
+
+
+@ray.remote(num_cpus=0)
+class GatewayActor:
+    def __init__(self, swarm_name: str, settings: dict, log_settings: tuple[str | None, str | None]) -> None:
+        configure_logging(*log_settings)
+        self.swarm_name = swarm_name
+        self.settings = GatewaySettings(**{**settings, "api_keys": tuple(settings["api_keys"])})
+        self.server = None
+        self.task: asyncio.Future | None = None
+        self.entry: EntryClient | None = None
+
+    async def start(self) -> str:
+        """Bind, start serving, and return the base URL (with the port actually bound)."""
+        import uvicorn
+
+        s = self.settings
+        self.entry = EntryClient(self.swarm_name)
+        await self.entry.start()
+        app = build_app(self.entry, s, RayMetricsObserver(self.swarm_name))
+        family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((s.host, s.port))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
+                                backlog=2048, timeout_keep_alive=30)
+        self.server = uvicorn.Server(config)
+        self.task = asyncio.ensure_future(self.server.serve(sockets=[sock]))
+        while not self.server.started:
+            if self.task.done():
+                self.task.result()  # raises what stopped it
+                raise RuntimeError("the HTTP server stopped while starting")
+            await asyncio.sleep(0.02)
+        host = f"[{s.host}]" if ":" in s.host else s.host
+        log.info("gateway up", swarm=self.swarm_name, url=f"http://{host}:{port}", auth=bool(s.api_keys))
+        return f"http://{host}:{port}"
+
+    async def wait(self) -> None:
+        """Return when the HTTP server stops."""
+        if self.task is not None:
+            await asyncio.shield(self.task)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.should_exit = True
+            await self.task
+        if self.entry is not None:
+            await self.entry.close()
+
+
+class Gateway:
+    """A running gateway: its URL, and `stop()`."""
+
+    def __init__(self, url: str, actor: ray.actor.ActorHandle) -> None:
+        self.url, self.actor = url, actor
+
+    @property
+    def base_url(self) -> str:
+        """What to give the openai client as base_url."""
+        return self.url + "/v1"
+
+    def stop(self, timeout_s: float = 15) -> None:
+        try:
+            ray.get(self.actor.stop.remote(), timeout=timeout_s)
+        finally:
+            ray.kill(self.actor)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def serve(swarm_name: str, settings: GatewaySettings | None = None) -> Gateway:
+    """Start a gateway for a running swarm on this machine's Ray node (Ray must be initialised,
+    e.g. by `swarm.launch` or `swarm.attach`). Returns once it accepts connections."""
+    from swarm.errors import SwarmError
+
+    settings = settings or GatewaySettings()
+    settings.check()
+    if not ray.is_initialized():
+        raise SwarmError("connect to Ray first (swarm.launch or swarm.attach)")
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    actor = GatewayActor.options(scheduling_strategy=here).remote(swarm_name, asdict(settings), logging_settings())
+    try:
+        url = ray.get(actor.start.remote())
+    except ray.exceptions.RayTaskError as exc:
+        ray.kill(actor)
+        cause = getattr(exc, "cause", None) or exc
+        raise SwarmError(f"the gateway did not start: {type(cause).__name__}: {str(cause).splitlines()[0][:300]}") from None
+    return Gateway(url, actor)

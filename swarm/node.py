@@ -55,12 +55,26 @@ class Counters:
     latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
 
 
+class NodeObserver:
+    """Hooks for metrics exporters (the Ray transport implements one). Called on the node's event
+    loop for every query, so implementations must be cheap and never block; the default does nothing."""
+
+    def decided(self, decision: str) -> None:
+        """This agent's own decision on a query: answer, forced or reject."""
+
+    def query_done(self, seconds: float, outcome: str, entry: bool, hops: int) -> None:
+        """A query left this agent: time held here, 'ok' or the error code, whether this agent was its
+        entry, and (at the entry, the whole path) the forwards between agents it took."""
+
+
 class AgentNode:
     def __init__(
         self, member: Member, policy: Policy, backend: Backend, transport: Transport,
         config: NodeConfig = NodeConfig(), initial: list[Member] = (), seed: int | None = None,
+        observer: NodeObserver | None = None,
     ) -> None:
         self.name = member.name
+        self.observer = observer or NodeObserver()
         self.policy, self.backend, self.transport, self.config = policy, backend, transport, config
         self.membership = Membership(member)
         self.membership.merge_all(initial, spread=False)
@@ -148,8 +162,11 @@ class AgentNode:
                 result = await self._route(q, start + q.budget_s)
             finally:
                 self.counters.in_flight -= 1
-            self.counters.latencies.append(time.monotonic() - start)
+            held = time.monotonic() - start
+            self.counters.latencies.append(held)
             del self.counters.latencies[:-1000]
+            path = dict.fromkeys(h.agent for h in result.trace if h.decision not in ("unreachable", "refused"))
+            self.observer.query_done(held, "ok" if result.ok else result.error_code, not q.visited, max(0, len(path) - 1))
             return result
 
     async def _route(self, q: Query, deadline: float) -> Result:
@@ -161,6 +178,7 @@ class AgentNode:
             return self._answered(q, response, trace, forced=peer is None)
         if response is not None:
             self.counters.rejected += 1
+            self.observer.decided("reject")
             log.debug("rejected", next_hop=peer)
         while peer is not None:
             remaining = deadline - time.monotonic()
@@ -226,6 +244,7 @@ class AgentNode:
         decision = "forced" if forced else "answer"
         self.counters.forced += forced
         self.counters.answered += 1
+        self.observer.decided(decision)
         trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
         log.debug("answered", decision=decision)
         return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)

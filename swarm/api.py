@@ -97,7 +97,11 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     try:
         for spec in topo.agents:
             swarm._handles[spec.name] = _create_actor(topo, spec, initial)
-        swarm.failed = swarm._await_started({n: h.start.remote([]) for n, h in swarm._handles.items()}, allow_partial)
+        if topo.defaults.start == "sequential":
+            for n, h in swarm._handles.items():
+                swarm.failed.update(swarm._await_started({n: h.start.remote([])}, allow_partial))
+        else:
+            swarm.failed = swarm._await_started({n: h.start.remote([]) for n, h in swarm._handles.items()}, allow_partial)
         if len(swarm.failed) == len(topo.agents):
             raise SwarmError(f"no agent of swarm {topo.name!r} started: " + "; ".join(swarm.failed.values()))
     except BaseException:

@@ -77,6 +77,9 @@ class DefaultsSpec(BaseModel):
     ping_timeout_s: float = Field(2.0, gt=0)
     suspect_timeout_s: float = Field(3.0, gt=0)
     drain_timeout_s: float = Field(30, gt=0)
+    start: Literal["parallel", "sequential"] = Field(
+        "parallel", description="sequential: agents start one at a time in file order, each after the previous one is "
+                                "ready (GPU engines sharing a device then measure free memory one after another)")
     policy: PolicySpec = SelfAwarePolicySpec()
     resources: ResourcesSpec = ResourcesSpec()
 

@@ -4,7 +4,8 @@ One run, on a fresh local Ray cluster with the quickstart replay swarm (3 agents
 
 1. Python API: `clients` asyncio tasks in this process, each asking `Swarm.ask_async` in a loop
    for `duration` seconds (after a warm-up), questions drawn from the replay table;
-2. HTTP gateway: the same number of clients, each an HTTP/1.1 keep-alive connection (httpx)
+2. HTTP gateway: the same number of clients, each an HTTP/1.1 keep-alive connection (aiohttp,
+   which Ray already depends on; httpx's pool spent a whole core on itself at 200 connections)
    posting /v1/chat/completions with an API key, same questions, same duration.
 
 For each side: throughput of answered queries, p50/p95/p99 latency, errors by kind (HTTP status
@@ -32,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("SWARM_LOG_LEVEL", "warning")  # before swarm is imported: keep agent logs quiet
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import httpx  # noqa: E402
+import aiohttp  # noqa: E402
 import ray  # noqa: E402
 
 from benchmarks.hop_overhead import format_table, machine_info, percentile  # noqa: E402
@@ -99,12 +100,13 @@ def api_sender(s) -> Callable[[str], Awaitable[Outcome]]:
     return send
 
 
-def http_sender(client: httpx.AsyncClient, url: str) -> Callable[[str], Awaitable[Outcome]]:
+def http_sender(client: aiohttp.ClientSession, url: str) -> Callable[[str], Awaitable[Outcome]]:
     async def send(q: str) -> Outcome:
-        r = await client.post(url, json={"model": f"{NAME}:balance", "messages": [{"role": "user", "content": q}]})
-        if r.status_code != 200:
-            return f"http_{r.status_code}"
-        body = r.json()
+        async with client.post(url, json={"model": f"{NAME}:balance", "messages": [{"role": "user", "content": q}]}) as r:
+            if r.status != 200:
+                await r.read()
+                return f"http_{r.status}"
+            body = await r.json()
         return "ok" if body["choices"][0]["message"]["content"] and body["swarm"]["agent"] else "bad_body"
 
     return send
@@ -113,9 +115,9 @@ def http_sender(client: httpx.AsyncClient, url: str) -> Callable[[str], Awaitabl
 async def measure(s, gateway, questions: list[str], args) -> dict:
     grace = s.topology.defaults.deadline_s + 10
     out = {"api": await drive(api_sender(s), questions, args.clients, args.warmup, args.duration, grace)}
-    limits = httpx.Limits(max_connections=args.clients, max_keepalive_connections=args.clients)
+    connector = aiohttp.TCPConnector(limit=args.clients)
     headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(limits=limits, timeout=grace, headers=headers) as client:
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=grace), headers=headers) as client:
         send = http_sender(client, gateway.url + "/v1/chat/completions")
         out["gateway"] = await drive(send, questions, args.clients, args.warmup, args.duration, grace)
     return out

@@ -252,6 +252,14 @@ def test_swarm_serve_command(gw, tmp_path):
     assert "Traceback" not in err
 
 
+def test_gateway_on_a_busy_port_or_an_unknown_swarm_fails_in_one_line(gw):
+    port = int(gw["main"].url.rsplit(":", 1)[1])
+    with pytest.raises(SwarmError, match="the gateway did not start: .*in use"):
+        serve("gw", GatewaySettings(port=port))
+    with pytest.raises(SwarmError, match="no swarm named 'nothing-here'"):
+        serve("nothing-here", GatewaySettings(port=0))
+
+
 # ---------------------------------------------------------------- settings (no Ray needed)
 
 

@@ -14,6 +14,7 @@ import ray
 
 import swarm
 from swarm.backends.replay import ReplayTable
+from swarm.gateway import GatewaySettings, serve
 from swarm.node import NodeObserver
 from swarm.testing import MemorySwarm, ScriptedBackend
 from swarm.topology import parse_topology
@@ -82,6 +83,15 @@ def test_agents_export_metrics_to_rays_prometheus_endpoint(ray_cluster):
         assert status["small"].received == len(questions)
         assert all(r.answer_rate == r.answered / (r.answered + r.rejected) for r in status.values() if r.received)
         assert status["large"].answer_rate == 1.0 and status["small"].p95_s >= status["small"].p50_s > 0
+
+        with serve("metrics", GatewaySettings(port=0)) as gateway:  # the gateway counts requests by route and status
+            url = gateway.url + "/v1/chat/completions"
+            ok = httpx.post(url, json={"model": "metrics", "messages": [{"role": "user", "content": questions[0]}]}, timeout=30)
+            bad = httpx.post(url, json={"model": "metrics"}, timeout=30)
+            assert (ok.status_code, bad.status_code) == (200, 400)
+            seen = {("gateway", "chat", "200"): 1, ("gateway", "chat", "400"): 1}
+            got = _poll_metrics("metrics", lambda m: seen.items() <= m.items())
+        assert seen.items() <= got.items()
     finally:
         s.shutdown()
 
@@ -109,6 +119,8 @@ def _summarise(text: str, swarm_name: str) -> dict:
             out[("decisions", "reject" if decision == "reject" else "answered")] += float(value)
         elif metric in ("swarm_query_hops_count", "swarm_query_hops_sum"):
             out[("hops_" + metric.rsplit("_", 1)[1], "")] += float(value)
+        elif metric in ("swarm_gateway_requests_total", "swarm_gateway_requests"):
+            out[("gateway", labels["route"], labels["status"])] += float(value)
         elif metric == "swarm_agent_latency_s_count":
             out[("latency_count", "")] += float(value)
     return {k: int(v) for k, v in out.items()}

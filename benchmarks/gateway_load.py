@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
-    topo = load_topology(ROOT / "topologies" / "quickstart.yaml").model_copy(update={"name": NAME})
+    topo = load_topology(ROOT / "topologies" / "quickstart-replay.yaml").model_copy(update={"name": NAME})
     s = launch(topo)
     gateway = None
     try:

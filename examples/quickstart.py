@@ -1,4 +1,4 @@
-"""Launch the quickstart swarm on a local Ray cluster, ask it questions, see where they went.
+"""Launch the replay quickstart swarm (no models) on a local Ray cluster, ask it questions, see where they went.
 
     python examples/quickstart.py
 """
@@ -12,7 +12,7 @@ TOPOLOGIES = Path(__file__).resolve().parent.parent / "topologies"
 
 if __name__ == "__main__":
     rows = ReplayTable.load(TOPOLOGIES / "data" / "arith-replay.jsonl").rows
-    s = swarm.launch(TOPOLOGIES / "quickstart.yaml", address="local")
+    s = swarm.launch(TOPOLOGIES / "quickstart-replay.yaml", address="local")
     try:
         a = s.ask("What is 17 + 25?", scenario="balance")
         print(f"{a.text!r} from {a.agent} after {a.hops} hop(s): " + ", ".join(f"{h.agent} {h.decision}" for h in a.trace))

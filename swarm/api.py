@@ -87,6 +87,7 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
     if name is not None:
         topo = topo.model_copy(update={"name": name})
+    _prepare_models(topo.agents)
     namespace = namespace_of(topo.name)
     _connect(address, namespace)
     existing = _actor_names(namespace)
@@ -112,6 +113,14 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     swarm._refresh_view(force=True)
     log.info("swarm up", swarm=topo.name, agents=len(topo.agents))
     return swarm
+
+
+def _prepare_models(agents: list[AgentSpec]) -> None:
+    """Build the testbed ladders these agents name, here, before any agent starts: the build shows
+    its progress on this terminal, and agents then find their models in the cache."""
+    from swarm.testbed.models import prepare
+
+    prepare([str(getattr(a.backend, "model", "")) for a in agents])
 
 
 def attach(name: str, address: str | None = "auto") -> Swarm:
@@ -261,6 +270,7 @@ class Swarm:
         if spec.name in self._live_names():
             raise SwarmError(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
         seeds = seeds or [s for s in self.topology.seeds if s in self._live_names()] or self.entries()
+        _prepare_models([spec])
         handle = _create_actor(self.topology, spec, [])
         try:
             self._await_started({spec.name: handle.start.remote(seeds)})

@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -92,10 +92,17 @@ def _parser() -> argparse.ArgumentParser:
 
     c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
     c.add_argument("topology", type=Path, nargs="?", default=_shipped("quickstart.yaml"))
-    c.add_argument("-n", type=int, default=DEMO_QUESTIONS, help="how many questions from the replay table")
+    c.add_argument("-n", type=int, default=DEMO_QUESTIONS, help="how many questions (held-out testbed items, or replay table rows)")
     _scenario_args(c)
 
     c = command("schema", _schema, "print the topology JSON Schema (for editors)")
+
+    c = command("testbed", _testbed, "build the testbed ladder of small models (cached: a second call returns at once)")
+    c.add_argument("action", choices=["build"])
+    c.add_argument("--quick", action="store_true", help="the quick ladder (at most 5 minutes on 2 cores; else at most 30)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=Path, help="default: the cache that 'testbed:<ladder>/<rung>' models are read from")
+
     return p
 
 
@@ -206,43 +213,11 @@ def _serve(args) -> int:
 
 
 def _demo(args) -> int:
-    import swarm
-    from swarm.backends.replay import ReplayTable
+    from swarm.demo import run_demo
     from swarm.topology import load_topology
 
-    topo = load_topology(args.topology)
-    table = ReplayTable.load(topo.agents[0].backend.table)
-    rows = table.rows[: args.n]
-    print(f"launching {topo.name!r}: {len(topo.agents)} agents on a local Ray cluster ...", flush=True)
-    s = swarm.launch(topo, address="local")
-    try:
-        outcomes = s.ask_many([r["query"] for r in rows], scenario=args.scenario, alpha=args.alpha)
-        first = outcomes[0]
-        if not isinstance(first, QueryError):
-            print(f"\nQ: {rows[0]['query']}\nA: {first.text}   (by {first.agent}, path {' -> '.join(first.path)})")
-        _print_routing(s, rows, outcomes)
-    finally:
-        s.shutdown()
-        import ray
-
-        ray.shutdown()
+    run_demo(load_topology(args.topology), args.n, args.scenario, args.alpha)
     return 0
-
-
-def _print_routing(s, rows, outcomes) -> None:
-    by_agent: dict[str, list[int]] = {}
-    failed = 0
-    for row, out in zip(rows, outcomes, strict=True):
-        if isinstance(out, QueryError):
-            failed += 1
-            continue
-        by_agent.setdefault(out.agent, []).append(int(out.text.rsplit(":", 1)[-1].strip() == str(row.get("gold"))))
-    print(f"\n{len(rows)} questions, {failed} failed. Where they were answered:")
-    print(f"{'agent':<10}{'cost':>6}{'answered':>10}{'accuracy':>10}")
-    for st in s.status():
-        got = by_agent.get(st.name, [])
-        acc = f"{sum(got) / len(got):.2f}" if got else "-"
-        print(f"{st.name:<10}{st.cost:>6.2f}{len(got):>10}{acc:>10}")
 
 
 def _print_status(rows) -> None:
@@ -257,6 +232,25 @@ def _schema(args) -> int:
     from swarm.topology import topology_json_schema
 
     print(json.dumps(topology_json_schema(), indent=2, sort_keys=True))
+    return 0
+
+
+def _testbed(args) -> int:
+    from swarm.testbed.ladder import build_ladder
+    from swarm.testbed.models import ladder_dir
+
+    ladder = "quick" if args.quick else "full"
+    out = args.out or ladder_dir(ladder if args.seed == 0 else f"{ladder}-seed{args.seed}")
+    try:
+        report = build_ladder(out, quick=args.quick, seed=args.seed)
+    except OSError as exc:  # an unwritable cache directory: one line, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{'cached' if report.cached else 'built'} in {report.out_dir} (report.json, report.png)")
+    print(f"{'model':<8}{'params':>10}{'cost':>6}{'overall':>9}  accuracy by difficulty 1-4")
+    for m in report.models:
+        print(f"{m.name:<8}{m.params:>10,d}{m.cost:>6.2f}{m.overall:>9.3f}  "
+              + " ".join(f"{m.by_difficulty[d]:.2f}" for d in sorted(m.by_difficulty)))
     return 0
 
 

@@ -93,6 +93,8 @@ class Confidence(Policy):
             return 0.0
         if self.signal == "first_token":
             return math.exp(logprobs[0])
+        if self.signal == "min_token":
+            return math.exp(min(logprobs))
         return math.exp(sum(logprobs) / len(logprobs))
 
     async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:

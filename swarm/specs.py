@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 STRICT = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 OFFLINE_PREFIX = "offline:"
+TESTBED_PREFIX = "testbed:"  # a rung of the testbed ladder, see swarm.testbed.models
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -53,7 +54,8 @@ class TransformersBackendSpec(BaseModel):
     model_config = STRICT
     kind: Literal["transformers"]
     model: str = Field(description="a local model directory, a .gguf file, 'offline:<name>' (a model shipped in a "
-                                   "Python package, see swarm.backends.offline), or a hub id (needs internet)")
+                                   "Python package, see swarm.backends.offline), 'testbed:<quick|full>/<rung>' (a testbed "
+                                   "model, built on first use), or a hub id (needs internet)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     chat_template: Literal["auto", "plain"] = Field("auto", description="auto: the model's own template if it has one")
@@ -93,7 +95,8 @@ class VLLMBackendSpec(BaseModel):
     model_config = STRICT
     kind: Literal["vllm"]
     model: str = Field(description="a local model directory (safetensors), 'offline:<name>' (a model shipped in a "
-                                   "Python package, see swarm.backends.offline), or a hub id (needs internet)")
+                                   "Python package, see swarm.backends.offline), 'testbed:<quick|full>/<rung>' (a testbed "
+                                   "model, built on first use), or a hub id (needs internet)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     max_model_len: int | None = Field(None, ge=16, description="context length, prompt + reply; default: the model's")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="GPU: share of GPU memory this engine may take; "
@@ -115,7 +118,13 @@ class VLLMBackendSpec(BaseModel):
 
 
 def resolve_model_ref(model: str, info: ValidationInfo) -> str:
-    """'offline:name' and hub ids pass as they are; anything else is a local path that must exist."""
+    """'offline:name', 'testbed:ladder/rung' and hub ids pass as they are (the first two checked);
+    anything else is a local path that must exist."""
+    if model.startswith(TESTBED_PREFIX):
+        from swarm.testbed.models import parse_ref
+
+        parse_ref(model)
+        return model
     if model.startswith(OFFLINE_PREFIX):
         from swarm.backends.offline import OFFLINE_MODELS
 
@@ -156,8 +165,9 @@ class ConfidencePolicySpec(BaseModel):
 
     model_config = STRICT
     kind: Literal["confidence"]
-    signal: Literal["first_token", "mean_logprob"] = Field(
-        "mean_logprob", description="first_token: probability of the first answer token; mean_logprob: exp(mean token logprob)")
+    signal: Literal["first_token", "mean_logprob", "min_token"] = Field(
+        "mean_logprob", description="first_token: probability of the first answer token; mean_logprob: exp(mean token "
+        "logprob); min_token: probability of the least likely token (the weakest step of a worked answer)")
     thresholds: dict[Literal["performance_first", "balance", "cost_first"], float] = Field(
         default_factory=lambda: {"performance_first": 0.894, "balance": 0.707, "cost_first": 0.447},
         description="answer when confidence >= threshold; other alphas interpolate between the three")

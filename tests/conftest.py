@@ -18,3 +18,12 @@ def ray_cluster():
         ray.init(address="local", include_dashboard=False, num_cpus=2, configure_logging=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def quick_ladder():
+    """The testbed's quick ladder, in the cache that 'testbed:quick/<rung>' models resolve to: built
+    once per machine (about 5 minutes on 2 cores), then read from the cache."""
+    from swarm.testbed.models import build
+
+    return build("quick")

@@ -100,6 +100,9 @@ def test_confidence_signals_differ():
     first, mean = Confidence("first_token"), Confidence("mean_logprob")
     assert first.confidence(logprobs) == pytest.approx(0.99)
     assert mean.confidence(logprobs) == pytest.approx(math.sqrt(0.99 * 0.1))
+    # a long worked answer whose one weak step the mean hides and the minimum finds
+    worked = (math.log(0.999),) * 30 + (math.log(0.3),)
+    assert mean.confidence(worked) > 0.95 and Confidence("min_token").confidence(worked) == pytest.approx(0.3)
     backend = Recorder(["x", "x"], logprobs)
     assert not respond(first, backend, alpha=0.5).rejected and respond(mean, backend, alpha=0.5).rejected
     assert backend.requests[0].logprobs and not backend.requests[0].allow_reject

@@ -1,4 +1,4 @@
-"""The testbed ladder: the quick ladder trains (once per module, into a temporary directory),
+"""The testbed ladder: the quick ladder trains (once per machine, into the cache; see conftest),
 each rung loads as a normal transformers directory, accuracy rises with size on the held-out set,
 the cache answers at once, and a model answers through TransformersBackend, graded by `verify`."""
 
@@ -17,16 +17,15 @@ from swarm.prompts import ANSWER_TEMPLATE, build_messages
 from swarm.specs import TransformersBackendSpec
 from swarm.tasks.verify import verify
 from swarm.testbed import FAMILIES, OOD_FAMILIES, build_ladder, held_out
-from swarm.testbed.tasks import DIFFICULTIES, make_item, training_stream
+from swarm.testbed.tasks import DIFFICULTIES, make_item, reply_text, training_stream
 from swarm.testbed.tokenizer import build_tokenizer, prompt_text
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")
-def ladder(tmp_path_factory):
-    out = tmp_path_factory.mktemp("testbed") / "quick"
-    return build_ladder(out, quick=True, seed=0)
+def ladder(quick_ladder):
+    return quick_ladder
 
 
 # -- fast checks, no training ------------------------------------------------------------------
@@ -61,6 +60,16 @@ def test_chat_template_renders_the_training_format():
     assert text == prompt_text("23+58=") == "Q: 23+58=\nA: "
     ids = tok(text + "The answer is: 81", add_special_tokens=False).input_ids
     assert tok.decode(ids) == text + "The answer is: 81"
+
+
+def test_chat_template_carries_alpha_of_the_scenario_instruction():
+    # self-awareness training and the self_aware policy both prompt through swarm.prompts
+    tok = build_tokenizer()
+    for alpha in (0.0, 0.2, 0.5, 0.8, 1.0):
+        text = tok.apply_chat_template(build_messages("7-3=", alpha, allow_reject=True), tokenize=False, add_generation_prompt=True)
+        assert text == prompt_text("7-3=", alpha) == f"a={alpha:.2f} Q: 7-3=\nA: "
+    other = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "7-3="}]
+    assert tok.apply_chat_template(other, tokenize=False, add_generation_prompt=True) == prompt_text("7-3=")
 
 
 def test_tokenizer_survives_a_round_trip_through_a_model_directory(tmp_path):
@@ -120,17 +129,18 @@ def test_report_files(ladder):
 
 
 def test_accuracy_rises_with_size(ladder):
-    # 200 held-out items per family x difficulty: 1,000 per difficulty, 4,000 per model, so a
-    # standard error of about 1.5 points per difficulty and under 1 point overall.
+    # 200 held-out items per family x difficulty: 1,000 per difficulty and model, a standard error
+    # of at most 1.6 points per difficulty, so the ordering below is not noise.
     overall = [m.overall for m in ladder.models]
     small, large = ladder.models[0], ladder.models[-1]
-    assert large.overall >= small.overall + 0.10, overall
-    for lo, hi in zip(ladder.models, ladder.models[1:]):
-        assert hi.overall >= lo.overall - 0.02, overall
+    assert large.overall >= small.overall + 0.30, overall
     for d in map(str, DIFFICULTIES):
-        assert large.by_difficulty[d] >= small.by_difficulty[d] + 0.05, (d, small.by_difficulty, large.by_difficulty)
-    # easy items are easier than hard ones for the largest model
-    assert large.by_difficulty["1"] > large.by_difficulty["4"]
+        by_size = [m.by_difficulty[d] for m in ladder.models]
+        assert all(hi >= lo - 0.03 for lo, hi in zip(by_size, by_size[1:])), (d, by_size)
+        assert large.by_difficulty[d] >= small.by_difficulty[d] + 0.20, (d, by_size)
+    # the smallest solves easy items only; the largest most of the hard ones
+    assert small.by_difficulty["1"] >= small.by_difficulty["4"] + 0.10, small.by_difficulty
+    assert small.by_difficulty["4"] <= 0.15 and large.by_difficulty["4"] >= 0.60, (small.by_difficulty, large.by_difficulty)
 
 
 def test_second_call_is_cached(ladder):
@@ -143,14 +153,14 @@ def test_second_call_is_cached(ladder):
 
 def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
     from swarm.backends.transformers import TransformersBackend
-    from swarm.testbed.ladder import REPLY, _encode, _evaluate
+    from swarm.testbed.ladder import _encode, _evaluate
 
     best = ladder.models[-1]
     # easy items of the families the quick ladder's largest model does best on, plus a few others
     test = held_out(0, 200)
     items = [i for fam in ("sum", "max", "add", "count") for i in test if i.domain == f"testbed/{fam}" and i.difficulty == 1][::25][:32]
     model_dir = best.path
-    backend = TransformersBackend(TransformersBackendSpec(kind="transformers", model=model_dir, max_new_tokens=32), "tb")
+    backend = TransformersBackend(TransformersBackendSpec(kind="transformers", model=model_dir, max_new_tokens=80), "tb")
 
     async def scenario():
         await backend.start()
@@ -166,12 +176,12 @@ def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    solved = _evaluate(model, _encode(tok, [(prompt_text(i.prompt), REPLY.format(answer=i.gold)) for i in items]))
+    solved = _evaluate(model, _encode(tok, [(prompt_text(i.prompt), reply_text(i)) for i in items]))
     graded = [verify(item, reply.text) for item, reply in zip(items, replies)]
     assert sum(graded) >= len(items) // 4, [r.text for r in replies]
     for item, reply, ok, tf in zip(items, replies, graded, solved):
-        assert reply.text.startswith("The answer is:"), reply.text
+        assert "The answer is:" in reply.text, reply.text
         if tf:  # teacher-forced exact match is greedy decoding of the gold reply
-            assert ok and reply.text == REPLY.format(answer=item.gold), (item.prompt, reply.text)
+            assert ok and reply.text == reply_text(item), (item.prompt, reply.text)
     # the report's accuracy (teacher-forced) and the verifier on real greedy replies agree
     assert sum(g == t for g, t in zip(graded, solved)) >= len(items) - 2, list(zip(graded, solved))

@@ -97,13 +97,29 @@ def test_shipped_mesh() -> None:
     assert set(topo.seeds) <= set(adj)
 
 
-def test_shipped_quickstart() -> None:
-    topo = load_topology(TOPOLOGIES / "quickstart.yaml")
+def test_shipped_replay_quickstart() -> None:
+    topo = load_topology(TOPOLOGIES / "quickstart-replay.yaml")
     order = topo.ordered_agents()
     assert [a.cost for a in order] == [0.1, 0.5, 0.9]
     assert [a.backend.model for a in order] == ["m1", "m3", "m5"]
     assert topo.policy_for(order[-1]).kind == "always_answer"
     assert topo.defaults.deadline_s <= 30
+
+
+def test_shipped_quickstart_runs_the_testbed_ladder() -> None:
+    # its costs are the ladder report's (log FLOPs per token), recomputed here from the rungs
+    from swarm.testbed.ladder import QUICK_RUNGS, ModelReport, _config, _flops, _set_costs
+    from swarm.testbed.tokenizer import build_tokenizer
+
+    topo = load_topology(TOPOLOGIES / "quickstart.yaml")
+    order = topo.ordered_agents()
+    assert [a.backend.model for a in order] == [f"testbed:quick/{r.name}" for r in QUICK_RUNGS]
+    tok = build_tokenizer()
+    reports = [ModelReport(r.name, "", 0, _flops(_config(r, tok)), 0.0, 0.0, r.steps) for r in QUICK_RUNGS]
+    _set_costs(reports)
+    assert [a.cost for a in order] == [m.cost for m in reports]
+    assert topo.policy_for(order[-1]).kind == "always_answer"
+    assert {topo.policy_for(a).kind for a in order[:-1]} == {"confidence"}
 
 
 def test_defaults_and_lookups(table: Path) -> None:
@@ -134,7 +150,7 @@ agents:
 
 
 def test_models_are_frozen() -> None:
-    topo = load_topology(TOPOLOGIES / "quickstart.yaml")
+    topo = load_topology(TOPOLOGIES / "quickstart-replay.yaml")
     with pytest.raises(ValidationError):
         topo.name = "other"  # type: ignore[misc]
 

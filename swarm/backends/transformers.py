@@ -23,7 +23,7 @@ from swarm.backends.batching import MicroBatcher
 from swarm.backends.fit import count_parameters, ensure_fits, free_bytes
 from swarm.errors import BackendError
 from swarm.prompts import render_plain
-from swarm.specs import _HUB_ID, OFFLINE_PREFIX, TransformersBackendSpec
+from swarm.specs import _HUB_ID, OFFLINE_PREFIX, TESTBED_PREFIX, TransformersBackendSpec
 
 log = structlog.get_logger("swarm.backends.transformers")
 _WARM_UP = [{"role": "user", "content": "Hello"}]
@@ -45,6 +45,10 @@ def resolve_source(model: str) -> ModelSource:
         from swarm.backends.offline import offline_model_dir
 
         return ModelSource(str(offline_model_dir(model.removeprefix(OFFLINE_PREFIX))))
+    if model.startswith(TESTBED_PREFIX):
+        from swarm.testbed.models import testbed_model_dir
+
+        return ModelSource(str(testbed_model_dir(model)))
     path = Path(model).expanduser()
     if path.is_dir():
         if (path / "config.json").is_file():

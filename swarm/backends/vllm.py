@@ -38,7 +38,7 @@ import structlog
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
 from swarm.prompts import fold, render_plain
-from swarm.specs import OFFLINE_PREFIX
+from swarm.specs import OFFLINE_PREFIX, TESTBED_PREFIX
 
 log = structlog.get_logger("swarm.backends.vllm")
 
@@ -140,6 +140,10 @@ class VLLMBackend(Backend):
 
     async def _model_path(self) -> str:
         model = str(self.spec.model)
+        if model.startswith(TESTBED_PREFIX):
+            from swarm.testbed.models import testbed_model_dir
+
+            return str(await asyncio.to_thread(testbed_model_dir, model))
         if not model.startswith(OFFLINE_PREFIX):
             return model  # a local directory or a hub id (vLLM fetches it where there is internet)
         from swarm.backends.offline import offline_model_dir

@@ -1,21 +1,31 @@
 """Procedural task families for the testbed, with graded difficulty 1..4.
 
-Every family writes a short question (the user's text, e.g. ``23+58=``) and a short numeric
-gold answer; items are `swarm.tasks.base.TaskItem`s graded by the numeric verifier. Generation is
+Every family writes a short question (the user's text, e.g. ``23+58=``), a numeric gold answer,
+and a worked solution: the steps a reply writes before its final answer, like a chain of thought.
+A model's reply is ``<work>. The answer is: <gold>`` (`reply_text`; just the answer where a family has no steps); items are
+`swarm.tasks.base.TaskItem`s graded by the numeric verifier, which reads the final answer only.
+The worked solutions make each step local (one column of digits, one comparison, one running
+total), which is what lets models of a few hundred thousand parameters learn the families on a
+CPU in minutes; without them the largest rung solved a fifth of the items. Generation is
 deterministic given a `random.Random`.
 
-Families and what difficulty means:
+Families, their worked solution, and what difficulty means:
 
-- ``add``: a+b with operand widths (digits) 1+2, 2+2, 3+2, 3+3 for difficulty 1..4.
-- ``sub``: a-b with a >= b, the same operand widths as ``add``.
-- ``sum``: the sum of d+2 one-digit numbers (a multi-step sum).
-- ``max``: the larger of two (d+1)-digit numbers (comparison).
-- ``count``: how many times a letter occurs in a string of 2*d+4 letters drawn from a, b, c
-  (counting).
+- ``add``: a+b, column by column from the units, each column ``x+y+carry=s``
+  (``23+58=`` -> ``3+8+0=11,2+5+1=8. The answer is: 81``). Operand widths (digits) 1+2, 2+2,
+  3+2, 3+3 for difficulty 1..4.
+- ``sub``: a-b with a >= b, column by column, each ``x-y-borrow=d`` and a ``b`` where the column
+  borrows; the same operand widths as ``add``.
+- ``sum``: the sum of d+2 one-digit numbers, as running totals (``3+5=8,8+9=17``).
+- ``max``: the larger of two (d+1)-digit numbers, comparing digits from the left up to the first
+  that differs (``4=4,8>2``).
+- ``rev``: the digits of a (d+2)-digit number in reverse order, with no worked solution (a
+  string manipulation, unlike the arithmetic of the others). This family is out-of-domain: the
+  base models train on it, but later self-awareness training must not (see `OOD_FAMILIES`).
+  (Counting letters, its predecessor, was not learned by any rung within the CPU budget.)
 
 Every (family, difficulty) cell has at least 900 distinct questions, so a held-out set of 200 per
-cell leaves most of each cell to training. This family is out-of-domain: the base models train on it, but later
-  self-awareness training must not (see `OOD_FAMILIES`).
+cell leaves most of each cell to training.
 """
 
 from __future__ import annotations
@@ -23,12 +33,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from swarm.prompts import ANSWER_TEMPLATE
 from swarm.tasks.base import Split, TaskItem
 
 DIFFICULTIES = (1, 2, 3, 4)
-FAMILIES = ("add", "sub", "sum", "max", "count")
-OOD_FAMILIES = ("count",)  # held out of self-awareness training; the base models do see it
+FAMILIES = ("add", "sub", "sum", "max", "rev")
+OOD_FAMILIES = ("rev",)  # held out of self-awareness training; the base models do see it
 IN_DOMAIN_FAMILIES = tuple(f for f in FAMILIES if f not in OOD_FAMILIES)
+
+Generated = tuple[str, int, str]  # question, answer, worked solution
 
 
 def _num(rng: random.Random, digits: int) -> int:
@@ -44,35 +57,62 @@ def _pair(rng: random.Random, d: int) -> tuple[int, int]:
     return (a, b) if rng.random() < 0.5 else (b, a)
 
 
-def _add(rng: random.Random, d: int) -> tuple[str, int]:
+def _columns(a: int, b: int) -> list[tuple[int, int]]:
+    """(digit of a, digit of b) from the units up, the shorter number padded with zeros."""
+    da, db = str(a)[::-1], str(b)[::-1]
+    width = max(len(da), len(db))
+    return [(int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0) for i in range(width)]
+
+
+def _add(rng: random.Random, d: int) -> Generated:
     a, b = _pair(rng, d)
-    return f"{a}+{b}=", a + b
+    steps, carry = [], 0
+    for x, y in _columns(a, b):
+        s = x + y + carry
+        steps.append(f"{x}+{y}+{carry}={s}")
+        carry = s // 10
+    return f"{a}+{b}=", a + b, ",".join(steps)
 
 
-def _sub(rng: random.Random, d: int) -> tuple[str, int]:
+def _sub(rng: random.Random, d: int) -> Generated:
     a, b = _pair(rng, d)
     a, b = max(a, b), min(a, b)
-    return f"{a}-{b}=", a - b
+    steps, borrow = [], 0
+    for x, y in _columns(a, b):
+        v = x - y - borrow
+        steps.append(f"{x}-{y}-{borrow}={v % 10}{'b' if v < 0 else ''}")
+        borrow = int(v < 0)
+    return f"{a}-{b}=", a - b, ",".join(steps)
 
 
-def _sum(rng: random.Random, d: int) -> tuple[str, int]:
+def _sum(rng: random.Random, d: int) -> Generated:
     xs = [rng.randint(0, 9) for _ in range(d + 2)]
-    return "+".join(map(str, xs)) + "=", sum(xs)
+    steps, total = [], xs[0]
+    for x in xs[1:]:
+        steps.append(f"{total}+{x}={total + x}")
+        total += x
+    return "+".join(map(str, xs)) + "=", total, ",".join(steps)
 
 
-def _max(rng: random.Random, d: int) -> tuple[str, int]:
+def _max(rng: random.Random, d: int) -> Generated:
     a, b = _num(rng, d + 1), _num(rng, d + 1)
-    return f"max({a},{b})=", max(a, b)
+    steps = []
+    for x, y in zip(str(a), str(b)):
+        steps.append(f"{x}{'<' if x < y else '>' if x > y else '='}{y}")
+        if x != y:
+            break
+    return f"max({a},{b})=", max(a, b), ",".join(steps)
 
 
-def _count(rng: random.Random, d: int) -> tuple[str, int]:
-    letter = rng.choice("abc")
-    text = "".join(rng.choice("abc") for _ in range(2 * d + 4))
-    return f"count {letter} in {text}=", text.count(letter)
+def _rev(rng: random.Random, d: int) -> Generated:
+    # d+2 digits, neither end a zero, so that both the number and its reverse are written plainly
+    digits = [rng.randint(1, 9)] + [rng.randint(0, 9) for _ in range(d)] + [rng.randint(1, 9)]
+    text = "".join(map(str, digits))
+    return f"reverse {text}=", int(text[::-1]), ""
 
 
-GENERATORS: dict[str, Callable[[random.Random, int], tuple[str, int]]] = {
-    "add": _add, "sub": _sub, "sum": _sum, "max": _max, "count": _count,
+GENERATORS: dict[str, Callable[[random.Random, int], Generated]] = {
+    "add": _add, "sub": _sub, "sum": _sum, "max": _max, "rev": _rev,
 }
 
 
@@ -85,7 +125,7 @@ def space_size(family: str, difficulty: int) -> int:
     wm = width(difficulty + 1)
     return {
         "add": wa * wb, "sub": wa * wb if wa != wb else wa * (wb + 1) // 2, "max": wm * (wm - 1) // 2,
-        "sum": 10 ** (difficulty + 2), "count": 3 * 3 ** (2 * difficulty + 4),
+        "sum": 10 ** (difficulty + 2), "rev": 81 * 10**difficulty,
     }[family]
 
 
@@ -98,9 +138,16 @@ def check(family: str, difficulty: int) -> None:
 
 def make_item(family: str, difficulty: int, rng: random.Random, split: Split = "test", index: int = 0) -> TaskItem:
     check(family, difficulty)
-    question, answer = GENERATORS[family](rng, difficulty)
+    question, answer, work = GENERATORS[family](rng, difficulty)
     return TaskItem(id=f"testbed/{family}/d{difficulty}/{split}/{index}", prompt=question, gold=str(answer),
-                    verifier="numeric", domain=f"testbed/{family}", difficulty=difficulty, split=split)
+                    verifier="numeric", domain=f"testbed/{family}", difficulty=difficulty, split=split,
+                    meta={"work": work})
+
+
+def reply_text(item: TaskItem) -> str:
+    """The reply the testbed models are trained to give: the worked solution, then the answer template."""
+    answer = ANSWER_TEMPLATE.format(answer=item.gold)
+    return f"{item.meta['work']}. {answer}" if item.meta["work"] else answer
 
 
 def held_out(seed: int, per_cell: int, families: tuple[str, ...] = FAMILIES) -> list[TaskItem]:

@@ -2,10 +2,15 @@
 PreTrainedTokenizerFast) because transformers 5's AutoTokenizer rebuilds the tokenizer of a qwen2
 model directory as Qwen2Tokenizer (byte-level pre-tokenizer) whatever class was saved: a plain
 character vocabulary then loses its spaces and newlines. Its chat template turns chat
-messages into the testbed's training format, dropping any system message:
+messages into the testbed's training format:
 
     Q: 23+58=
-    A: The answer is: 81</s>
+    A: 3+8+0=11,2+5+1=8. The answer is: 81</s>
+
+A system message is dropped, except the scenario instruction of `swarm.prompts` (the one that
+allows a rejection), which becomes a short prefix carrying alpha: ``a=0.50 Q: 23+58=``. A
+character-level model cannot afford the instruction's 300 characters on every query, and
+alpha is all of it that varies.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ PAD, EOS, UNK, BOS = "<pad>", "</s>", "<unk>", "<s>"
 CHARS = string.digits + string.ascii_letters + " \n+-*/=(),.:;!?'\"<>_#%$&[]{}|^~@`\\"
 
 # The generation prompt ends "A: " so a reply starts with its first character ("The ..." or "I don't know!").
+ALPHA_MARK = "Cost weight alpha = "  # how swarm.prompts.scenario_instruction begins (checked by a test)
 CHAT_TEMPLATE = (
     "{% for m in messages %}"
-    "{% if m['role'] == 'user' %}{{ 'Q: ' + m['content'] + '\n' }}"
+    "{% if m['role'] == 'system' and m['content'].startswith('" + ALPHA_MARK + "') %}"
+    "{{ 'a=' + m['content'][" + str(len(ALPHA_MARK)) + ":" + str(len(ALPHA_MARK) + 4) + "] + ' ' }}"
+    "{% elif m['role'] == 'user' %}{{ 'Q: ' + m['content'] + '\n' }}"
     "{% elif m['role'] == 'assistant' %}{{ 'A: ' + m['content'] + eos_token + '\n' }}"
     "{% endif %}"
     "{% endfor %}"
@@ -26,9 +34,10 @@ CHAT_TEMPLATE = (
 )
 
 
-def prompt_text(question: str) -> str:
-    """The text the model sees before its reply (what the chat template renders for one user message)."""
-    return f"Q: {question}\nA: "
+def prompt_text(question: str, alpha: float | None = None) -> str:
+    """The text the model sees before its reply: what the chat template renders for one user
+    message, after the scenario instruction for `alpha` when one is given."""
+    return (f"a={alpha:.2f} " if alpha is not None else "") + f"Q: {question}\nA: "
 
 
 def build_tokenizer():

@@ -80,3 +80,11 @@ def test_demo_runs_the_testbed_ladder(ray_cluster, quick_ladder):
     assert sum(n > 0 for n in answered.values()) >= 2, answered  # the cascade spreads the work
     # graded by the verifier: the swarm does about as well as its strongest rung's report says
     assert float(table["all"][1]) >= quick_ladder.models[-1].overall - 0.25, run.stdout
+
+
+def test_testbed_build_into_an_unwritable_directory_is_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    run = swarm_cli("testbed", "build", "--quick", "--out", str(blocker / "ladder"))
+    assert run.returncode == 1 and "not writable" in run.stderr and "--out DIR" in run.stderr
+    assert "Traceback" not in run.stderr and not run.stdout

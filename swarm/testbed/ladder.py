@@ -171,7 +171,7 @@ def build_ladder(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0,
         probe.unlink()
     except OSError as exc:
         raise OSError(f"testbed cache directory {str(out)!r} is not writable ({exc.strerror}); "
-                      "pass another directory (build_ladder(out_dir=...))") from None
+                      "choose another (swarm testbed build --out DIR, or set SWARM_CACHE_DIR)") from None
     (out / "manifest.json").unlink(missing_ok=True)
 
     import torch

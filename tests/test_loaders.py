@@ -450,3 +450,27 @@ def test_group_items_follow_the_definition():
     small = domains.in_domain_items("validation", suite="procedural", per_family=8)
     assert all(len([it for it in small if it.domain == d]) <= 8 for d in {it.domain for it in small})
     assert {it.difficulty for it in small if it.domain == "rg/chain_sum"} == {1, 2, 3, 4}
+
+
+def test_testbed_loader_splits_follow_the_ladder():
+    from swarm.testbed.tasks import OOD_FAMILIES, held_out
+
+    items = load("testbed/sub")
+    assert len(items) == 3 * 4 * 100
+    by_split = {s: [it for it in items if it.split == s] for s in ("train", "validation", "test")}
+    prompts = {s: {it.prompt for it in v} for s, v in by_split.items()}
+    assert all(len(p) == 400 for p in prompts.values())  # distinct questions
+    assert not (prompts["train"] & prompts["test"]) and not (prompts["train"] & prompts["validation"])
+    assert not (prompts["test"] & prompts["validation"])
+    ladder_eval = {it.prompt for it in held_out(0, 200, ("sub",))}
+    assert prompts["test"] | prompts["validation"] == ladder_eval  # the ladder never trained on either half
+    assert [it.prompt for it in load("testbed/sub", split="test", n=3)] == [it.prompt for it in by_split["test"][:3 * 4]][:12]
+    few = load("testbed/max", split="test", limit=8)
+    assert sorted(it.difficulty for it in few) == [1, 1, 2, 2, 3, 3, 4, 4]  # a limit keeps every level
+    assert {it.difficulty for it in load("testbed/add", split="train", difficulty=3, n=7)} == {3}
+    assert domains.SUITES["testbed"].out_of_domain == tuple(f"testbed/{f}" for f in OOD_FAMILIES)
+    assert domains.domain_group(by_split["test"][0]) == "in" and not domains.is_in_domain("testbed/rev")
+    with pytest.raises(UnknownTask, match="difficulty of testbed/add 9"):
+        load("testbed/add", difficulty=9)
+    with pytest.raises(DatasetError, match="testbed/rev difficulty 1 has too few distinct training questions"):
+        load("testbed/rev", split="train", difficulty=1, n=5000)

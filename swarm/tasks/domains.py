@@ -10,6 +10,8 @@ models may have seen them). Three suites:
   set (math word problems, school-subject multiple choice, yes/no reasoning, arithmetic): GSM8K,
   MMLU, BIG-bench strategyqa and arithmetic. Out: open-ended knowledge and "is this knowable"
   questions that match no in-domain format: FreshQA, BIG-bench qa_wikidata and known_unknowns.
+- testbed: the testbed ladder's own families (swarm.testbed.tasks, which names `rev` its
+  out-of-domain family). In: add, sub, sum, max. Out: rev.
 - procedural: reasoning-gym families at graded difficulty. In: arithmetic word and expression
   tasks (basic_arithmetic, chain_sum, products, leg_counting, gsm_symbolic). Out: symbol and
   string manipulation and number theory (letter_counting, number_sorting, spell_backward, gcd).
@@ -25,6 +27,8 @@ from typing import Literal
 
 from swarm.tasks.base import Split, TaskItem
 from swarm.tasks.loaders import UnknownTask, load, rg_difficulties
+from swarm.testbed.tasks import IN_DOMAIN_FAMILIES as TESTBED_IN_DOMAIN
+from swarm.testbed.tasks import OOD_FAMILIES as TESTBED_OOD
 
 Group = Literal["in", "out"]
 GROUPS: tuple[Group, ...] = ("in", "out")
@@ -56,15 +60,19 @@ SUITES: dict[str, Suite] = {
         in_domain=("rg/basic_arithmetic", "rg/chain_sum", "rg/products", "rg/leg_counting", "rg/gsm_symbolic"),
         out_of_domain=("rg/letter_counting", "rg/number_sorting", "rg/spell_backward", "rg/gcd"),
     ),
+    "testbed": Suite(
+        in_domain=tuple(f"testbed/{f}" for f in TESTBED_IN_DOMAIN),
+        out_of_domain=tuple(f"testbed/{f}" for f in TESTBED_OOD),
+    ),
 }
 
 
 def benchmark(name_or_domain: str) -> str:
     """The benchmark a loader name or an item's domain belongs to: 'hf/arc' -> 'arc',
-    'mmlu/anatomy' -> 'mmlu', 'rg/chain_sum' and 'bigbench/strategyqa' stay as they are."""
+    'mmlu/anatomy' -> 'mmlu', 'rg/chain_sum', 'bigbench/strategyqa' and 'testbed/add' stay as they are."""
     name = name_or_domain.removeprefix("hf/")
     head, _, rest = name.partition("/")
-    if head in ("rg", "bigbench") and rest:
+    if head in ("rg", "bigbench", "testbed") and rest:
         return f"{head}/{rest.split('/')[0]}"
     return head
 

@@ -15,6 +15,7 @@ order, cut to `limit`. The same seed always gives the same items, splits and ord
 | bigbench/arithmetic     | 15,023 in 20 subtasks         | shipped                             | 60/20/20 per subtask |
 | rg/<family>             | n generated per level         | reasoning-gym==0.1.25 (+ its pins)  | hash of the question |
 | hf/<name>               | the paper's sets              | `datasets` and the Hugging Face Hub | the dataset's own    |
+| testbed/<family>        | n per difficulty              | generated (swarm.testbed)           | ladder's held-out set|
 
 Seeded 60/20/20: within each stratum, a shuffle seeded by (dataset, stratum, seed); validation and
 test get round(0.2 n) each, train the rest. Which families are in or out of domain: swarm.tasks.domains.
@@ -58,6 +59,7 @@ from swarm.tasks.loaders.procedural import (
     load_reasoning_gym,
     rg_difficulties,
 )
+from swarm.tasks.loaders.testbed import load_testbed
 
 __all__ = [
     "BIGBENCH_TASKS",
@@ -84,6 +86,7 @@ __all__ = [
     "load_hf",
     "load_mmlu",
     "load_reasoning_gym",
+    "load_testbed",
     "rg_difficulties",
     "split_sizes",
 ]
@@ -97,6 +100,10 @@ def _registry() -> dict[str, Callable[..., list[TaskItem]]]:
         reg[f"rg/{family}"] = lambda family=family, **kw: load_reasoning_gym(family, **kw)
     for name in HF_DATASETS:
         reg[f"hf/{name}"] = lambda name=name, **kw: load_hf(name, **kw)
+    from swarm.testbed.tasks import FAMILIES as TESTBED_FAMILIES
+
+    for family in TESTBED_FAMILIES:
+        reg[f"testbed/{family}"] = lambda family=family, **kw: load_testbed(family, **kw)
     return reg
 
 

@@ -7,6 +7,7 @@ leaving, the driver retries at the next entry; everything else happens between t
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 from collections.abc import Iterable
@@ -26,6 +27,7 @@ from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
 from swarm.transport.ray import AgentActor, namespace_of
 
 log = structlog.get_logger("swarm.api")
+_FULL_VIEW = encode(Gossip(digest="", full=True))
 _GRACE_S = 5.0  # how long past a query's deadline the client waits before giving up on its entry
 _VIEW_TTL_S = 2.0
 
@@ -209,6 +211,7 @@ class Swarm:
         tried: set[str] = set()
         began = time.monotonic()
         while True:
+            await self._refresh_view_async()  # so that _submit finds the view fresh and never blocks the loop
             ref, entry = self._submit(q, tried, began)
             if ref is None:
                 raise NoCapableAgent(f"query {q.query_id}: no live entry agent", q.query_id)
@@ -364,14 +367,30 @@ class Swarm:
         if not force and time.monotonic() - self._view_at < _VIEW_TTL_S:
             return
         self._view_at = time.monotonic()
-        ask = encode(Gossip(digest="", full=True))
-        for name in sorted(self._handles, key=lambda n: self._view[n].cost if n in self._view else 0):
+        for name in self._view_sources():
             try:
-                view = expect(ray.get(self._handles[name].control.remote(ask), timeout=5), View)
+                view = expect(ray.get(self._handles[name].control.remote(_FULL_VIEW), timeout=5), View)
             except (RayError, GetTimeoutError, SwarmError):
                 continue
             self._merge_view(view.members)
             return
+
+    async def _refresh_view_async(self) -> None:
+        """`_refresh_view` for asyncio callers: the same, awaited instead of blocking."""
+        if time.monotonic() - self._view_at < _VIEW_TTL_S:
+            return
+        self._view_at = time.monotonic()
+        for name in self._view_sources():
+            try:
+                reply = asyncio.wrap_future(self._handles[name].control.remote(_FULL_VIEW).future())
+                view = expect(await asyncio.wait_for(reply, 5), View)
+            except (RayError, asyncio.TimeoutError, SwarmError):
+                continue
+            self._merge_view(view.members)
+            return
+
+    def _view_sources(self) -> list[str]:
+        return sorted(self._handles, key=lambda n: self._view[n].cost if n in self._view else 0)
 
     def _await_started(self, refs: dict[str, ray.ObjectRef], allow_partial: bool = False) -> dict[str, str]:
         """Wait for agents to load and announce themselves, logging each; returns the failures."""

@@ -207,3 +207,29 @@ def test_attach_from_another_process(launched, tmp_path):
     missing = subprocess.run([*cli, "ask", "nope", "hi", "--address", address], capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "no swarm named 'nope'" in missing.stderr and "Traceback" not in missing.stderr
     assert s.entries() == ["m1", "m2"]
+
+
+def test_ask_async_never_blocks_the_event_loop(launched, monkeypatch):
+    # A web front end awaits answers on its event loop: ask_async must refresh its membership view
+    # by awaiting, never with a blocking ray.get (which `entries()` would do when the view is stale).
+    import asyncio
+
+    s = launched(cascade("async-ask", agents=3))
+    real_get = ray.get
+
+    def get_off_the_loop(*args, **kwargs):
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return real_get(*args, **kwargs)
+        raise AssertionError("ray.get called on a running event loop")
+
+    monkeypatch.setattr(ray, "get", get_off_the_loop)
+
+    async def ask_all():
+        s._view_at = 0.0  # a stale view, as after a quiet spell
+        return await asyncio.gather(*(s.ask_async(q, scenario="balance") for q in QUESTIONS[:20]))
+
+    answers = asyncio.run(ask_all())
+    assert len(answers) == 20 and all(isinstance(a, swarm.Answer) for a in answers)
+    assert {a.entry for a in answers} == {"m1"} and s._view_at > 0

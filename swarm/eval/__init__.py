@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the harness that runs methods on a real swarm, baselines, experiments."""

@@ -170,13 +170,21 @@ class Swarm:
 
     def ask_many(
         self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
-        deadline_s: float | None = None, concurrency: int = 64,
+        deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None, must_answer: bool = False,
     ) -> list[Answer | QueryError]:
         """Route many queries with at most `concurrency` in flight. Each slot holds an Answer or the
-        QueryError that explains why that query could not be answered; none is ever dropped."""
+        QueryError that explains why that query could not be answered; none is ever dropped.
+
+        `entry` hands every query to that agent only (no retry elsewhere if it is gone);
+        `must_answer` gives each query a one-hop budget, so its entry cannot forward it and answers
+        itself. Together they address one agent directly, as a centralized router would."""
         d = self.topology.defaults
         a = scenario_alpha(scenario, alpha)
-        queries = [new_query(t, a, deadline_s or d.deadline_s, d.max_hops, d.max_query_chars) for t in texts]
+        if entry is not None and entry not in self._handles:
+            raise SwarmError(f"swarm {self.name!r} has no live agent named {entry!r} (agents: {', '.join(sorted(self._handles))})")
+        hops = 1 if must_answer else d.max_hops
+        queries = [new_query(t, a, deadline_s or d.deadline_s, hops, d.max_query_chars) for t in texts]
+        only = None if entry is None else [entry]
         outcomes: list[Answer | QueryError | None] = [None] * len(queries)
         tried: list[set[str]] = [set() for _ in queries]
         started = [0.0] * len(queries)
@@ -186,17 +194,17 @@ class Swarm:
             while waiting and len(pending) < max(1, concurrency):
                 i = waiting.pop()
                 started[i] = started[i] or time.monotonic()
-                ref, entry = self._submit(queries[i], tried[i], started[i])
+                ref, at = self._submit(queries[i], tried[i], started[i], only)
                 if ref is None:
                     outcomes[i] = NoCapableAgent(f"query {queries[i].query_id}: no live entry agent (tried {', '.join(sorted(tried[i])) or 'none'})", queries[i].query_id)
                 else:
-                    pending[ref] = (i, entry)
+                    pending[ref] = (i, at)
             if not pending:
                 continue
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=self._wait_step(queries, started, pending))
             for ref in ready:
-                i, entry = pending.pop(ref)
-                outcome = self._collect(ref, queries[i], entry, started[i])
+                i, at = pending.pop(ref)
+                outcome = self._collect(ref, queries[i], at, started[i])
                 if outcome is None:  # the entry died or was leaving: go again at another entry
                     waiting.append(i)
                 else:
@@ -226,10 +234,10 @@ class Swarm:
                 continue
             return to_answer(result, time.monotonic() - began, entry)
 
-    def _submit(self, q: Query, tried: set[str], started: float) -> tuple[ray.ObjectRef | None, str]:
-        """Hand the query to the cheapest live entry not yet tried, with the time it has left."""
+    def _submit(self, q: Query, tried: set[str], started: float, only: list[str] | None = None) -> tuple[ray.ObjectRef | None, str]:
+        """Hand the query to the cheapest live entry not yet tried (or to one of `only`), with the time it has left."""
         remaining = q.budget_s - (time.monotonic() - started)
-        for entry in self.entries():
+        for entry in self.entries() if only is None else [n for n in only if n in self._handles]:
             if entry not in tried and remaining > 0:
                 tried.add(entry)
                 return self._handles[entry].handle.remote(encode(q.model_copy(update={"budget_s": remaining}))), entry

@@ -1,0 +1,36 @@
+"""`swarm eval EXPERIMENT`: the arguments and the command (swarm/cli.py wires it in)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(c: argparse.ArgumentParser) -> None:
+    from swarm.eval.experiments import EXPERIMENTS, Settings
+
+    d = Settings()
+    c.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    c.add_argument("--out", type=Path, required=True, help="results directory (must not exist, unless --overwrite or --resume)")
+    c.add_argument("--overwrite", action="store_true", help="delete an existing results directory first")
+    c.add_argument("--resume", action="store_true", help="continue an interrupted run in an existing results directory")
+    c.add_argument("--topology", type=Path, default=d.topology)
+    c.add_argument("--per-cell", type=int, default=d.per_cell, help="test items per family x difficulty")
+    c.add_argument("--train", type=int, default=d.train, help="training items for the learned baselines")
+    c.add_argument("--alphas", type=float, nargs="+", default=list(d.alphas))
+    c.add_argument("--methods", nargs="+", default=[], help="run only these methods (the Oracle and Largest always run)")
+    c.add_argument("--seed", type=int, default=d.seed)
+    c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+
+
+def run(args) -> int:
+    from swarm.eval.experiments import Settings, run_experiment
+    from swarm.logging import configure_logging
+
+    if args.overwrite and args.resume:
+        raise ValueError("--overwrite and --resume exclude each other")
+    configure_logging()
+    s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods))
+    for p in run_experiment(args.experiment, args.out, s, args.overwrite, args.resume):
+        print(p)
+    return 0

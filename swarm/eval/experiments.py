@@ -1,0 +1,133 @@
+"""Experiments (`swarm eval EXPERIMENT`). Each launches the topology's swarm on Ray, collects
+every agent's forced answers on the training and test items (the labels the learned baselines
+train on, and the Oracle's), runs every method through the harness, and writes JSON, a markdown
+table and a frontier PNG into a fresh results directory. Records are kept per (method, alpha) in
+`records/`, so a run started again with --resume skips what is done.
+
+- main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from swarm.errors import SwarmError
+from swarm.eval import metrics
+from swarm.eval.data import held_out_items, training_items
+from swarm.eval.harness import Forced, Routed, SelfRouting, agent_costs, collect_labels, run_method
+
+EXPERIMENTS = ("main",)
+
+
+@dataclass
+class Settings:
+    topology: Path = Path("topologies/quickstart.yaml")
+    per_cell: int = 20  # test items per (family, difficulty)
+    train: int = 800  # training items
+    alphas: tuple[float, ...] = (0.2, 0.5, 0.8)
+    seed: int = 0
+    address: str | None = None
+    methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
+
+
+def prepare_dir(out: Path, overwrite: bool, resume: bool) -> None:
+    if out.exists() and not (overwrite or resume):
+        raise SwarmError(f"results directory {out} exists: choose another, or pass --overwrite (start again) or --resume (continue it)")
+    if out.exists() and overwrite:
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = False, resume: bool = False) -> list[Path]:
+    if name not in EXPERIMENTS:
+        raise SwarmError(f"unknown experiment {name!r} (expected one of: {', '.join(EXPERIMENTS)})")
+    prepare_dir(out, overwrite, resume)
+    return main_experiment(out, settings)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_methods(labels_train, answers_train, labels_test, train, costs, seed):
+    from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
+    from swarm.eval.baselines.cascades import AutoMix
+
+    agents = list(costs)
+    return {
+        "oracle": Routed("oracle", Oracle(labels_test)),
+        "smallest": Routed("smallest", Smallest()),
+        "largest": Routed("largest", Largest()),
+        "random": Routed("random", Random(seed)),
+        "knn": Routed("knn", KNNRouter().fit(train, labels_train, agents)),
+        "forc": Routed("forc", FORCRouter(seed=seed).fit(train, labels_train, agents)),
+        "routellm-mf": Routed("routellm-mf", MFRouter(seed=seed).fit(train, labels_train, agents)),
+        "frugalgpt": FrugalGPT(seed).fit(train, answers_train, labels_train, costs),
+        "automix": AutoMix(),
+        "swarm": SelfRouting("swarm"),
+    }
+
+
+def main_experiment(out: Path, s: Settings) -> list[Path]:
+    from swarm import launch
+    from swarm.eval import report
+    from swarm.topology import load_topology
+
+    topo = load_topology(s.topology)
+    test, train = held_out_items(s.per_cell), training_items(s.train)
+    began = time.monotonic()
+    import ray
+
+    own_ray = s.address is None and not ray.is_initialized()
+    if own_ray:  # a private local cluster, never one that someone else started on this machine
+        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    try:
+        swarm = launch(topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
+    except BaseException:
+        if own_ray:
+            ray.shutdown()
+        raise
+    try:
+        costs = agent_costs(swarm)
+        _say(f"swarm {swarm.name} up: {', '.join(f'{a} ({c:g})' for a, c in costs.items())}; {len(train)} training, {len(test)} test items")
+        labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=_say)
+        labels_test, _ = collect_labels(swarm, test, out / "records" / "test", progress=_say)
+        answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
+        methods = build_methods(labels_train, answers_train, labels_test, train, costs, s.seed)
+        if s.methods:
+            unknown = set(s.methods) - set(methods)
+            if unknown:
+                raise SwarmError(f"unknown method(s) {', '.join(sorted(unknown))} (expected: {', '.join(methods)})")
+            methods = {k: v for k, v in methods.items() if k in s.methods or k in ("oracle", "largest")}
+        records = {name: {a: run_method(m, swarm, test, a, out / "records" / "main", progress=_say) for a in s.alphas}
+                   for name, m in methods.items()}
+    finally:
+        swarm.shutdown()
+        if own_ray:
+            ray.shutdown()
+    agents = list(costs)
+    summary: dict = {
+        "experiment": "main", "title": "main: every method, in-domain, quick testbed ladder",
+        "setup": (f"topology {s.topology}; test: held_out(0, 200) in-domain, first {s.per_cell} per family x difficulty "
+                  f"({len(test)} items); train: {len(train)} items of training_stream(0) excluding held_out(0, 200); seed {s.seed}"),
+        "alphas": list(s.alphas), "agents": costs, "topology": topo.model_dump(mode="json"),
+        "settings": {"per_cell": s.per_cell, "train": s.train, "seed": s.seed}, "seconds": time.monotonic() - began,
+        "forced_accuracy": {"train": _forced_acc(labels_train, agents), "test": _forced_acc(labels_test, agents)},
+        "methods": {},
+    }
+    for name, by_alpha in records.items():
+        summary["methods"][name] = {}
+        for a, recs in by_alpha.items():
+            ref = metrics.mean_model_seconds(records["largest"][a])
+            oracle_u = metrics.utility(records["oracle"][a], a)
+            summary["methods"][name][f"{a:g}"] = metrics.summarize(recs, a, agents, labels_test, ref, costs[agents[-1]], oracle_u)
+    return report.write(summary, out, "main")
+
+
+def _forced_acc(labels, agents) -> dict[str, float]:
+    return {a: sum(row[a] for row in labels.values()) / len(labels) for a in agents}

@@ -1,0 +1,62 @@
+"""Write an experiment's results: JSON, a markdown table and a cost-accuracy frontier PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def markdown_table(summary: dict) -> str:
+    """One row per method: utility, accuracy, paper cost, measured cost/utility, calls, p95 latency, per alpha."""
+    alphas = summary["alphas"]
+    lines = [
+        "| method | " + " | ".join(f"utility a={a:g}" for a in alphas) + " | " + " | ".join(f"acc a={a:g}" for a in alphas)
+        + " | " + " | ".join(f"cost a={a:g}" for a in alphas) + " | " + " | ".join(f"measured utility a={a:g}" for a in alphas)
+        + " | calls (a=0.5) | p95 s (a=0.5) | share of Oracle (a=0.5) |",
+        "|---" * (2 + 4 * len(alphas) + 2) + "|",
+    ]
+    mid = "0.5" if "0.5" in next(iter(summary["methods"].values())) else f"{alphas[len(alphas) // 2]:g}"
+    for method, by_alpha in summary["methods"].items():
+        cells = [f"{by_alpha[f'{a:g}']['utility']:.3f}" for a in alphas]
+        cells += [f"{by_alpha[f'{a:g}']['accuracy']:.3f}" for a in alphas]
+        cells += [f"{by_alpha[f'{a:g}']['cost']:.3f}" for a in alphas]
+        cells += [f"{by_alpha[f'{a:g}'].get('measured_utility', float('nan')):.3f}" for a in alphas]
+        m = by_alpha[mid]
+        cells += [f"{m['calls']:.2f}", f"{m['latency']['p95_s']:.2f}", f"{m.get('oracle_share', float('nan')):.2f}"]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def frontier_png(summary: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    alphas = summary["alphas"]
+    fig, axes = plt.subplots(1, len(alphas), figsize=(5 * len(alphas), 4.2), sharey=True)
+    axes = list(axes) if len(alphas) > 1 else [axes]
+    for ax, a in zip(axes, alphas, strict=True):
+        for method, by_alpha in summary["methods"].items():
+            m = by_alpha[f"{a:g}"]
+            ax.scatter(m["cost"], m["accuracy"], s=40)
+            ax.annotate(method, (m["cost"], m["accuracy"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+        xs = [0, 1]
+        for u in (0.2, 0.4, 0.6, 0.8):  # iso-utility lines: accuracy = u + alpha x cost
+            ax.plot(xs, [u + a * x for x in xs], color="0.85", lw=0.8, zorder=0)
+        ax.set(title=f"alpha = {a:g}", xlabel="cost (answering agent, normalised)", xlim=(0, 1), ylim=(0, 1.05))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(summary.get("title", "cost-accuracy frontier"))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write(summary: dict, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}_frontier.png"]
+    paths[0].write_text(json.dumps(summary, indent=1, default=str))
+    paths[1].write_text(f"# {summary.get('title', name)}\n\n{summary.get('setup', '')}\n\n" + markdown_table(summary))
+    frontier_png(summary, paths[2])
+    return paths

@@ -89,6 +89,23 @@ def test_tokenizer_survives_a_round_trip_through_a_model_directory(tmp_path):
     assert again.chat_template == tok.chat_template
 
 
+def test_training_is_deterministic_given_the_seed():
+    import torch
+
+    from swarm.testbed.ladder import Rung, _train
+
+    tok = build_tokenizer()
+    rung = Rung("tiny", hidden=16, layers=1, heads=2, steps=5, lr=1e-3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the ladder's worker processes
+    try:
+        a, b, c = (_train(rung, tok, seed, set()).state_dict() for seed in (0, 0, 1))
+    finally:
+        torch.set_num_threads(threads)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
 def test_unwritable_cache_directory_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")

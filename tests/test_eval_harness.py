@@ -8,7 +8,6 @@ import json
 import pytest
 
 from swarm import launch
-from swarm.cli import main as cli_main
 from swarm.errors import SwarmError
 from swarm.eval import metrics
 from swarm.eval.baselines import AutoMix, FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
@@ -135,9 +134,3 @@ def test_main_experiment_writes_json_table_and_frontier(ray_cluster, quick_ladde
     with pytest.raises(SwarmError, match="exists"):
         run_experiment("main", out, s)
 
-
-def test_eval_command_refuses_unknown_experiments_and_existing_directories(tmp_path, capsys):
-    assert cli_main(["eval", "nonsense", "--out", str(tmp_path / "new")]) == 1
-    assert "unknown experiment 'nonsense'" in capsys.readouterr().err and not (tmp_path / "new").exists()
-    assert cli_main(["eval", "main", "--out", str(tmp_path)]) == 1
-    assert "exists" in capsys.readouterr().err

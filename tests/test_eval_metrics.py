@@ -127,3 +127,14 @@ def test_train_and_test_items_never_share_a_question():
     assert {i.domain for i in train} == {i.domain for i in test} == {"testbed/add", "testbed/sub", "testbed/sum", "testbed/max"}
     with pytest.raises(ValueError, match="per_cell"):
         held_out_items(0)
+
+
+def test_compute_cost_weighs_every_calls_tokens_by_its_agents_flops():
+    fpt = {"s": 1.0, "m": 2.0, "l": 4.0, "xl": 8.0}
+    # q1: 10 x 1; q2: 5 x 1 + 10 x 2; q3: 5 + 10 + 40; q4: 5 + 10 + 20 + 80; q5: 5 -> mean 210 / 5 = 42
+    assert metrics.mean_flops(RECORDS, fpt) == pytest.approx(42.0)
+    assert metrics.compute_cost(RECORDS, fpt, reference_flops=80.0) == pytest.approx(42 / 80 * 0.9)
+    s = metrics.summarize(RECORDS, 0.5, AGENTS, flops_per_token=fpt, reference_flops=80.0)
+    assert s["compute_utility"] == pytest.approx(3 / 5 - 0.5 * 42 / 80 * 0.9)
+    with pytest.raises(ValueError, match="reference_flops"):
+        metrics.compute_cost(RECORDS, fpt, 0.0)

@@ -5,6 +5,8 @@ table and a frontier PNG into a fresh results directory. Records are kept per (m
 `records/`, so a run started again with --resume skips what is done.
 
 - main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
+- ood: the same methods on the out-of-domain family (`rev`), Balance (alpha 0.5) by default;
+  every learned baseline still trains on in-domain items only.
 """
 
 from __future__ import annotations
@@ -19,9 +21,13 @@ from pathlib import Path
 from swarm.errors import SwarmError
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
+from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
 from swarm.eval.harness import Forced, Routed, SelfRouting, agent_costs, collect_labels, run_method
 
-EXPERIMENTS = ("main",)
+EXPERIMENTS = {  # name -> (test families, default alphas, title)
+    "main": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "main: every method, in-domain, quick testbed ladder"),
+    "ood": (OOD_FAMILIES, (0.5,), "ood: every method on the out-of-domain family, trained in-domain"),
+}
 
 
 @dataclass
@@ -29,7 +35,7 @@ class Settings:
     topology: Path = Path("topologies/quickstart.yaml")
     per_cell: int = 20  # test items per (family, difficulty)
     train: int = 800  # training items
-    alphas: tuple[float, ...] = (0.2, 0.5, 0.8)
+    alphas: tuple[float, ...] = ()  # empty: the experiment's own
     seed: int = 0
     address: str | None = None
     methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
@@ -47,7 +53,7 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
     if name not in EXPERIMENTS:
         raise SwarmError(f"unknown experiment {name!r} (expected one of: {', '.join(EXPERIMENTS)})")
     prepare_dir(out, overwrite, resume)
-    return main_experiment(out, settings)
+    return methods_experiment(name, out, settings)
 
 
 def _say(msg: str) -> None:
@@ -73,13 +79,16 @@ def build_methods(labels_train, answers_train, labels_test, train, costs, seed):
     }
 
 
-def main_experiment(out: Path, s: Settings) -> list[Path]:
+def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
+    """Every method on one set of test items (the experiment's families), at each alpha."""
     from swarm import launch
     from swarm.eval import report
     from swarm.topology import load_topology
 
+    families, default_alphas, title = EXPERIMENTS[name]
+    alphas = tuple(s.alphas) or default_alphas
     topo = load_topology(s.topology)
-    test, train = held_out_items(s.per_cell), training_items(s.train)
+    test, train = held_out_items(s.per_cell, families), training_items(s.train)
     began = time.monotonic()
     import ray
 
@@ -96,7 +105,7 @@ def main_experiment(out: Path, s: Settings) -> list[Path]:
         costs = agent_costs(swarm)
         _say(f"swarm {swarm.name} up: {', '.join(f'{a} ({c:g})' for a, c in costs.items())}; {len(train)} training, {len(test)} test items")
         labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=_say)
-        labels_test, _ = collect_labels(swarm, test, out / "records" / "test", progress=_say)
+        labels_test, _ = collect_labels(swarm, test, out / "records" / f"test-{name}", progress=_say)
         answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
         methods = build_methods(labels_train, answers_train, labels_test, train, costs, s.seed)
         if s.methods:
@@ -104,29 +113,47 @@ def main_experiment(out: Path, s: Settings) -> list[Path]:
             if unknown:
                 raise SwarmError(f"unknown method(s) {', '.join(sorted(unknown))} (expected: {', '.join(methods)})")
             methods = {k: v for k, v in methods.items() if k in s.methods or k in ("oracle", "largest")}
-        records = {name: {a: run_method(m, swarm, test, a, out / "records" / "main", progress=_say) for a in s.alphas}
-                   for name, m in methods.items()}
+        records = {method: {a: run_method(m, swarm, test, a, out / "records" / name, progress=_say) for a in alphas}
+                   for method, m in methods.items()}
     finally:
         swarm.shutdown()
         if own_ray:
             ray.shutdown()
     agents = list(costs)
     summary: dict = {
-        "experiment": "main", "title": "main: every method, in-domain, quick testbed ladder",
-        "setup": (f"topology {s.topology}; test: held_out(0, 200) in-domain, first {s.per_cell} per family x difficulty "
+        "experiment": name, "title": title,
+        "setup": (f"topology {s.topology}; test: held_out(0, 200) families {', '.join(families)}, first {s.per_cell} per family x difficulty "
                   f"({len(test)} items); train: {len(train)} items of training_stream(0) excluding held_out(0, 200); seed {s.seed}"),
-        "alphas": list(s.alphas), "agents": costs, "topology": topo.model_dump(mode="json"),
+        "alphas": list(alphas), "agents": costs, "topology": topo.model_dump(mode="json"),
         "settings": {"per_cell": s.per_cell, "train": s.train, "seed": s.seed}, "seconds": time.monotonic() - began,
         "forced_accuracy": {"train": _forced_acc(labels_train, agents), "test": _forced_acc(labels_test, agents)},
         "methods": {},
     }
-    for name, by_alpha in records.items():
-        summary["methods"][name] = {}
+    fpt = flops_per_token(topo)
+    summary["flops_per_token"] = fpt
+    for method, by_alpha in records.items():
+        summary["methods"][method] = {}
         for a, recs in by_alpha.items():
             ref = metrics.mean_model_seconds(records["largest"][a])
+            ref_flops = metrics.mean_flops(records["largest"][a], fpt) if fpt else None
             oracle_u = metrics.utility(records["oracle"][a], a)
-            summary["methods"][name][f"{a:g}"] = metrics.summarize(recs, a, agents, labels_test, ref, costs[agents[-1]], oracle_u)
-    return report.write(summary, out, "main")
+            summary["methods"][method][f"{a:g}"] = metrics.summarize(recs, a, agents, labels_test, ref, costs[agents[-1]], oracle_u, fpt, ref_flops)
+    return report.write(summary, out, name)
+
+
+def flops_per_token(topo) -> dict[str, float]:
+    """FLOPs per token of each agent whose model is a testbed rung (from the ladder's report);
+    empty unless every agent has one."""
+    from swarm.testbed.models import TESTBED_PREFIX, build, parse_ref
+
+    out = {}
+    for a in topo.agents:
+        ref = str(getattr(a.backend, "model", ""))
+        if not ref.startswith(TESTBED_PREFIX):
+            return {}
+        ladder, rung = parse_ref(ref)
+        out[a.name] = float(next(m.flops_per_token for m in build(ladder).models if m.name == rung))
+    return out
 
 
 def _forced_acc(labels, agents) -> dict[str, float]:

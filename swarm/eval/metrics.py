@@ -7,7 +7,12 @@
   the paper's scale: a query's model-seconds / `reference_s` x `reference_cost`, where the
   reference is what the largest agent spends answering alone (so Largest scores about its
   normalised cost under both definitions);
-- utility = accuracy - alpha x cost, under both cost definitions;
+  (caveat: a transformers agent reports, for each query, the wall time of the whole micro-batch the
+  query ran in, so model-seconds count a batch once per query in it and favour small batches);
+- compute cost: tokens x FLOPs per token of the agent, summed over every call, on the same
+  scale (`compute_cost`, reference: the largest agent answering alone): the measured cost that
+  neither batching nor a busy machine distorts;
+- utility = accuracy - alpha x cost, under both cost definitions (measured: seconds and compute);
 - latency p50/p95, end to end and by hop count; calls per query;
 - per-agent answer rate (answered / decided, among queries that reached the agent) and the
   routing distribution (share of queries answered by each agent);
@@ -52,6 +57,17 @@ def measured_cost(records: Sequence[Record], reference_s: float, reference_cost:
     if reference_s <= 0:
         raise ValueError(f"reference_s must be positive, got {reference_s}")
     return mean_model_seconds(records) / reference_s * reference_cost
+
+
+def mean_flops(records: Sequence[Record], flops_per_token: Mapping[str, float]) -> float:
+    return _mean([sum(st.tokens * flops_per_token.get(st.agent, 0.0) for st in r.steps) for r in records])
+
+
+def compute_cost(records: Sequence[Record], flops_per_token: Mapping[str, float], reference_flops: float, reference_cost: float = 0.9) -> float:
+    """Mean FLOPs per query (every call) on the paper's cost scale."""
+    if reference_flops <= 0:
+        raise ValueError(f"reference_flops must be positive, got {reference_flops}")
+    return mean_flops(records, flops_per_token) / reference_flops * reference_cost
 
 
 def utility(records: Sequence[Record], alpha: float, cost: float | None = None) -> float:
@@ -148,7 +164,8 @@ def oracle_share(method_utility: float, oracle_utility: float) -> float:
 
 
 def summarize(records: Sequence[Record], alpha: float, agents_by_cost: Sequence[str], labels: Labels | None = None,
-              reference_s: float | None = None, reference_cost: float = 0.9, oracle_utility: float | None = None) -> dict:
+              reference_s: float | None = None, reference_cost: float = 0.9, oracle_utility: float | None = None,
+              flops_per_token: Mapping[str, float] | None = None, reference_flops: float | None = None) -> dict:
     """All metrics of one method at one alpha, as a JSON-ready dict."""
     out = {
         "n": len(records), "failed": sum(1 for r in records if r.error), "alpha": alpha,
@@ -160,6 +177,9 @@ def summarize(records: Sequence[Record], alpha: float, agents_by_cost: Sequence[
     if reference_s:
         mc = measured_cost(records, reference_s, reference_cost)
         out["measured_cost"], out["measured_utility"] = mc, utility(records, alpha, mc)
+    if flops_per_token and reference_flops:
+        cc = compute_cost(records, flops_per_token, reference_flops, reference_cost)
+        out["flops"], out["compute_cost"], out["compute_utility"] = mean_flops(records, flops_per_token), cc, utility(records, alpha, cc)
     if labels is not None:
         out["easy_hard"] = easy_hard(records, alpha, labels, agents_by_cost)
         out["self_assessment"] = self_assessment_f1(records, labels)

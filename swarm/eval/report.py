@@ -7,20 +7,21 @@ from pathlib import Path
 
 
 def markdown_table(summary: dict) -> str:
-    """One row per method: utility, accuracy, paper cost, measured cost/utility, calls, p95 latency, per alpha."""
+    """One row per method: utility, accuracy, paper cost and utility under the measured compute cost
+    per alpha; calls, p95 latency and share of the Oracle's utility at the middle alpha."""
     alphas = summary["alphas"]
     lines = [
         "| method | " + " | ".join(f"utility a={a:g}" for a in alphas) + " | " + " | ".join(f"acc a={a:g}" for a in alphas)
-        + " | " + " | ".join(f"cost a={a:g}" for a in alphas) + " | " + " | ".join(f"measured utility a={a:g}" for a in alphas)
+        + " | " + " | ".join(f"cost a={a:g}" for a in alphas) + " | " + " | ".join(f"compute utility a={a:g}" for a in alphas)
         + " | calls (a=0.5) | p95 s (a=0.5) | share of Oracle (a=0.5) |",
-        "|---" * (2 + 4 * len(alphas) + 2) + "|",
+        "|---" * (1 + 4 * len(alphas) + 3) + "|",
     ]
     mid = "0.5" if "0.5" in next(iter(summary["methods"].values())) else f"{alphas[len(alphas) // 2]:g}"
     for method, by_alpha in summary["methods"].items():
         cells = [f"{by_alpha[f'{a:g}']['utility']:.3f}" for a in alphas]
         cells += [f"{by_alpha[f'{a:g}']['accuracy']:.3f}" for a in alphas]
         cells += [f"{by_alpha[f'{a:g}']['cost']:.3f}" for a in alphas]
-        cells += [f"{by_alpha[f'{a:g}'].get('measured_utility', float('nan')):.3f}" for a in alphas]
+        cells += [f"{by_alpha[f'{a:g}'].get('compute_utility', float('nan')):.3f}" for a in alphas]
         m = by_alpha[mid]
         cells += [f"{m['calls']:.2f}", f"{m['latency']['p95_s']:.2f}", f"{m.get('oracle_share', float('nan')):.2f}"]
         lines.append(f"| {method} | " + " | ".join(cells) + " |")
@@ -37,16 +38,17 @@ def frontier_png(summary: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(alphas), figsize=(5 * len(alphas), 4.2), sharey=True)
     axes = list(axes) if len(alphas) > 1 else [axes]
     for ax, a in zip(axes, alphas, strict=True):
-        for method, by_alpha in summary["methods"].items():
+        for k, (method, by_alpha) in enumerate(summary["methods"].items()):
             m = by_alpha[f"{a:g}"]
-            ax.scatter(m["cost"], m["accuracy"], s=40)
-            ax.annotate(method, (m["cost"], m["accuracy"]), fontsize=8, xytext=(3, 3), textcoords="offset points")
+            ax.scatter(m["cost"], m["accuracy"], s=70 if method == "swarm" else 40, color=plt.cm.tab10(k % 10),
+                       marker="osD^v<>phPX"[k % 10] if method != "swarm" else "*", label=method, edgecolors="black", linewidths=0.4)
         xs = [0, 1]
         for u in (0.2, 0.4, 0.6, 0.8):  # iso-utility lines: accuracy = u + alpha x cost
             ax.plot(xs, [u + a * x for x in xs], color="0.85", lw=0.8, zorder=0)
-        ax.set(title=f"alpha = {a:g}", xlabel="cost (answering agent, normalised)", xlim=(0, 1), ylim=(0, 1.05))
+        ax.set(title=f"alpha = {a:g} (grey: equal utility)", xlabel="cost (answering agent, normalised)", xlim=(0, 1), ylim=(0, 1.05))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy")
+    axes[-1].legend(loc="lower right", fontsize=8, ncol=2)
     fig.suptitle(summary.get("title", "cost-accuracy frontier"))
     fig.tight_layout()
     fig.savefig(path, dpi=110)

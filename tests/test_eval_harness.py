@@ -106,8 +106,9 @@ def test_cascades_call_agents_cheapest_first_and_count_every_call(swarm, test_se
     assert set(frugal.thresholds_for(0.5)) == {"tb-xs", "tb-s", "tb-m"}
     for method in (frugal, AutoMix()):
         for r in run_method(method, swarm, test_set, 0.5, tmp_path):
-            called = [s.agent for s in r.steps if s.decision == "forced"]
+            called = [s.agent for s in r.steps if s.decision != "verify"]
             assert called == LADDER[: len(called)] and called[-1] == r.agent
+            assert [s.decision for s in r.steps if s.decision != "verify"] == ["reject"] * (len(called) - 1) + ["forced" if r.agent == "tb-l" else "answer"]
             assert r.calls == len(r.steps) and r.model_seconds == pytest.approx(sum(s.seconds for s in r.steps))
             if isinstance(method, AutoMix):  # every answer but the last agent's was checked by its own agent
                 assert [s.agent for s in r.steps if s.decision == "verify"] == [a for a in called if a != "tb-l"]

@@ -10,6 +10,10 @@ and model-seconds count in the query's measured cost.
 - AutoMix: each agent verifies its own answer with a prompt (AutoMix's self-verification),
   asked of the same agent; the answer is kept when the agent says yes.
 
+In the records, an answer the scorer kept is the agent's "answer" and one it vetoed a "reject" (the
+last agent's is "forced"), so answer rates and self-assessment F1 describe the cascade's external
+scorer the way they describe a swarm agent's own decisions.
+
 (The untrained token-confidence cascade is the swarm itself with the `confidence` policy:
 `swarm.eval.harness.SelfRouting` on a topology like topologies/quickstart.yaml.)
 """
@@ -17,6 +21,7 @@ and model-seconds count in the query's measured cost.
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -54,9 +59,12 @@ class DriverCascade:
             onward = []
             for item, a, good, k, more in zip(left, answers, ok, keep, extra, strict=True):
                 if last or (good and k):
-                    out[item.id] = to_record(item, self.name, alpha, a, costs, spent[item.id] + more, waited[item.id])
-                else:
-                    spent[item.id] += steps_of(a) + more
+                    r = to_record(item, self.name, alpha, a, costs, spent[item.id] + more, waited[item.id])
+                    if not last:  # the scorer's accept is this cascade's "answer" decision for the agent
+                        r = replace(r, steps=[*r.steps[:-1], replace(r.steps[-1], decision="answer")])
+                    out[item.id] = r
+                else:  # the scorer's veto: recorded as the agent's "reject" (self-assessment F1 then scores the scorer)
+                    spent[item.id] += [replace(st, decision="reject") if st.decision == "forced" else st for st in steps_of(a)] + more
                     waited[item.id] += getattr(a, "latency_s", 0.0)
                     onward.append(item)
             left = onward

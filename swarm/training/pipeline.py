@@ -1,0 +1,225 @@
+"""One agent's whole self-awareness training: checks, competence sampling, SFT data, SFT, RL,
+reports before and after each stage, the final model directory and its card.
+
+Every stage leaves its result in the output directory and is skipped when it is already there,
+so an interrupted run resumes where it stopped (inside a stage too: competence sampling appends
+per batch, SFT and RL restart from their last checkpoint)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from swarm.training.card import Costs, write_card
+from swarm.training.competence import sample_competence
+from swarm.training.items import eval_items, training_items
+from swarm.training.labels import LabelError, build_sft_data
+from swarm.training.recipe import Recipe, RecipeError, as_recipe, check_memory
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model_dir: Path  # the directory an agent's YAML points to
+    reports: dict[str, dict]  # stage -> numbers on held-out queries
+    costs: dict[str, dict]
+    data: dict
+
+
+def preflight(recipe: Recipe) -> tuple[Path, list, list]:
+    """Every check that needs no training: the recipe's output dir, the tokenizer, memory, the items."""
+    from swarm.backends.fit import count_parameters, free_bytes
+
+    out = recipe.output_dir
+    model_dir = recipe.model_dir()
+    recorded = out / "recipe.json"
+    mine = json.loads(recipe.model_dump_json(exclude={"threads"}))  # threads change speed, not results
+    if recorded.exists() and {k: v for k, v in json.loads(recorded.read_text()).items() if k != "threads"} != mine:
+        raise RecipeError(recipe.name, "output_dir", f"{out} holds a run of a different recipe (see its recipe.json); "
+                          "use another output_dir, or delete it to start over")
+    try:
+        from swarm.training.generation import load_tokenizer
+
+        tokenizer = load_tokenizer(model_dir)
+    except Exception as exc:  # noqa: BLE001 - one line for the user
+        raise RecipeError(recipe.name, "model", f"cannot load the tokenizer of {recipe.model}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if tokenizer.eos_token is None:
+        raise RecipeError(recipe.name, "model", f"the tokenizer of {recipe.model} has no end-of-sequence token")
+    if len(set(recipe.scenarios)) > 1:
+        from swarm.training.generation import Prompter
+
+        prompter = Prompter(tokenizer)
+        shown = {prompter.render("1+1=", a) for a in recipe.scenarios}
+        if len(shown) < len(set(recipe.scenarios)):
+            raise RecipeError(recipe.name, "model", f"the chat template of {model_dir} renders the same prompt for different "
+                              "scenarios (it drops the scenario instruction), so the model cannot learn per-scenario behaviour; "
+                              "fix the template or train a single scenario")
+    config = json.loads((model_dir / "config.json").read_text())
+    text = config.get("text_config", config)
+    params = count_parameters(str(model_dir)) or 0
+    check_memory(recipe, params, int(text.get("hidden_size", 1024)), int(text.get("num_hidden_layers", 24)),
+                 int(text.get("vocab_size", 32000)), free_bytes("cpu"))
+    held = eval_items(recipe)
+    train = training_items(recipe, held)
+    return model_dir, train, held
+
+
+def train(recipe: Recipe | str | os.PathLike[str] | dict) -> TrainResult:
+    """Train one agent from its recipe (a Recipe, a YAML path, or a mapping); resumable."""
+    recipe = as_recipe(recipe)
+    with _terminate_as_interrupt():
+        return _train(recipe)
+
+
+@contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (kill, a scheduler's stop) unwinds like Ctrl-C, so the cost of the work done so far is saved."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _train(recipe: Recipe) -> TrainResult:
+    import torch
+
+    from swarm.training.generation import load_model, load_tokenizer
+    from swarm.training.report import evaluate, markdown
+
+    log = structlog.get_logger("swarm.training").bind(agent=recipe.name)
+    torch.set_num_threads(recipe.threads)
+    base_model, train_set, held = preflight(recipe)
+    out = recipe.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    costs = Costs(out / "costs.json")
+    reports: dict[str, dict] = {}
+    log.info("training starts", model=str(base_model), output=str(out), train_queries=len(train_set), held_out=len(held))
+
+    def report(stage: str, model_dir: Path) -> None:
+        path = out / "reports" / f"{stage}.json"
+        if path.exists():
+            reports[stage] = json.loads(path.read_text())
+            return
+        with costs.measure(f"eval_{stage}"):
+            rep = evaluate(model_dir, held, list(recipe.scenarios), recipe.eval.max_new_tokens, recipe.eval.batch_size,
+                           recipe.rl.gamma)
+        costs.add(f"eval_{stage}", rep["tokens_generated"])
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(rep, indent=2))
+        reports[stage] = rep
+        log.info("report", stage=stage, forced_accuracy=rep["forced_accuracy"],
+                 answer_rate={a: s["answer_rate"] for a, s in rep["scenarios"].items()},
+                 f1={a: s["self_assessment"]["f1"] for a, s in rep["scenarios"].items()})
+        (out / "report.md").write_text(markdown(recipe.name, reports))
+
+    # 1. competence sampling
+    with costs.measure("competence"):
+        c = recipe.competence
+        if (out / "competence.done").exists():
+            from swarm.training.competence import read_table
+
+            table = read_table(out / "competence.jsonl")
+        else:
+            log.info("competence sampling", queries=len(train_set), n=c.samples)
+            table, _ = sample_competence(load_model(base_model), load_tokenizer(base_model), train_set,
+                                         out / "competence.jsonl", c.samples, c.temperature, c.max_new_tokens,
+                                         c.batch_size, log)
+            costs.set_tokens("competence", sum(r.tokens for r in table))  # counts the samples of an interrupted run too
+            (out / "competence.done").write_text("")
+    mean_p = sum(r.p for r in table) / len(table)
+    log.info("competence", queries=len(table), mean_p=round(mean_p, 4), p0=sum(r.p == 0 for r in table), p1=sum(r.p == 1 for r in table))
+    report("base", base_model)
+
+    # 2. SFT data and SFT
+    try:
+        data = build_sft_data(table, recipe.scenarios, recipe.sft.examples, recipe.sft.validation_fraction,
+                              recipe.sft.balance, recipe.seed, recipe.sft.forced_share)
+    except LabelError as exc:
+        raise RecipeError(recipe.name, "sft", str(exc)) from None
+    _write_jsonl(out / "sft_data" / "train.jsonl", [e.to_json() for e in data.train])
+    _write_jsonl(out / "sft_data" / "validation.jsonl", [e.to_json() for e in data.validation])
+    sizes = {"train_queries": len(train_set), "held_out_queries": len(held), "competence_samples": len(table) * c.samples,
+             "mean_competence": round(mean_p, 4), "sft": data.stats}
+    sft_dir = out / "sft"
+    if not (sft_dir / "done.json").exists():
+        from swarm.training.sft import run_sft
+
+        with costs.measure("sft"):
+            info = run_sft(base_model, sft_dir, data.train, data.validation, recipe.sft, recipe.seed, log)
+        (sft_dir / "done.json").write_text(json.dumps(info, indent=2))
+        _clean_checkpoints(sft_dir)
+    sizes["sft"]["result"] = json.loads((sft_dir / "done.json").read_text())
+    stage_model = sft_dir / "model"
+    report("sft", stage_model)
+
+    # 3. RL
+    if recipe.rl.enabled:
+        from swarm.training.rl import rl_prompts, run_grpo
+
+        rl_dir = out / "rl"
+        pairs = rl_prompts(table, recipe.scenarios, recipe.rl.prompts, recipe.rl.gamma, recipe.seed)
+        if not (rl_dir / "done.json").exists():
+            with costs.measure("rl"):
+                info = run_grpo(stage_model, rl_dir, pairs, recipe.rl, recipe.seed, log,
+                                on_tokens=lambda n: costs.add("rl", n))
+            (rl_dir / "done.json").write_text(json.dumps(info, indent=2))
+            _clean_checkpoints(rl_dir)
+        sizes["rl"] = json.loads((rl_dir / "done.json").read_text())
+        stage_model = rl_dir / "model"
+        report("rl", stage_model)
+
+    final = out / "model"
+    if final.exists():
+        shutil.rmtree(final)
+    shutil.copytree(stage_model, final)
+    write_card(final, recipe, sizes, costs, reports)
+    (out / "report.md").write_text(markdown(recipe.name, reports))
+    log.info("training done", model=str(final), cost=costs.total())
+    return TrainResult(final, reports, costs.stages, sizes)
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _clean_checkpoints(stage_dir: Path) -> None:
+    """The stage finished: its resume checkpoints are no longer needed."""
+    shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
+
+
+def train_many(recipes: list, address: str | None = None) -> list[TrainResult]:
+    """Several agents' recipes, each on its own (they share nothing): as Ray tasks on a cluster when
+    `address` is given, else one after another in this process."""
+    loaded = [as_recipe(r) for r in recipes]
+    if address is None:
+        return [train(r) for r in loaded]
+    import ray
+
+    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
+    remote = ray.remote(_train_remote)
+    refs = [remote.options(num_cpus=r.threads).remote(r.model_dump(mode="json")) for r in loaded]
+    return ray.get(refs)
+
+
+def _train_remote(recipe_json: dict) -> TrainResult:
+    from swarm.logging import configure_logging
+
+    configure_logging()
+    return train(Recipe.model_validate(recipe_json))

@@ -126,12 +126,12 @@ def test_main_experiment_writes_json_table_and_frontier(ray_cluster, quick_ladde
     out = tmp_path / "results"
     s = Settings(per_cell=1, train=48, alphas=(0.2, 0.8), methods=("swarm", "knn"))
     paths = run_experiment("main", out, s)
-    assert [p.name for p in paths] == ["main.json", "main.md", "main_frontier.png"]
+    assert [p.name for p in paths] == ["main.json", "main.md", "main_frontier.png", "main_routing.png"]
     summary = json.loads(paths[0].read_text())
     assert set(summary["methods"]) == {"oracle", "largest", "swarm", "knn"}
     assert summary["methods"]["oracle"]["0.2"]["oracle_share"] == pytest.approx(1.0)
     assert summary["topology"]["name"] == "quickstart" and summary["settings"]["train"] == 48
-    assert "| swarm |" in paths[1].read_text() and paths[2].stat().st_size > 10_000
+    assert "| swarm |" in paths[1].read_text() and paths[2].stat().st_size > 10_000 and paths[3].stat().st_size > 10_000
     with pytest.raises(SwarmError, match="exists"):
         run_experiment("main", out, s)
 

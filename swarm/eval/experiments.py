@@ -21,8 +21,8 @@ from pathlib import Path
 from swarm.errors import SwarmError
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
+from swarm.eval.harness import Routed, SelfRouting, agent_costs, collect_labels, run_method
 from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
-from swarm.eval.harness import Forced, Routed, SelfRouting, agent_costs, collect_labels, run_method
 
 EXPERIMENTS = {  # name -> (test families, default alphas, title)
     "main": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "main: every method, in-domain, quick testbed ladder"),

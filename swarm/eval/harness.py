@@ -60,8 +60,8 @@ def to_record(item: TaskItem, method: str, alpha: float, outcome: Outcome, costs
     agent calls the method made for it (a cascade's discarded answers, verifications)."""
     steps = [*extra_steps, *steps_of(outcome)]
     n_calls = calls if calls is not None else 1 + len(extra_steps)  # one step per earlier call
-    common = dict(query_id=item.id, method=method, alpha=alpha, domain=item.domain, difficulty=item.difficulty,
-                  tokens=sum(s.tokens for s in steps), model_seconds=sum(s.seconds for s in steps), steps=steps, calls=n_calls)
+    common = {"query_id": item.id, "method": method, "alpha": alpha, "domain": item.domain, "difficulty": item.difficulty,
+              "tokens": sum(s.tokens for s in steps), "model_seconds": sum(s.seconds for s in steps), "steps": steps, "calls": n_calls}
     if isinstance(outcome, QueryError):
         return Record(agent="", cost=0.0, correct=False, latency_s=latency_s, error=getattr(outcome, "code", "query_failed"), **common)
     return Record(agent=outcome.agent, cost=costs.get(outcome.agent, outcome.cost), correct=verify(item, outcome.text),

@@ -1,4 +1,4 @@
-"""Write an experiment's results: JSON, a markdown table and a cost-accuracy frontier PNG."""
+"""Write an experiment's results: JSON, a markdown table, a cost-accuracy frontier PNG and a routing-distribution PNG."""
 
 from __future__ import annotations
 
@@ -55,10 +55,40 @@ def frontier_png(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def routing_png(summary: dict, path: Path) -> None:
+    """Share of queries answered by each agent, per method and alpha (stacked bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    agents, alphas, methods = list(summary["agents"]), summary["alphas"], list(summary["methods"])
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.4 * len(methods) * len(alphas) + 2.5), 4.6))
+    ticks, tick_labels = [], []
+    for g, method in enumerate(methods):
+        base = g * (len(alphas) + 1)
+        for j, a in enumerate(alphas):
+            bottom = 0.0
+            for k, agent in enumerate(agents):
+                share = summary["methods"][method][f"{a:g}"]["routing"].get(agent, 0.0)
+                ax.bar(base + j, share, bottom=bottom, color=plt.cm.viridis(k / max(1, len(agents) - 1)), label=agent if g == j == 0 else None)
+                bottom += share
+            ticks.append(base + j)
+            tick_labels.append(f"{a:g}")
+        ax.text(base + (len(alphas) - 1) / 2, -0.13, method, ha="center", va="top", fontsize=8, transform=ax.get_xaxis_transform())
+    ax.set_xticks(ticks, tick_labels, fontsize=7)
+    ax.set(ylabel="share of queries answered", ylim=(0, 1), title="routing distribution per method (bars: alpha)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write(summary: dict, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}_frontier.png"]
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}_frontier.png", out_dir / f"{name}_routing.png"]
     paths[0].write_text(json.dumps(summary, indent=1, default=str))
     paths[1].write_text(f"# {summary.get('title', name)}\n\n{summary.get('setup', '')}\n\n" + markdown_table(summary))
     frontier_png(summary, paths[2])
+    routing_png(summary, paths[3])
     return paths

@@ -21,8 +21,8 @@ scorer the way they describe a swarm agent's own decisions.
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 

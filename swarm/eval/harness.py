@@ -111,14 +111,14 @@ class Routed:
     def run(self, swarm, items, alpha):
         costs = agent_costs(swarm)
         choice = self.router.choose(items, alpha, costs)
+        unknown = set(choice) - set(costs)
+        if unknown:
+            raise ValueError(f"router of {self.name} chose agents the swarm does not have: {', '.join(sorted(unknown))}")
         out: dict[str, Record] = {}
         for agent in costs:
             mine = [i for i, a in zip(items, choice, strict=True) if a == agent]
             for item, o in zip(mine, ask_agent(swarm, agent, [i.prompt for i in mine], alpha), strict=True):
                 out[item.id] = to_record(item, self.name, alpha, o, costs)
-        unknown = set(choice) - set(costs)
-        if unknown:
-            raise ValueError(f"router of {self.name} chose agents the swarm does not have: {', '.join(sorted(unknown))}")
         return [out[i.id] for i in items]
 
 

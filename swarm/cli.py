@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, eval.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -103,6 +103,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", type=Path, help="default: the cache that 'testbed:<ladder>/<rung>' models are read from")
 
+    c = command("train", _train, "self-awareness training (competence sampling, SFT, RL) of one agent per recipe; resumable")
+    c.add_argument("recipes", type=Path, nargs="+", help="recipe YAML files (see recipes/)")
+    c.add_argument("--address", help="run the recipes as Ray tasks on this cluster (default: one after another here)")
+
+    from swarm.eval import cli as eval_cli
+
+    eval_cli.add_arguments(command("eval", eval_cli.run, "run an evaluation experiment on a swarm launched for it; writes JSON, a markdown table and plots"))
     return p
 
 
@@ -251,6 +258,17 @@ def _testbed(args) -> int:
     for m in report.models:
         print(f"{m.name:<8}{m.params:>10,d}{m.cost:>6.2f}{m.overall:>9.3f}  "
               + " ".join(f"{m.by_difficulty[d]:.2f}" for d in sorted(m.by_difficulty)))
+    return 0
+
+
+def _train(args) -> int:
+    from swarm.logging import configure_logging
+    from swarm.training import load_recipe, train_many
+
+    recipes = [load_recipe(p) for p in args.recipes]  # every recipe checked before any training starts
+    configure_logging()
+    for result in train_many(recipes, args.address):
+        print(f"{result.model_dir}  (report: {result.model_dir.parent / 'report.md'})")
     return 0
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 
 def add_arguments(c: argparse.ArgumentParser) -> None:
-    from swarm.eval.experiments import EXPERIMENTS, Settings
+    from swarm.eval.experiments import ALL_EXPERIMENTS, Settings
 
     d = Settings()
-    c.add_argument("experiment", help=f"one of: {', '.join(EXPERIMENTS)}")
+    c.add_argument("experiment", help=f"one of: {', '.join(ALL_EXPERIMENTS)}")
     c.add_argument("--out", type=Path, required=True, help="results directory (must not exist, unless --overwrite or --resume)")
     c.add_argument("--overwrite", action="store_true", help="delete an existing results directory first")
     c.add_argument("--resume", action="store_true", help="continue an interrupted run in an existing results directory")
@@ -19,6 +19,10 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--train", type=int, default=d.train, help="training items for the learned baselines")
     c.add_argument("--alphas", type=float, nargs="+", default=[], help="default: main 0.2 0.5 0.8, ood 0.5")
     c.add_argument("--methods", nargs="+", default=[], help="run only these methods (the Oracle and Largest always run)")
+    c.add_argument("--trained", type=Path, help="main/ood: also evaluate the self-aware swarm, the topology's agents but the terminal one "
+                   "replaced by the models `swarm train` wrote into TRAINED/<agent>/model (e.g. results/training)")
+    c.add_argument("--duration", type=float, default=d.duration_s, help="live: seconds of the query stream")
+    c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
 
@@ -30,7 +34,7 @@ def run(args) -> int:
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume exclude each other")
     configure_logging()
-    s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods))
+    s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained, args.duration, args.rate)
     for p in run_experiment(args.experiment, args.out, s, args.overwrite, args.resume):
         print(p)
     return 0

@@ -7,6 +7,10 @@ table and a frontier PNG into a fresh results directory. Records are kept per (m
 - main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
 - ood: the same methods on the out-of-domain family (`rev`), Balance (alpha 0.5) by default;
   every learned baseline still trains on in-domain items only.
+
+With `Settings.trained` (`--trained DIR`), main and ood also run `swarm-trained`: the same
+topology with every agent but the terminal one replaced by its self-aware model from `swarm train`
+(`DIR/<agent>/model`, see `swarm.eval.trained`), on a second swarm launched after the first.
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ from pathlib import Path
 from swarm.errors import SwarmError
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
-from swarm.eval.harness import Routed, SelfRouting, agent_costs, collect_labels, run_method
+from swarm.eval.harness import (
+    Forced,
+    Routed,
+    SelfRouting,
+    agent_costs,
+    collect_labels,
+    run_method,
+)
 from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
 
 EXPERIMENTS = {  # name -> (test families, default alphas, title)
     "main": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "main: every method, in-domain, quick testbed ladder"),
     "ood": (OOD_FAMILIES, (0.5,), "ood: every method on the out-of-domain family, trained in-domain"),
 }
+OTHER_EXPERIMENTS = ("live", "modularity", "latency")  # their own runners below
+ALL_EXPERIMENTS = (*EXPERIMENTS, *OTHER_EXPERIMENTS)
 
 
 @dataclass
@@ -39,6 +52,9 @@ class Settings:
     seed: int = 0
     address: str | None = None
     methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
+    trained: Path | None = None  # `swarm train` output dirs (DIR/<agent>/model): also run the self-aware swarm
+    duration_s: float = 90.0  # live: length of the query stream
+    rate: float = 2.0  # live: queries per second
 
 
 def prepare_dir(out: Path, overwrite: bool, resume: bool) -> None:
@@ -50,8 +66,22 @@ def prepare_dir(out: Path, overwrite: bool, resume: bool) -> None:
 
 
 def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = False, resume: bool = False) -> list[Path]:
-    if name not in EXPERIMENTS:
-        raise SwarmError(f"unknown experiment {name!r} (expected one of: {', '.join(EXPERIMENTS)})")
+    if name not in ALL_EXPERIMENTS:
+        raise SwarmError(f"unknown experiment {name!r} (expected one of: {', '.join(ALL_EXPERIMENTS)})")
+    if name == "live":
+        from swarm.eval.live import LiveSettings, run_live
+
+        prepare_dir(out, overwrite, resume)
+        if resume and (out / "live.json").exists():  # a stream cannot be resumed midway: a finished one is kept
+            return [out / "live.json", out / "live.md", out / "live_timeline.png"]
+        (out / "records" / "live.jsonl").unlink(missing_ok=True)
+        return run_live(out, LiveSettings(topology=settings.topology, duration_s=settings.duration_s, rate=settings.rate,
+                                          alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address))
+    if settings.trained is not None:  # before the results directory is made
+        from swarm.eval.trained import trained_topology
+        from swarm.topology import load_topology
+
+        trained_topology(load_topology(settings.topology), settings.trained, tuple(settings.alphas) or EXPERIMENTS[name][1])
     prepare_dir(out, overwrite, resume)
     return methods_experiment(name, out, settings)
 
@@ -61,7 +91,16 @@ def _say(msg: str) -> None:
 
 
 def build_methods(labels_train, answers_train, labels_test, train, costs, seed):
-    from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
+    from swarm.eval.baselines import (
+        FORCRouter,
+        FrugalGPT,
+        KNNRouter,
+        Largest,
+        MFRouter,
+        Oracle,
+        Random,
+        Smallest,
+    )
     from swarm.eval.baselines.cascades import AutoMix
 
     agents = list(costs)
@@ -88,6 +127,11 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
     families, default_alphas, title = EXPERIMENTS[name]
     alphas = tuple(s.alphas) or default_alphas
     topo = load_topology(s.topology)
+    trained_topo = None
+    if s.trained is not None:  # checked before anything starts: a missing model or scenario is a clear error now
+        from swarm.eval.trained import trained_topology
+
+        trained_topo = trained_topology(topo, s.trained, alphas)
     test, train = held_out_items(s.per_cell, families), training_items(s.train)
     began = time.monotonic()
     import ray
@@ -115,6 +159,14 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
             methods = {k: v for k, v in methods.items() if k in s.methods or k in ("oracle", "largest")}
         records = {method: {a: run_method(m, swarm, test, a, out / "records" / name, progress=_say) for a in alphas}
                    for method, m in methods.items()}
+        swarm.shutdown()
+        trained_labels = None
+        if trained_topo is not None:
+            swarm = launch(trained_topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
+            _say(f"self-aware swarm {swarm.name} up ({trained_topo.name}, models from {s.trained})")
+            trained_labels = trained_forced_labels(swarm, trained_topo, test, labels_test, out / "records" / f"test-{name}-trained", _say)
+            records["swarm-trained"] = {a: run_method(SelfRouting("swarm-trained"), swarm, test, a, out / "records" / name, progress=_say)
+                                        for a in alphas}
     finally:
         swarm.shutdown()
         if own_ray:
@@ -129,6 +181,9 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
         "forced_accuracy": {"train": _forced_acc(labels_train, agents), "test": _forced_acc(labels_test, agents)},
         "methods": {},
     }
+    if trained_topo is not None:
+        summary["trained"] = {"dir": str(s.trained), "topology": trained_topo.model_dump(mode="json"),
+                              "forced_accuracy_test": _forced_acc(trained_labels, agents)}
     fpt = flops_per_token(topo)
     summary["flops_per_token"] = fpt
     for method, by_alpha in records.items():
@@ -137,8 +192,22 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
             ref = metrics.mean_model_seconds(records["largest"][a])
             ref_flops = metrics.mean_flops(records["largest"][a], fpt) if fpt else None
             oracle_u = metrics.utility(records["oracle"][a], a)
-            summary["methods"][method][f"{a:g}"] = metrics.summarize(recs, a, agents, labels_test, ref, costs[agents[-1]], oracle_u, fpt, ref_flops)
+            own = trained_labels if method == "swarm-trained" else labels_test  # F1 against the agent's own forced answers
+            summary["methods"][method][f"{a:g}"] = metrics.summarize(recs, a, agents, own, ref, costs[agents[-1]], oracle_u, fpt, ref_flops)
     return report.write(summary, out, name)
+
+
+def trained_forced_labels(swarm, topo, items, base_labels, out_dir: Path, progress=None) -> dict[str, dict[str, bool]]:
+    """The test labels with each trained agent's own forced answers (its self-assessment is judged
+    against them); the terminal agent is the base topology's model, whose labels are kept."""
+    labels = {q: dict(row) for q, row in base_labels.items()}
+    terminal = topo.ordered_agents()[-1].name
+    for agent in agent_costs(swarm):
+        if agent == terminal:
+            continue
+        for r in run_method(Forced(agent), swarm, items, 0.5, out_dir, progress=progress):
+            labels[r.query_id][agent] = r.correct
+    return labels
 
 
 def flops_per_token(topo) -> dict[str, float]:

@@ -7,6 +7,7 @@ table and a frontier PNG into a fresh results directory. Records are kept per (m
 - main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
 - ood: the same methods on the out-of-domain family (`rev`), Balance (alpha 0.5) by default;
   every learned baseline still trains on in-domain items only.
+- live, modularity, latency: see `swarm.eval.live`, `swarm.eval.modularity`, `swarm.eval.latency`.
 
 With `Settings.trained` (`--trained DIR`), main and ood also run `swarm-trained`: the same
 topology with every agent but the terminal one replaced by its self-aware model from `swarm train`
@@ -77,12 +78,21 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
         (out / "records" / "live.jsonl").unlink(missing_ok=True)
         return run_live(out, LiveSettings(topology=settings.topology, duration_s=settings.duration_s, rate=settings.rate,
                                           alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address))
-    if settings.trained is not None:  # before the results directory is made
+    if settings.trained is not None and name in (*EXPERIMENTS, "latency"):  # before the results directory is made
         from swarm.eval.trained import trained_topology
         from swarm.topology import load_topology
 
-        trained_topology(load_topology(settings.topology), settings.trained, tuple(settings.alphas) or EXPERIMENTS[name][1])
+        default_alphas = EXPERIMENTS[name][1] if name in EXPERIMENTS else (0.2, 0.5, 0.8)
+        trained_topology(load_topology(settings.topology), settings.trained, tuple(settings.alphas) or default_alphas)
     prepare_dir(out, overwrite, resume)
+    if name == "modularity":
+        from swarm.eval.modularity import run_modularity
+
+        return run_modularity(out, settings)
+    if name == "latency":
+        from swarm.eval.latency import run_latency
+
+        return run_latency(out, settings)
     return methods_experiment(name, out, settings)
 
 

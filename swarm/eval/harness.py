@@ -37,8 +37,13 @@ class Method(Protocol):
 
 
 def agent_costs(swarm) -> dict[str, float]:
-    """The swarm's agents and their normalised costs, cheapest first."""
-    return dict(sorted(((a.name, a.cost) for a in swarm.topology.agents), key=lambda kv: (kv[1], kv[0])))
+    """The swarm's live agents and their normalised costs, cheapest first (the topology's agents,
+    unless agents have since joined or left: then the live members, as they report themselves)."""
+    costs = {a.name: a.cost for a in swarm.topology.agents}
+    live = swarm.entries()
+    if live and set(live) != set(costs):
+        costs = {st.name: st.cost for st in swarm.status() if st.name in live}
+    return dict(sorted(costs.items(), key=lambda kv: (kv[1], kv[0])))
 
 
 def ask_swarm(swarm, items: Sequence[TaskItem], alpha: float) -> list[Outcome]:

@@ -1,0 +1,79 @@
+"""The evaluation's main table on the testbed, from a clean checkout.
+
+1. builds the quick testbed ladder into the cache if it is not there (about 5 minutes on 2 cores);
+2. with --train-agents, trains the self-aware agents (`swarm train recipes/tb-xs.yaml tb-s tb-m`,
+   resumable, into results/training/; about 3-8 minutes each on 2 cores) and evaluates them too;
+   with --trained DIR, evaluates agents already trained into DIR;
+3. runs `swarm eval main` (every method at alpha 0.2 / 0.5 / 0.8 on the quickstart swarm; 320
+   in-domain test items, 800 training items; about 4 minutes, twice that with the trained swarm);
+4. prints the table and writes benchmarks/results/eval_main.json (the summary, the timings and
+   the machine) beside the experiment's own directory benchmarks/results/eval_main/.
+
+Run:  python benchmarks/eval_main.py [--train-agents | --trained results/training] [--resume]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("SWARM_LOG_LEVEL", "warning")
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = [ROOT / "recipes" / f"{r}.yaml" for r in ("tb-xs", "tb-s", "tb-m")]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "eval_main")
+    p.add_argument("--per-cell", type=int, default=20)
+    p.add_argument("--train", type=int, default=800)
+    p.add_argument("--seed", type=int, default=0)
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--trained", type=Path, help="also evaluate the self-aware agents trained into this directory")
+    g.add_argument("--train-agents", action="store_true", help="train the self-aware agents first (recipes/tb-*.yaml), then evaluate them")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in --out (default: start again)")
+    args = p.parse_args(argv)
+
+    from swarm.eval import report
+    from swarm.eval.experiments import Settings, run_experiment
+    from swarm.testbed.models import build
+
+    timings = {}
+    t = time.monotonic()
+    build("quick")
+    timings["ladder_s"] = time.monotonic() - t
+    trained = args.trained
+    if args.train_agents:
+        t = time.monotonic()
+        subprocess.run([sys.executable, "-m", "swarm.cli", "train", *map(str, RECIPES)], check=True, cwd=ROOT)
+        timings["training_s"] = time.monotonic() - t
+        trained = ROOT / "results" / "training"
+    t = time.monotonic()
+    s = Settings(topology=ROOT / "topologies" / "quickstart.yaml", per_cell=args.per_cell, train=args.train, seed=args.seed, trained=trained)
+    paths = run_experiment("main", args.out, s, overwrite=not args.resume and args.out.exists(), resume=args.resume)
+    timings["eval_s"] = time.monotonic() - t
+    summary = json.loads(paths[0].read_text())
+    table = report.markdown_table(summary)
+    print(f"\n{summary['setup']}\n")
+    print(table)
+    print(f"ladder {timings['ladder_s']:.0f} s" + (f", training {timings['training_s']:.0f} s" if "training_s" in timings else "")
+          + f", evaluation {timings['eval_s']:.0f} s; files: {', '.join(str(x) for x in paths)}")
+    out = args.out.parent / "eval_main.json"
+    out.write_text(json.dumps({
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "command": " ".join(["python", "benchmarks/eval_main.py", *(argv if argv is not None else sys.argv[1:])]),
+        "timings": timings, "table_markdown": table, "summary": summary,
+    }, indent=1, default=str))
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SwarmError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # the reader went away (`swarm ... | head`): not a Ray problem
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except ConnectionError as exc:
         print(f"error: cannot reach Ray: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1

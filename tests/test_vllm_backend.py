@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import math
 import os
 import sys
@@ -206,6 +207,90 @@ def test_a_vllm_agent_in_a_launched_swarm_leaves_when_its_engine_dies(vllm_ready
         assert {st.name for st in s.status()} == {"backup"}  # it left the swarm instead of failing every query
     finally:
         s.shutdown()
+
+
+# -- competence sampling for self-awareness training through vllm.LLM ------------------------------
+def test_competence_sampling_through_vllm_writes_the_records_and_resumes(vllm_ready, tmp_path, monkeypatch):
+    """`competence.engine: vllm`: N replies per query from vllm.LLM, verified, p(x) in [0, 1], the
+    same competence.jsonl as the transformers path; a resumed run samples only the queries not done.
+    `auto` picks vLLM for SmolLM2 and transformers for every testbed rung (heads vLLM's CPU kernels refuse)."""
+    import structlog
+
+    import swarm.training.vllm_sampling as vs
+    from swarm.backends.offline import offline_model_dir
+    from swarm.tasks.base import TaskItem
+    from swarm.testbed.ladder import QUICK_RUNGS, _config
+    from swarm.testbed.tokenizer import build_tokenizer
+    from swarm.training import parse_recipe
+    from swarm.training.competence import read_table
+    from swarm.training.generation import Prompter, load_tokenizer
+    from swarm.training.pipeline import _sample
+
+    model = offline_model_dir(MODEL.removeprefix("offline:"))
+    assert vs.resolve_engine("auto", model) == "vllm"
+    for rung in QUICK_RUNGS:
+        rung_dir = tmp_path / rung.name
+        _config(rung, build_tokenizer()).save_pretrained(rung_dir)
+        assert vs.head_size(rung_dir) < 32
+        assert vs.resolve_engine("auto", rung_dir) == "transformers"
+        with pytest.raises(vs.VLLMUnavailable, match="head size"):
+            vs.resolve_engine("vllm", rung_dir)
+
+    items = [TaskItem(id=f"q{a}-{b}", prompt=f"What is {a} + {b}?", gold=str(a + b), verifier="numeric",
+                      domain="testbed/add", difficulty=1) for a, b in [(2, 3), (4, 4), (10, 5), (7, 1), (3, 3),
+                                                                      (6, 2), (9, 9), (1, 1)]]
+    recipe = parse_recipe(f"name: smol\nmodel: {model}\noutput_dir: {tmp_path / 'out'}\n"
+                          "competence: {engine: vllm, samples: 4, max_new_tokens: 24, batch_size: 3}\n")
+    tokenizer = load_tokenizer(model)
+    shared = vs.VLLMSampler(model, tokenizer)  # one engine for both runs: the pipeline's close() is a no-op here
+    sent: list[list[str]] = []
+
+    class Shared:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            pass
+
+        def __call__(self, prompts, *args):
+            sent.append(prompts)
+            return shared(prompts, *args)
+
+    monkeypatch.setattr(vs, "VLLMSampler", Shared)
+    log = structlog.get_logger("test")
+    try:
+        began = time.monotonic()
+        first = _sample(recipe, model, items[:5], log)
+        TIMINGS["competence: engine start + 5 queries x 4 (s)"] = time.monotonic() - began
+        path = tmp_path / "out" / "competence.jsonl"
+        with path.open("a") as f:
+            f.write('{"item": {"id": "torn')  # the process died mid-write
+        sent.clear()
+        table = _sample(recipe, model, items, log)
+        prompter = Prompter(tokenizer)
+        greedy = [prompter.render(i.prompt, 0.5, allow_reject=False) for i in items[:3]]
+        by_vllm = shared(greedy, 1, 0.0, 24, None)
+    finally:
+        shared.close()
+
+    if shared._v.platform.is_cpu():  # float32 on both sides: greedy decoding agrees token for token
+        from swarm.training.generation import generate, load_model
+
+        by_transformers = generate(load_model(model), tokenizer, greedy, n=1, temperature=0.0, max_new_tokens=24)
+        assert (by_vllm.texts, by_vllm.counts) == (by_transformers.texts, by_transformers.counts)
+    assert [p for chunk in sent for p in chunk] == [prompter.render(i.prompt, 0.5, allow_reject=False) for i in items[5:]]
+    assert [r.item.id for r in table] == [i.id for i in items] and table[:5] == first  # kept, not resampled
+    assert read_table(path) == table
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(rows) == 8 and all(set(row) == {"item", "replies", "correct", "p", "tokens"} for row in rows)
+    for rec, row in zip(table, rows):
+        assert len(rec.replies) == len(rec.correct) == 4 and all(isinstance(r, str) for r in rec.replies)
+        assert 0.0 <= rec.p <= 1.0 and row["p"] == rec.p
+        assert 4 <= rec.tokens <= 4 * 24  # each reply has at least one token (its stop token) and at most max_new_tokens
+    assert any(r.strip() for rec in table for r in rec.replies)
 
 
 # -- in this process: one engine for the module ----------------------------------------------------

@@ -54,8 +54,13 @@ def read_table(path: Path) -> list[CompetenceRecord]:
 
 
 def sample_competence(model, tokenizer, items: list[TaskItem], path: Path, n: int, temperature: float = 1.0,
-                      max_new_tokens: int = 80, batch_size: int = 32, log=None) -> tuple[list[CompetenceRecord], int]:
-    """Records for every item (reusing those already in `path`) and the tokens generated now."""
+                      max_new_tokens: int = 80, batch_size: int = 32, log=None, sampler=None,
+                      seed: int = 0) -> tuple[list[CompetenceRecord], int]:
+    """Records for every item (reusing those already in `path`) and the tokens generated now.
+
+    `sampler`, when given, replaces transformers' `generate` on `model` (which may then be None):
+    `sampler(prompts, n, temperature, max_new_tokens, seeds)` -> `Sampled`, e.g. a
+    `swarm.training.vllm_sampling.VLLMSampler`; it gets one seed per query, from `seed` and the query's id."""
     from tqdm.auto import tqdm
 
     done = {r.item.id: r for r in read_table(path)}
@@ -72,8 +77,13 @@ def sample_competence(model, tokenizer, items: list[TaskItem], path: Path, n: in
         for start in range(0, len(todo), batch_size):
             chunk = todo[start:start + batch_size]
             prompts = [prompter.render(i.prompt, 0.5, allow_reject=False) for i in chunk]
-            out = generate(model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size)
+            if sampler is not None:
+                from swarm.training.vllm_sampling import query_seed
+
+                out = sampler(prompts, n, temperature, max_new_tokens, [query_seed(seed, i.id) for i in chunk])
+            else:
+                out = generate(model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size)
             tokens += out.tokens
             for item, replies, count in zip(chunk, out.texts, out.counts):
                 rec = CompetenceRecord(item, tuple(replies), tuple(verify(item, r) for r in replies), count)

@@ -40,10 +40,18 @@ def preflight(recipe: Recipe) -> tuple[Path, list, list]:
     out = recipe.output_dir
     model_dir = recipe.model_dir()
     recorded = out / "recipe.json"
-    mine = json.loads(recipe.model_dump_json(exclude={"threads"}))  # threads change speed, not results
-    if recorded.exists() and {k: v for k, v in json.loads(recorded.read_text()).items() if k != "threads"} != mine:
+    mine = _comparable(json.loads(recipe.model_dump_json()))
+    if recorded.exists() and _comparable(json.loads(recorded.read_text())) != mine:
         raise RecipeError(recipe.name, "output_dir", f"{out} holds a run of a different recipe (see its recipe.json); "
                           "use another output_dir, or delete it to start over")
+    if recipe.competence.engine == "vllm" and not (out / "competence.done").exists():
+        from swarm.training.vllm_sampling import VLLMUnavailable, resolve_engine
+
+        try:
+            resolve_engine("vllm", model_dir)
+        except VLLMUnavailable as exc:
+            raise RecipeError(recipe.name, "competence.engine", f"vllm: {exc}; or set competence.engine to auto or "
+                              "transformers") from None
     try:
         from swarm.training.generation import load_tokenizer
 
@@ -98,7 +106,6 @@ def _terminate_as_interrupt():
 def _train(recipe: Recipe) -> TrainResult:
     import torch
 
-    from swarm.training.generation import load_model, load_tokenizer
     from swarm.training.report import evaluate, markdown
 
     log = structlog.get_logger("swarm.training").bind(agent=recipe.name)
@@ -136,10 +143,7 @@ def _train(recipe: Recipe) -> TrainResult:
 
             table = read_table(out / "competence.jsonl")
         else:
-            log.info("competence sampling", queries=len(train_set), n=c.samples)
-            table, _ = sample_competence(load_model(base_model), load_tokenizer(base_model), train_set,
-                                         out / "competence.jsonl", c.samples, c.temperature, c.max_new_tokens,
-                                         c.batch_size, log)
+            table = _sample(recipe, base_model, train_set, log)
             costs.set_tokens("competence", sum(r.tokens for r in table))  # counts the samples of an interrupted run too
             (out / "competence.done").write_text("")
     mean_p = sum(r.p for r in table) / len(table)
@@ -192,6 +196,42 @@ def _train(recipe: Recipe) -> TrainResult:
     (out / "report.md").write_text(markdown(recipe.name, reports))
     log.info("training done", model=str(final), cost=costs.total())
     return TrainResult(final, reports, costs.stages, sizes)
+
+
+def _comparable(recipe_json: dict) -> dict:
+    """A recorded recipe as far as results go: threads and the sampling engine change speed, not what is learnt."""
+    out = {k: v for k, v in recipe_json.items() if k != "threads"}
+    out["competence"] = {k: v for k, v in out.get("competence", {}).items() if k not in ("engine", "kv_cache_space_gb")}
+    return out
+
+
+def _sample(recipe: Recipe, base_model: Path, train_set: list, log) -> list:
+    """Competence sampling with the recipe's engine; `auto` falls back to transformers when vLLM
+    cannot run the model or fails to start (the records sampled so far are kept: it resumes)."""
+    from swarm.training.generation import load_model, load_tokenizer
+    from swarm.training.vllm_sampling import (
+        VLLMSampler,
+        VLLMUnavailable,
+        resolve_engine,
+    )
+
+    c, out = recipe.competence, recipe.output_dir
+    try:
+        engine = resolve_engine(c.engine, base_model, log)
+    except VLLMUnavailable as exc:
+        raise RecipeError(recipe.name, "competence.engine", f"vllm: {exc}") from None
+    log.info("competence sampling", queries=len(train_set), n=c.samples, engine=engine)
+    tokenizer = load_tokenizer(base_model)
+    args = (train_set, out / "competence.jsonl", c.samples, c.temperature, c.max_new_tokens, c.batch_size, log)
+    if engine == "vllm":
+        try:
+            with VLLMSampler(base_model, tokenizer, kv_cache_space_gb=c.kv_cache_space_gb) as sampler:
+                return sample_competence(None, tokenizer, *args, sampler=sampler, seed=recipe.seed)[0]
+        except VLLMUnavailable as exc:
+            if c.engine == "vllm":
+                raise RecipeError(recipe.name, "competence.engine", f"vllm: {exc}") from None
+            log.warning("vLLM failed; competence sampling goes on with transformers", reason=str(exc))
+    return sample_competence(load_model(base_model), tokenizer, *args)[0]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -76,6 +76,11 @@ class CompetenceSpec(BaseModel):
     temperature: float = Field(1.0, gt=0, le=5)
     max_new_tokens: int = Field(80, ge=1)
     batch_size: int = Field(32, ge=1, description="queries per generate call (each with N samples)")
+    engine: Literal["auto", "transformers", "vllm"] = Field(
+        "auto", description="sampler: vllm (vllm.LLM; an error when vLLM is missing or cannot run the model), "
+        "transformers (batched generate), or auto: vllm when it imports and supports the model's architecture and "
+        "head size, else transformers")
+    kv_cache_space_gb: float = Field(1.0, gt=0, description="vLLM on CPU: the KV cache (VLLM_CPU_KVCACHE_SPACE wins)")
 
 
 class LoraSpec(BaseModel):

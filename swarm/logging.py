@@ -37,10 +37,16 @@ def configure_logging(fmt: str | None = None, level: str | None = None) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_current_stderr,
         cache_logger_on_first_use=False,
     )
     _configured = (fmt, level)
+
+
+def _current_stderr(*_args) -> structlog.PrintLogger:
+    """A logger on whatever sys.stderr is when the line is written: one bound at configure time
+    outlives a replaced stream (a test's captured stderr) and fails on it once it is closed."""
+    return structlog.PrintLogger(sys.stderr)
 
 
 def logging_settings() -> tuple[str | None, str | None]:

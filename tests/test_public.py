@@ -52,3 +52,25 @@ def test_live_membership_example_loses_nothing():
                          env={**__import__("os").environ, "SWARM_LOG_LEVEL": "error"})
     assert run.returncode == 0, run.stderr[-2000:]
     assert "2000 queries sent, 2000 outcomes: {'Answer': 2000}" in run.stdout
+
+
+def test_logs_follow_a_replaced_stderr(monkeypatch):
+    # Configuring while stderr is a stream that is later closed (a test's capture, a redirected
+    # CLI call) must not break every later log line.
+    import io
+
+    from swarm import logging as swarm_logging
+
+    before = swarm_logging.logging_settings()
+    temporary = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", temporary)
+    try:
+        swarm_logging._configured = None
+        configure_logging("json", "info")
+        temporary.close()
+        monkeypatch.setattr(sys, "stderr", io.StringIO())
+        structlog.get_logger("t").info("after the stream closed", agent="a1")
+        assert '"event": "after the stream closed"' in sys.stderr.getvalue()
+    finally:
+        swarm_logging._configured = None
+        configure_logging(*before)

@@ -11,8 +11,10 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from swarm.errors import QueryError, SwarmError
@@ -213,12 +215,20 @@ def _serve(args) -> int:
     gateway = serve(args.swarm, settings)
     print(f"serving swarm {args.swarm!r} at {gateway.base_url} (models: {args.swarm}, {args.swarm}:<scenario>; "
           f"API keys: {len(settings.api_keys) or 'none'}); Ctrl-C stops", flush=True)
+    # Wait in short steps, so that Ctrl-C or SIGTERM is handled at once whatever Ray does with signals.
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    done = gateway.actor.wait.remote()
     try:
-        ray.get(gateway.actor.wait.remote())
-    except KeyboardInterrupt:
-        pass
+        while not stop.is_set() and not ray.wait([done], timeout=0.5)[0]:
+            pass
     finally:
-        gateway.stop()
+        try:
+            gateway.stop(timeout_s=10)
+        except Exception as exc:  # noqa: BLE001 - the gateway is killed either way; say why it did not stop cleanly
+            print(f"warning: the gateway did not stop cleanly ({type(exc).__name__}); it was killed", file=sys.stderr)
+        ray.shutdown()
     return 0
 
 

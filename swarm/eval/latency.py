@@ -159,11 +159,6 @@ def hops_png(summary: dict, path: Path) -> None:
 
 
 def write(summary: dict, out: Path) -> list[Path]:
-    import json
+    from swarm.eval.report import write_outputs
 
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "latency.json", out / "latency.md", out / "latency_hops.png"]
-    paths[0].write_text(json.dumps(summary, indent=1, default=str))
-    paths[1].write_text(markdown(summary))
-    hops_png(summary, paths[2])
-    return paths
+    return write_outputs(out, "latency", summary, markdown(summary), {"hops": lambda p: hops_png(summary, p)})

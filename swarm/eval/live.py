@@ -19,7 +19,6 @@ QueryError or an exception; must be 0) and the events with their times. Writes `
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import sys
 import uuid
@@ -222,10 +221,8 @@ def timeline_png(summary: dict, records: list[Record], sent: list[float], path: 
 
 
 def write_live(summary: dict, records: list[Record], sent: list[float], out: Path) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "live.json", out / "live.md", out / "live_timeline.png"]
-    paths[0].write_text(json.dumps({**summary, "sent_s": sent}, indent=1, default=str))
-    paths[1].write_text(markdown(summary))
-    timeline_png(summary, records, sent, paths[2])
-    return paths
+    from swarm.eval.report import write_outputs
+
+    return write_outputs(out, "live", {**summary, "sent_s": sent}, markdown(summary),
+                         {"timeline": lambda p: timeline_png(summary, records, sent, p)})
 

@@ -234,11 +234,6 @@ def routing_png(summary: dict, path: Path) -> None:
 
 
 def write(summary: dict, out: Path) -> list[Path]:
-    import json
+    from swarm.eval.report import write_outputs
 
-    out.mkdir(parents=True, exist_ok=True)
-    paths = [out / "modularity.json", out / "modularity.md", out / "modularity_routing.png"]
-    paths[0].write_text(json.dumps(summary, indent=1, default=str))
-    paths[1].write_text(markdown(summary))
-    routing_png(summary, paths[2])
-    return paths
+    return write_outputs(out, "modularity", summary, markdown(summary), {"routing": lambda p: routing_png(summary, p)})

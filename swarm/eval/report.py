@@ -84,11 +84,20 @@ def routing_png(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def write(summary: dict, out_dir: Path, name: str) -> list[Path]:
+def write_outputs(out_dir: Path, name: str, data: dict, markdown: str, plots: dict) -> list[Path]:
+    """Every experiment's files: `<name>.json`, `<name>.md`, and one `<name>_<suffix>.png` per
+    plot (suffix -> a function drawing into that path)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md", out_dir / f"{name}_frontier.png", out_dir / f"{name}_routing.png"]
-    paths[0].write_text(json.dumps(summary, indent=1, default=str))
-    paths[1].write_text(f"# {summary.get('title', name)}\n\n{summary.get('setup', '')}\n\n" + markdown_table(summary))
-    frontier_png(summary, paths[2])
-    routing_png(summary, paths[3])
+    paths = [out_dir / f"{name}.json", out_dir / f"{name}.md"]
+    paths[0].write_text(json.dumps(data, indent=1, default=str))
+    paths[1].write_text(markdown)
+    for suffix, draw in plots.items():
+        paths.append(out_dir / f"{name}_{suffix}.png")
+        draw(paths[-1])
     return paths
+
+
+def write(summary: dict, out_dir: Path, name: str) -> list[Path]:
+    text = f"# {summary.get('title', name)}\n\n{summary.get('setup', '')}\n\n" + markdown_table(summary)
+    return write_outputs(out_dir, name, summary, text, {"frontier": lambda p: frontier_png(summary, p),
+                                                        "routing": lambda p: routing_png(summary, p)})

@@ -20,6 +20,7 @@ scorer the way they describe a swarm agent's own decisions.
 
 from __future__ import annotations
 
+import abc
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -36,13 +37,14 @@ from swarm.tasks.base import TaskItem
 VERIFY_PROMPT = "Question: {question}\nProposed answer: {answer}\nIs the proposed answer correct? Reply with only 'yes' or 'no'."
 
 
-class DriverCascade:
+class DriverCascade(abc.ABC):
     """Shared loop: ask agents cheapest first, keep an answer when `accept` says so."""
 
     name = "cascade"
 
+    @abc.abstractmethod
     def accept(self, swarm, agent: str, items: list[TaskItem], answers: list, alpha: float) -> tuple[list[bool], list[list[Step]]]:
-        raise NotImplementedError
+        """Which of this agent's answers to keep, and the extra calls that deciding cost."""
 
     def run(self, swarm, items, alpha) -> list[Record]:
         costs = agent_costs(swarm)

@@ -3,7 +3,11 @@ forced-answer correctness on the training items only. Each predicts P(agent answ
 for every agent and picks the agent with the highest predicted utility P - alpha x cost.
 
 - KNNRouter: P = share of correct answers among the k nearest training queries (cosine).
-- FORCRouter (FORC style): one MLP with an output per agent (multi-label), sklearn's MLPClassifier.
+- FORCRouter (FORC style): one MLP with an output per agent (multi-label), sklearn's MLPClassifier,
+  its L2 penalty chosen by 5-fold cross-validated log-loss. (sklearn's `early_stopping` scores the
+  multi-label MLP by exact-match accuracy on 10% of the data; on a 2-agent pool it stopped after
+  14 iterations, predicted the cheap agent always right and routed everything to it: utility 0.09
+  against kNN's 0.50.)
 - MFRouter (RouteLLM's matrix factorisation, generalised from a strong/weak pair to K agents):
   logit P = <v_agent, W e_query> + b_agent, fitted with logistic loss in torch.
 """
@@ -64,14 +68,36 @@ class KNNRouter(_UtilityRouter):
 
 
 class FORCRouter(_UtilityRouter):
+    PENALTIES = (0.01, 0.1, 1.0, 3.0)  # L2 strengths tried by cross-validation
+
     def __init__(self, hidden: int = 128, seed: int = 0) -> None:
         self.hidden, self.seed = hidden, seed
 
-    def _fit(self, x, y):
+    def _mlp(self, penalty: float):
         from sklearn.neural_network import MLPClassifier
 
+        return MLPClassifier((self.hidden,), alpha=penalty, max_iter=300, random_state=self.seed)
+
+    def _cv_loss(self, x, y, penalty: float) -> float:
+        from sklearn.model_selection import KFold
+
+        losses = []
+        for tr, va in KFold(5, shuffle=True, random_state=self.seed).split(x):
+            p = np.clip(self._mlp(penalty).fit(x[tr], y[tr].astype(int)).predict_proba(x[va]), 1e-4, 1 - 1e-4)
+            losses.append(-np.mean(y[va] * np.log(p) + (1 - y[va]) * np.log(1 - p)))
+        return float(np.mean(losses))
+
+    def _fit(self, x, y):
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+
         self.constant = {k: float(y[0, k]) for k in range(y.shape[1]) if y[:, k].min() == y[:, k].max()}
-        self.mlp = MLPClassifier((self.hidden,), max_iter=500, early_stopping=True, random_state=self.seed).fit(x, y.astype(int))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            self.cv_loss = {pen: self._cv_loss(x, y, pen) for pen in self.PENALTIES} if len(x) >= 10 else {1.0: 0.0}
+            self.penalty = min(self.cv_loss, key=self.cv_loss.get)
+            self.mlp = self._mlp(self.penalty).fit(x, y.astype(int))
 
     def _predict(self, x):
         p = np.asarray(self.mlp.predict_proba(x), dtype=np.float32)

@@ -1,0 +1,24 @@
+"""The learned routers on crafted labels over real all-MiniLM-L6-v2 embeddings (no swarm needed)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from swarm.eval.baselines import FORCRouter, KNNRouter, MFRouter
+from swarm.eval.data import held_out_items, training_items
+
+
+@pytest.mark.parametrize("router", [FORCRouter, KNNRouter, MFRouter], ids=["forc", "knn", "mf"])
+def test_a_two_agent_pool_sends_the_hard_queries_to_the_dear_agent(router):
+    """The cheap agent is right on difficulty 1 only, the dear one nearly always: at alpha 0.5 a
+    router must send most harder queries to the dear agent. (FORC's MLP with sklearn's early
+    stopping stopped after a few iterations here and sent every query to the cheap agent.)"""
+    rng = random.Random(0)
+    train, test = training_items(300), held_out_items(5)
+    labels = {i.id: {"cheap": i.difficulty == 1, "dear": rng.random() > 0.03} for i in train}
+    costs = {"cheap": 0.1, "dear": 0.9}
+    chosen = router().fit(train, labels, list(costs)).choose(test, 0.5, costs)
+    hard = [c for i, c in zip(test, chosen, strict=True) if i.difficulty > 1]
+    assert hard.count("dear") >= 0.8 * len(hard)

@@ -46,3 +46,52 @@ def test_latency_reports_hops_and_the_cost_of_rejections(ray_cluster, quick_ladd
     assert r["compute_cost_all_calls"] >= r["compute_cost_answer_only"] and 0 <= r["reject_share_of_flops"] <= 1
     assert (r["rejections_per_query"] > 0) == (r["reject_tokens_per_query"] > 0)
     assert "Are rejections free?" in paths[1].read_text() and paths[2].stat().st_size > 5_000
+
+
+@pytest.fixture
+def stand_in_training(quick_ladder, tmp_path):
+    """A `swarm train` output directory whose models are the untrained rungs (copied, with a model
+    card): a stand-in that exercises the self-aware swarm's plumbing with real models at no
+    training cost. (Untrained, they never say "I don't know!": the cheapest answers everything.)"""
+    import shutil
+
+    from swarm.testbed.models import testbed_model_dir
+
+    root = tmp_path / "trained"
+    for agent in ("tb-xs", "tb-s", "tb-m"):
+        model = root / agent / "model"
+        shutil.copytree(testbed_model_dir(f"testbed:quick/{agent}"), model)
+        (model / "training.json").write_text(json.dumps({"recipe": {"name": agent, "model": f"testbed:quick/{agent}",
+                                                                    "scenarios": [0.2, 0.5, 0.8]}}))
+    return root
+
+
+def test_behaviour_reports_routing_answer_rates_and_easy_hard_cost_per_alpha(ray_cluster, stand_in_training, tmp_path):
+    paths = run_experiment("behaviour", tmp_path / "beh", Settings(per_cell=1, trained=stand_in_training))
+    assert [p.name for p in paths] == ["behaviour.json", "behaviour.md", "behaviour_routing.png", "behaviour_answer_rate.png",
+                                       "behaviour_easy_hard.png"]
+    summary = json.loads(paths[0].read_text())
+    assert list(summary["methods"]) == ["oracle", "largest", "swarm", "swarm-trained"]
+    assert not (tmp_path / "beh" / "records" / "train").exists()  # no learned method: no training labels collected
+    for method in ("swarm", "swarm-trained"):
+        for a in ("0.2", "0.5", "0.8"):
+            row = summary["methods"][method][a]
+            assert sum(row["routing"].values()) == pytest.approx(1.0) and row["n"] == 16
+            assert row["easy_hard"]["easy"]["n"] + row["easy_hard"]["hard"]["n"] == 16
+    answered = summary["methods"]["swarm"]
+    assert all(answered[a]["answer_rate"].get("tb-l", 1.0) == 1.0 for a in answered)  # the terminal agent always answers
+    # the confidence swarm passes more queries on when accuracy weighs more (alpha 0.2) than when cost does (0.8)
+    assert answered["0.2"]["routing"]["tb-xs"] <= answered["0.8"]["routing"]["tb-xs"]
+    assert summary["methods"]["swarm-trained"]["0.5"]["routing"]["tb-xs"] == 1.0  # the stand-ins never reject
+    text = paths[1].read_text()
+    assert "## Answer rate" in text and "| swarm-trained | 0.8 |" in text and "## Easy" in text
+
+
+def test_live_and_modularity_run_the_self_aware_swarm_when_given_trained_models(ray_cluster, stand_in_training, tmp_path):
+    live = json.loads(run_experiment("live", tmp_path / "live", Settings(duration_s=6, rate=1.0, trained=stand_in_training))[0].read_text())
+    assert live["lost"] == 0 and str(stand_in_training) in live["setup"]
+    methods = {json.loads(line)["method"] for line in (tmp_path / "live" / "records" / "live.jsonl").read_text().splitlines()}
+    assert methods == {"swarm-trained-live"}
+    mod = json.loads(run_experiment("modularity", tmp_path / "mod", Settings(per_cell=1, train=16, trained=stand_in_training))[0].read_text())
+    assert "swarm-trained" in mod["phases"]["added"]["methods"] and "swarm" not in mod["phases"]["added"]["methods"]
+    assert mod["phases"]["before"]["methods"]["swarm-trained"]["0.5"]["routing"]["tb-xs"] == 1.0

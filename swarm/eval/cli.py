@@ -17,10 +17,11 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--topology", type=Path, default=d.topology)
     c.add_argument("--per-cell", type=int, default=d.per_cell, help="test items per family x difficulty")
     c.add_argument("--train", type=int, default=d.train, help="training items for the learned baselines")
-    c.add_argument("--alphas", type=float, nargs="+", default=[], help="default: main and latency 0.2 0.5 0.8, ood and modularity 0.5; live: the first (default 0.5)")
+    c.add_argument("--alphas", type=float, nargs="+", default=[], help="default: main, behaviour and latency 0.2 0.5 0.8, ood and modularity 0.5; live: the first (default 0.5)")
     c.add_argument("--methods", nargs="+", default=[], help="run only these methods (the Oracle and Largest always run)")
-    c.add_argument("--trained", type=Path, help="main/ood/latency: also evaluate the self-aware swarm, the topology's agents but the terminal one "
-                   "replaced by the models `swarm train` wrote into TRAINED/<agent>/model (e.g. results/training)")
+    c.add_argument("--trained", type=Path, help="the self-aware swarm: the topology's agents but the terminal one replaced by the models "
+                   "`swarm train` wrote into TRAINED/<agent>/model (e.g. results/training); main, ood, behaviour and latency "
+                   "run it beside the untrained swarm, live and modularity run it instead")
     c.add_argument("--duration", type=float, default=d.duration_s, help="live: seconds of the query stream")
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)

@@ -7,9 +7,11 @@ table and a frontier PNG into a fresh results directory. Records are kept per (m
 - main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
 - ood: the same methods on the out-of-domain family (`rev`), Balance (alpha 0.5) by default;
   every learned baseline still trains on in-domain items only.
+- behaviour: the swarm(s) only, in-domain, at alpha 0.2, 0.5, 0.8: routing distribution and
+  answer rate per agent as alpha changes, cost on easy versus hard queries (`swarm.eval.behaviour`).
 - live, modularity, latency: see `swarm.eval.live`, `swarm.eval.modularity`, `swarm.eval.latency`.
 
-With `Settings.trained` (`--trained DIR`), main and ood also run `swarm-trained`: the same
+With `Settings.trained` (`--trained DIR`), main, ood and behaviour also run `swarm-trained`: the same
 topology with every agent but the terminal one replaced by its self-aware model from `swarm train`
 (`DIR/<agent>/model`, see `swarm.eval.trained`), on a second swarm launched after the first.
 """
@@ -39,7 +41,9 @@ from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
 EXPERIMENTS = {  # name -> (test families, default alphas, title)
     "main": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "main: every method, in-domain, quick testbed ladder"),
     "ood": (OOD_FAMILIES, (0.5,), "ood: every method on the out-of-domain family, trained in-domain"),
+    "behaviour": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "behaviour: who answers, and at what cost, as alpha changes"),
 }
+DEFAULT_METHODS = {"behaviour": ("swarm",)}  # (plus the Oracle and Largest, which every run needs)
 OTHER_EXPERIMENTS = ("live", "modularity", "latency")  # their own runners below
 ALL_EXPERIMENTS = (*EXPERIMENTS, *OTHER_EXPERIMENTS)
 
@@ -69,6 +73,13 @@ def prepare_dir(out: Path, overwrite: bool, resume: bool) -> None:
 def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = False, resume: bool = False) -> list[Path]:
     if name not in ALL_EXPERIMENTS:
         raise SwarmError(f"unknown experiment {name!r} (expected one of: {', '.join(ALL_EXPERIMENTS)})")
+    if settings.trained is not None:  # checked before the results directory is made
+        from swarm.eval.trained import trained_topology
+        from swarm.topology import load_topology
+
+        default_alphas = EXPERIMENTS[name][1] if name in EXPERIMENTS else {"latency": (0.2, 0.5, 0.8)}.get(name, (0.5,))
+        alphas = tuple(settings.alphas) or default_alphas
+        trained_topology(load_topology(settings.topology), settings.trained, alphas[:1] if name == "live" else alphas)
     if name == "live":
         from swarm.eval.live import LiveSettings, run_live
 
@@ -77,13 +88,8 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
             return [out / "live.json", out / "live.md", out / "live_timeline.png"]
         (out / "records" / "live.jsonl").unlink(missing_ok=True)
         return run_live(out, LiveSettings(topology=settings.topology, duration_s=settings.duration_s, rate=settings.rate,
-                                          alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address))
-    if settings.trained is not None and name in (*EXPERIMENTS, "latency"):  # before the results directory is made
-        from swarm.eval.trained import trained_topology
-        from swarm.topology import load_topology
-
-        default_alphas = EXPERIMENTS[name][1] if name in EXPERIMENTS else (0.2, 0.5, 0.8)
-        trained_topology(load_topology(settings.topology), settings.trained, tuple(settings.alphas) or default_alphas)
+                                          alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address,
+                                          trained=settings.trained))
     prepare_dir(out, overwrite, resume)
     if name == "modularity":
         from swarm.eval.modularity import run_modularity
@@ -100,7 +106,12 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def build_methods(labels_train, answers_train, labels_test, train, costs, seed):
+LEARNED = ("knn", "forc", "routellm-mf", "frugalgpt")  # the methods that train on the training items' labels
+METHODS = ("oracle", "smallest", "largest", "random", *LEARNED, "automix", "swarm")
+
+
+def build_methods(names, labels_train, answers_train, labels_test, train, costs, seed):
+    """The named methods (see METHODS), the learned ones fitted on the training labels."""
     from swarm.eval.baselines import (
         FORCRouter,
         FrugalGPT,
@@ -114,18 +125,29 @@ def build_methods(labels_train, answers_train, labels_test, train, costs, seed):
     from swarm.eval.baselines.cascades import AutoMix
 
     agents = list(costs)
-    return {
-        "oracle": Routed("oracle", Oracle(labels_test)),
-        "smallest": Routed("smallest", Smallest()),
-        "largest": Routed("largest", Largest()),
-        "random": Routed("random", Random(seed)),
-        "knn": Routed("knn", KNNRouter().fit(train, labels_train, agents)),
-        "forc": Routed("forc", FORCRouter(seed=seed).fit(train, labels_train, agents)),
-        "routellm-mf": Routed("routellm-mf", MFRouter(seed=seed).fit(train, labels_train, agents)),
-        "frugalgpt": FrugalGPT(seed).fit(train, answers_train, labels_train, costs),
-        "automix": AutoMix(),
-        "swarm": SelfRouting("swarm"),
+    make = {
+        "oracle": lambda: Routed("oracle", Oracle(labels_test)),
+        "smallest": lambda: Routed("smallest", Smallest()),
+        "largest": lambda: Routed("largest", Largest()),
+        "random": lambda: Routed("random", Random(seed)),
+        "knn": lambda: Routed("knn", KNNRouter().fit(train, labels_train, agents)),
+        "forc": lambda: Routed("forc", FORCRouter(seed=seed).fit(train, labels_train, agents)),
+        "routellm-mf": lambda: Routed("routellm-mf", MFRouter(seed=seed).fit(train, labels_train, agents)),
+        "frugalgpt": lambda: FrugalGPT(seed).fit(train, answers_train, labels_train, costs),
+        "automix": lambda: AutoMix(),
+        "swarm": lambda: SelfRouting("swarm"),
     }
+    return {n: make[n]() for n in METHODS if n in names}
+
+
+def chosen_methods(name: str, requested: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods an experiment runs: those requested (default: the experiment's own, else all),
+    always with the Oracle and Largest (every summary is relative to them)."""
+    wanted = requested or DEFAULT_METHODS.get(name, METHODS)
+    unknown = set(wanted) - set(METHODS)
+    if unknown:
+        raise SwarmError(f"unknown method(s) {', '.join(sorted(unknown))} (expected: {', '.join(METHODS)})")
+    return tuple(m for m in METHODS if m in wanted or m in ("oracle", "largest"))
 
 
 def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
@@ -136,6 +158,7 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
 
     families, default_alphas, title = EXPERIMENTS[name]
     alphas = tuple(s.alphas) or default_alphas
+    names = chosen_methods(name, tuple(s.methods))
     topo = load_topology(s.topology)
     trained_topo = None
     if s.trained is not None:  # checked before anything starts: a missing model or scenario is a clear error now
@@ -158,15 +181,12 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
     try:
         costs = agent_costs(swarm)
         _say(f"swarm {swarm.name} up: {', '.join(f'{a} ({c:g})' for a, c in costs.items())}; {len(train)} training, {len(test)} test items")
-        labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=_say)
+        labels_train, answers_train = {}, {}
+        if set(names) & set(LEARNED):  # the agents' forced answers to the training items: what the learned methods fit
+            labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=_say)
+            answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
         labels_test, _ = collect_labels(swarm, test, out / "records" / f"test-{name}", progress=_say)
-        answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
-        methods = build_methods(labels_train, answers_train, labels_test, train, costs, s.seed)
-        if s.methods:
-            unknown = set(s.methods) - set(methods)
-            if unknown:
-                raise SwarmError(f"unknown method(s) {', '.join(sorted(unknown))} (expected: {', '.join(methods)})")
-            methods = {k: v for k, v in methods.items() if k in s.methods or k in ("oracle", "largest")}
+        methods = build_methods(names, labels_train, answers_train, labels_test, train, costs, s.seed)
         records = {method: {a: run_method(m, swarm, test, a, out / "records" / name, progress=_say) for a in alphas}
                    for method, m in methods.items()}
         swarm.shutdown()
@@ -204,6 +224,10 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
             oracle_u = metrics.utility(records["oracle"][a], a)
             own = trained_labels if method == "swarm-trained" else labels_test  # F1 against the agent's own forced answers
             summary["methods"][method][f"{a:g}"] = metrics.summarize(recs, a, agents, own, ref, costs[agents[-1]], oracle_u, fpt, ref_flops)
+    if name == "behaviour":
+        from swarm.eval.behaviour import write
+
+        return write(summary, out)
     return report.write(summary, out, name)
 
 
@@ -236,4 +260,4 @@ def flops_per_token(topo) -> dict[str, float]:
 
 
 def _forced_acc(labels, agents) -> dict[str, float]:
-    return {a: sum(row[a] for row in labels.values()) / len(labels) for a in agents}
+    return {a: sum(row[a] for row in labels.values()) / len(labels) for a in agents} if labels else {}

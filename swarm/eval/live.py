@@ -44,6 +44,7 @@ class LiveSettings:
     kill: str = "tb-m"  # killed at 5/6
     seed: int = 0
     address: str | None = None
+    trained: Path | None = None  # `swarm train` outputs: run the self-aware swarm (swarm.eval.trained) instead
 
 
 def _say(msg: str) -> None:
@@ -57,6 +58,11 @@ def run_live(out: Path, s: LiveSettings) -> list[Path]:
     from swarm.topology import load_topology
 
     topo = load_topology(s.topology)
+    method = "swarm-live"
+    if s.trained is not None:
+        from swarm.eval.trained import trained_topology
+
+        topo, method = trained_topology(topo, s.trained, (s.alpha,)), "swarm-trained-live"
     names = {a.name for a in topo.agents}
     joiner = f"{s.join_copy_of}-2"
     for role, agent in (("join_copy_of", s.join_copy_of), ("leave", s.leave), ("kill", s.kill)):
@@ -98,14 +104,15 @@ def run_live(out: Path, s: LiveSettings) -> list[Path]:
     for i, (item, (t_sent, outcome)) in enumerate(zip(items, results, strict=True)):
         if isinstance(outcome, BaseException) and not isinstance(outcome, QueryError):
             outcome = QueryError(f"{type(outcome).__name__}: {outcome}", item.id)
-        r = to_record(item, "swarm-live", s.alpha, outcome, costs_all, calls=max(1, len(outcome.path) if not isinstance(outcome, QueryError) else 1))
+        r = to_record(item, method, s.alpha, outcome, costs_all, calls=max(1, len(outcome.path) if not isinstance(outcome, QueryError) else 1))
         records.append(Record(**{**r.__dict__, "query_id": f"{i}:{item.id}"}))
         sent.append(t_sent)
     store = RecordStore(out / "records" / "live.jsonl")
     store.add(records)
     agents = [*costs, joiner]
     summary = summarize_live(records, sent, events, s, agents)
-    summary["setup"] = (f"topology {s.topology}; {n} in-domain test items (held_out(0, 200), 25 per cell, shuffled with seed {s.seed}) "
+    trained = f" with the self-aware agents of {s.trained}" if s.trained is not None else ""
+    summary["setup"] = (f"topology {s.topology}{trained}; {n} in-domain test items (held_out(0, 200), 25 per cell, shuffled with seed {s.seed}) "
                         f"sent at {s.rate:g}/s over {s.duration_s:g} s, alpha {s.alpha:g}; {joiner} (a copy of {s.join_copy_of}) joins at 1/3, "
                         f"{s.leave} leaves at 2/3, {s.kill} is killed at 5/6")
     summary["topology"] = topo.model_dump(mode="json")

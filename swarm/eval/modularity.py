@@ -85,6 +85,11 @@ def run_modularity(out: Path, s) -> list[Path]:
 
     alphas = tuple(s.alphas) or (0.5,)
     topo = load_topology(s.topology)
+    swarm_method = "swarm"
+    if s.trained is not None:  # the self-aware swarm; the routers then route among the same (trained) agents
+        from swarm.eval.trained import trained_topology
+
+        topo, swarm_method = trained_topology(topo, s.trained, alphas), "swarm-trained"
     order = [a.name for a in topo.ordered_agents()]
     if len(order) < 3:
         raise SwarmError(f"modularity needs at least 3 agents, {s.topology} has {len(order)}")
@@ -112,7 +117,7 @@ def run_modularity(out: Path, s) -> list[Path]:
 
         def phase(name: str, methods: dict) -> None:
             costs = agent_costs(swarm)
-            methods = {"oracle": Routed("oracle", Oracle(labels_test)), "swarm": SelfRouting("swarm"), **methods}
+            methods = {"oracle": Routed("oracle", Oracle(labels_test)), swarm_method: SelfRouting(swarm_method), **methods}
             runs = {m: {a: run_method(meth, swarm, test, a, rec / name, progress=_say) for a in alphas} for m, meth in methods.items()}
             phases[name] = {"agents": costs, "records": runs}
 
@@ -153,7 +158,7 @@ def run_modularity(out: Path, s) -> list[Path]:
 
     summary = {
         "experiment": "modularity", "title": "modularity: 4 agents -> 2 -> 2 + a new one, no agent retrained",
-        "setup": (f"topology {s.topology}; test: {len(test)} in-domain items ({s.per_cell} per family x difficulty of held_out(0, 200)); "
+        "setup": (f"topology {s.topology}{f' with the self-aware agents of {s.trained}' if s.trained is not None else ''}; test: {len(test)} in-domain items ({s.per_cell} per family x difficulty of held_out(0, 200)); "
                   f"routers trained on {len(train)} items of training_stream(0); removed {', '.join(removed)} (gracefully), then added "
                   f"{newcomer} (a copy of {newcomer_of}'s spec under a new name); seed {s.seed}"),
         "alphas": list(alphas), "topology": topo.model_dump(mode="json"), "seconds": time.monotonic() - began,

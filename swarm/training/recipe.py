@@ -99,7 +99,7 @@ class SftSpec(BaseModel):
     examples: int = Field(1200, ge=2, description="training examples, half accept and half reject")
     validation_fraction: float = Field(0.1, gt=0, lt=1, description="share of queries held out for validation")
     balance: bool = Field(True, description="accept and reject 50/50 (the minority class is repeated)")
-    forced_share: float = Field(0.25, ge=0, le=1, description="extra forced-answer (rehearsal) examples, as a share of "
+    forced_share: float = Field(0.25, ge=0, le=4, description="extra forced-answer (rehearsal) examples, as a share of "
                                 "`examples`: the prompt without the reject option and one of the model's own correct replies")
     epochs: float = Field(2.0, gt=0)
     learning_rate: float = Field(5e-4, gt=0)

@@ -22,7 +22,7 @@ from swarm.training import (
     should_answer,
 )
 from swarm.training.competence import CompetenceRecord, read_table
-from swarm.training.labels import LabelError
+from swarm.training.labels import LabelError, modal_reply
 from swarm.training.recipe import check_memory
 from swarm.training.rl import rl_prompts
 
@@ -95,6 +95,22 @@ def test_accept_and_reject_are_balanced_and_validation_queries_are_held_out():
     assert data.stats["queries"] == {"train": 80, "validation": 20}
     again = build_sft_data(table, [0.2, 0.5, 0.8], examples=300, validation_fraction=0.2, seed=0)
     assert [e.to_json() for e in again.train] == [e.to_json() for e in data.train]  # deterministic
+
+
+def test_rehearsal_repeats_the_models_own_modal_reply_right_or_wrong():
+    """Forced-answer rehearsal targets what the model says most often, so it teaches nothing new:
+    a query the model gets right 1 time in 4 is rehearsed with its usual wrong reply."""
+    table = [_record(i, i % 5) for i in range(100)]  # 0..4 correct replies of 4
+    data = build_sft_data(table, [0.5], examples=100, validation_fraction=0.1, seed=0, forced_share=2.0)
+    forced = [e for e in data.train if not e.allow_reject]
+    assert len(forced) == 200 and data.stats["train"]["forced_answer"] == 200
+    by_id = {r.item.id: r for r in table}
+    for e in forced:
+        rec = by_id[e.item_id]
+        assert e.accept and e.target == modal_reply(rec)
+        assert (e.target in rec.correct_replies()) == (sum(rec.correct) > len(rec.correct) / 2 or rec.p == 0.5)
+    assert data.stats["train"]["reject"] == sum(not e.accept for e in data.train if e.allow_reject)
+    assert modal_reply(CompetenceRecord(table[0].item, ("a", "b", "b", "a", "b"), (True, False, False, True, False))) == "b"
 
 
 def test_balance_refuses_a_table_with_one_class_only():

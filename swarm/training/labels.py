@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -84,12 +85,20 @@ def balanced(accept: list[Example], reject: list[Example], n: int, balance: bool
     return out
 
 
+def modal_reply(record: CompetenceRecord) -> str:
+    """The reply the model gives most often among its N samples (the first of those tied): at a
+    low sampling temperature, an estimate of its greedy reply."""
+    counts = Counter(record.replies)
+    return max(record.replies, key=lambda r: counts[r])
+
+
 def rehearsal(records: Sequence[CompetenceRecord], n: int, rng: random.Random) -> list[Example]:
-    """n forced-answer examples (the prompt without the reject option, one of the model's own
-    correct replies): they keep the forced-answer prompt's behaviour, so training changes when
-    the model answers, not what it knows."""
-    pool = [Example(r.item.id, r.item.prompt, 0.5, r.p, True, rng.choice(r.correct_replies()), allow_reject=False)
-            for r in records if r.correct_replies()]
+    """n forced-answer examples (the prompt without the reject option, and the model's own modal
+    reply, right or wrong): they rehearse what the model already says when it must answer, so
+    training changes when it answers, not what it knows. (Rehearsing its correct replies
+    instead taught tb-s: its forced accuracy rose from 0.48 to 0.59.)"""
+    pool = [Example(r.item.id, r.item.prompt, 0.5, r.p, True, modal_reply(r), allow_reject=False)
+            for r in records if r.replies]
     return _take(pool, n, rng)
 
 

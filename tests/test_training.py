@@ -411,3 +411,29 @@ def test_lora_sft_gives_a_loadable_model_merged_or_as_an_adapter(tiny_model, tmp
     assert (final / "adapter_config.json").exists() != merge
     model = AutoModelForCausalLM.from_pretrained(final)  # an adapter directory loads through peft
     assert any("lora" in name for name, _ in model.named_parameters()) != merge
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_several_recipes_train_as_ray_tasks_on_a_cluster(tiny_model, tmp_path, ray_cluster):
+    """`train_many(recipes, address=...)`: each agent's recipe is its own Ray task (one CPU each),
+    on a real local cluster; each writes its own model, card and report."""
+    from swarm.training.pipeline import train_many
+
+    tiny = """\
+        threads: 1
+        scenarios: [0.5]
+        tasks: {families: [add], train_queries: 8, eval_per_cell: 1}
+        competence: {samples: 2, max_new_tokens: 16, batch_size: 8}
+        sft: {examples: 16, epochs: 1, batch_size: 8, balance: false}
+        rl: {enabled: false}
+        eval: {max_new_tokens: 16}
+        """
+    recipes = [parse_recipe(_recipe_text(tiny_model, tmp_path / name, tiny).replace("name: tiny", f"name: {name}")) for name in ("a", "b")]
+    address = ray_cluster.get_runtime_context().gcs_address
+    results = train_many(recipes, address=address)
+    assert [r.model_dir for r in results] == [tmp_path / "a" / "model", tmp_path / "b" / "model"]
+    for r in results:
+        card = json.loads((r.model_dir / "training.json").read_text())
+        assert card["recipe"]["name"] == r.model_dir.parent.name and set(r.reports) == {"base", "sft"}
+        assert card["cost"]["stages"]["competence"]["tokens_generated"] > 0

@@ -354,6 +354,11 @@ def test_an_interrupted_competence_run_resumes_where_it_stopped(tiny_model, tmp_
     assert table[:5] == first  # kept, not resampled
     assert 0 < tokens <= 7 * 2 * 8
     assert len(read_table(path)) == 12
+    # sampling is seeded per batch: a fresh run samples the same replies, another seed others
+    again, _ = sample_competence(model, tok, items[:8], tmp_path / "again.jsonl", n=2, max_new_tokens=8, batch_size=4)
+    other, _ = sample_competence(model, tok, items[:8], tmp_path / "other.jsonl", n=2, max_new_tokens=8, batch_size=4, seed=1)
+    assert [r.replies for r in again[:4]] == [r.replies for r in first[:4]]
+    assert [r.replies for r in other] != [r.replies for r in again]
 
 
 @pytest.mark.slow

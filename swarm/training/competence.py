@@ -13,6 +13,7 @@ from swarm.tasks.base import TaskItem
 from swarm.tasks.verify import verify
 from swarm.training.generation import Prompter, generate
 from swarm.training.items import from_json, to_json
+from swarm.training.vllm_sampling import query_seed
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,8 @@ def sample_competence(model, tokenizer, items: list[TaskItem], path: Path, n: in
 
     `sampler`, when given, replaces transformers' `generate` on `model` (which may then be None):
     `sampler(prompts, n, temperature, max_new_tokens, seeds)` -> `Sampled`, e.g. a
-    `swarm.training.vllm_sampling.VLLMSampler`; it gets one seed per query, from `seed` and the query's id."""
+    `swarm.training.vllm_sampling.VLLMSampler`; it gets one seed per query, from `seed` and the query's id.
+    transformers' `generate` is seeded per batch, from `seed` and the batch's first query."""
     from tqdm.auto import tqdm
 
     done = {r.item.id: r for r in read_table(path)}
@@ -78,10 +80,11 @@ def sample_competence(model, tokenizer, items: list[TaskItem], path: Path, n: in
             chunk = todo[start:start + batch_size]
             prompts = [prompter.render(i.prompt, 0.5, allow_reject=False) for i in chunk]
             if sampler is not None:
-                from swarm.training.vllm_sampling import query_seed
-
                 out = sampler(prompts, n, temperature, max_new_tokens, [query_seed(seed, i.id) for i in chunk])
             else:
+                import torch
+
+                torch.manual_seed(query_seed(seed, chunk[0].id))  # a batch samples the same whether run whole or resumed
                 out = generate(model, tokenizer, prompts, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
                                batch_size=batch_size)
             tokens += out.tokens

@@ -231,7 +231,7 @@ def _sample(recipe: Recipe, base_model: Path, train_set: list, log) -> list:
             if c.engine == "vllm":
                 raise RecipeError(recipe.name, "competence.engine", f"vllm: {exc}") from None
             log.warning("vLLM failed; competence sampling goes on with transformers", reason=str(exc))
-    return sample_competence(load_model(base_model), tokenizer, *args)[0]
+    return sample_competence(load_model(base_model), tokenizer, *args, seed=recipe.seed)[0]
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:

@@ -322,6 +322,9 @@ def test_sft_and_grpo_move_a_tiny_models_rejection_rate_the_intended_way(tiny_mo
     assert after_rl >= 0.5
     assert result.reports["base"]["scenarios"]["0.20"]["answer_rate"] == 1.0
     assert result.reports["rl"]["scenarios"]["0.20"]["answer_rate"] < 0.5
+    # the out-of-domain family (rev), never trained on, is reported beside: 4 difficulties x 3
+    assert all(result.reports[s]["ood"]["items"] == 12 for s in ("base", "sft", "rl"))
+    assert "Out of domain: 12 held-out queries" in (tmp_path / "out" / "report.md").read_text()
     card = (result.model_dir / "README.md").read_text()
     assert "Training cost" in card and "tokens generated" in card
     costs = json.loads((result.model_dir / "training.json").read_text())["cost"]["stages"]

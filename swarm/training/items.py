@@ -24,6 +24,18 @@ def eval_items(recipe: Recipe) -> list[TaskItem]:
     return items
 
 
+def ood_items(recipe: Recipe) -> list[TaskItem]:
+    """Held-out queries of the families kept out of training (the testbed's out-of-domain ones),
+    for the reports only: does self-awareness, and the knowledge, hold where training never went?
+    Empty for loader datasets (their domains are the user's to choose)."""
+    t = recipe.tasks
+    if t.source != "testbed":
+        return []
+    from swarm.testbed.tasks import OOD_FAMILIES, held_out
+
+    return held_out(recipe.seed, t.eval_per_cell, tuple(OOD_FAMILIES))
+
+
 def training_items(recipe: Recipe, exclude: list[TaskItem]) -> list[TaskItem]:
     t = recipe.tasks
     held = {i.prompt for i in exclude}

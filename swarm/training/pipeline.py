@@ -20,7 +20,7 @@ import structlog
 
 from swarm.training.card import Costs, write_card
 from swarm.training.competence import sample_competence
-from swarm.training.items import eval_items, training_items
+from swarm.training.items import eval_items, ood_items, training_items
 from swarm.training.labels import LabelError, build_sft_data
 from swarm.training.recipe import Recipe, RecipeError, as_recipe, check_memory
 
@@ -118,21 +118,30 @@ def _train(recipe: Recipe) -> TrainResult:
     reports: dict[str, dict] = {}
     log.info("training starts", model=str(base_model), output=str(out), train_queries=len(train_set), held_out=len(held))
 
-    def report(stage: str, model_dir: Path) -> None:
-        path = out / "reports" / f"{stage}.json"
+    ood = ood_items(recipe)
+
+    def measured(path: Path, stage: str, model_dir: Path, items: list) -> dict:
         if path.exists():
-            reports[stage] = json.loads(path.read_text())
-            return
+            return json.loads(path.read_text())
         with costs.measure(f"eval_{stage}"):
-            rep = evaluate(model_dir, held, list(recipe.scenarios), recipe.eval.max_new_tokens, recipe.eval.batch_size,
+            rep = evaluate(model_dir, items, list(recipe.scenarios), recipe.eval.max_new_tokens, recipe.eval.batch_size,
                            recipe.rl.gamma)
         costs.add(f"eval_{stage}", rep["tokens_generated"])
         path.parent.mkdir(exist_ok=True)
         path.write_text(json.dumps(rep, indent=2))
+        return rep
+
+    def report(stage: str, model_dir: Path) -> None:
+        rep = measured(out / "reports" / f"{stage}.json", stage, model_dir, held)
+        if ood:  # the out-of-domain families: never trained on, reported beside
+            rep = {**rep, "ood": measured(out / "reports" / f"{stage}-ood.json", stage, model_dir, ood)}
+        fresh = stage not in reports
         reports[stage] = rep
-        log.info("report", stage=stage, forced_accuracy=rep["forced_accuracy"],
-                 answer_rate={a: s["answer_rate"] for a, s in rep["scenarios"].items()},
-                 f1={a: s["self_assessment"]["f1"] for a, s in rep["scenarios"].items()})
+        if fresh:
+            log.info("report", stage=stage, forced_accuracy=rep["forced_accuracy"],
+                     answer_rate={a: s["answer_rate"] for a, s in rep["scenarios"].items()},
+                     f1={a: s["self_assessment"]["f1"] for a, s in rep["scenarios"].items()},
+                     ood_forced_accuracy=rep.get("ood", {}).get("forced_accuracy"))
         (out / "report.md").write_text(markdown(recipe.name, reports))
 
     # 1. competence sampling

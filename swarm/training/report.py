@@ -79,11 +79,22 @@ def markdown(name: str, stages: dict[str, dict]) -> str:
              "Reward: mean RL reward of the replies (always answering earns the forced accuracy; the oracle rejects exactly the forced-wrong queries).", "",
              "| stage | alpha | answer rate | acc. answered | acc. all | P | R | F1 | forced acc. | reward (oracle) |",
              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += _rows(stages)
+    ood = {stage: rep["ood"] for stage, rep in stages.items() if "ood" in rep}
+    if ood:
+        n = next(iter(ood.values()))["items"]
+        lines += ["", f"Out of domain: {n} held-out queries of the families never trained on (same columns).", "",
+                  *lines[6:8], *_rows(ood)]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(stages: dict[str, dict]) -> list[str]:
+    rows = []
     for stage, rep in stages.items():
         for alpha, s in rep["scenarios"].items():
             sa = s["self_assessment"]
             acc = "-" if s["accuracy_answered"] is None else f"{s['accuracy_answered']:.3f}"
-            lines.append(f"| {stage} | {alpha} | {s['answer_rate']:.3f} | {acc} | {s['accuracy_all']:.3f} | {sa['precision']:.3f} "
-                         f"| {sa['recall']:.3f} | {sa['f1']:.3f} | {rep['forced_accuracy']:.3f} | {s.get('reward', float('nan')):.3f} "
-                         f"({s.get('reward_oracle', float('nan')):.3f}) |")
-    return "\n".join(lines) + "\n"
+            rows.append(f"| {stage} | {alpha} | {s['answer_rate']:.3f} | {acc} | {s['accuracy_all']:.3f} | {sa['precision']:.3f} "
+                        f"| {sa['recall']:.3f} | {sa['f1']:.3f} | {rep['forced_accuracy']:.3f} | {s.get('reward', float('nan')):.3f} "
+                        f"({s.get('reward_oracle', float('nan')):.3f}) |")
+    return rows

@@ -101,7 +101,7 @@ def write(summary: dict, out: Path) -> list[Path]:
     from swarm.eval.report import routing_png, write_outputs
 
     return write_outputs(out, "behaviour", summary, markdown(summary), {
-        "routing": lambda p: routing_png(summary, p),
+        "routing": lambda p: routing_png({**summary, "methods": {m: summary["methods"][m] for m in _shown(summary)}}, p),
         "answer_rate": lambda p: answer_rate_png(summary, p),
         "easy_hard": lambda p: easy_hard_png(summary, p),
     })

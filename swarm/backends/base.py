@@ -27,7 +27,7 @@ class Generation:
     text: str
     tokens_in: int
     tokens_out: int
-    seconds: float
+    seconds: float  # model time charged to this request: its share of a batch (transformers), else its wall time
     token_logprobs: tuple[float, ...] = ()  # log P of each generated token, when asked for
     finish_reason: str = "stop"  # stop | length | reject (stopped at the reject phrase)
 

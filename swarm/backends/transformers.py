@@ -270,7 +270,7 @@ class TransformersBackend(Backend):
             n, reason = self._row_end(tokens, row.max_new, stop.stopped_at[i])
             text = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
             row_logprobs = tuple(logprobs[i][:n]) if logprobs is not None and row.logprobs else ()
-            results.append(Generation(text, len(row.ids), n, seconds, row_logprobs, reason))
+            results.append(Generation(text, len(row.ids), n, seconds / len(rows), row_logprobs, reason))
         self.log.debug("batch generated", rows=len(rows), seconds=round(seconds, 3), tokens_out=sum(r.tokens_out for r in results))
         return results
 

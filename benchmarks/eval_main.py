@@ -2,10 +2,10 @@
 
 1. builds the quick testbed ladder into the cache if it is not there (about 5 minutes on 2 cores);
 2. with --train-agents, trains the self-aware agents (`swarm train recipes/tb-xs.yaml tb-s tb-m`,
-   resumable, into results/training/; about 3-8 minutes each on 2 cores) and evaluates them too;
+   resumable, into results/training/; about 2-3 minutes each on 2 cores) and evaluates them too;
    with --trained DIR, evaluates agents already trained into DIR;
 3. runs `swarm eval main` (every method at alpha 0.2 / 0.5 / 0.8 on the quickstart swarm; 320
-   in-domain test items, 800 training items; about 4 minutes, twice that with the trained swarm);
+   in-domain test items, 800 training items; about 3 minutes with the trained swarm);
 4. prints the table and writes benchmarks/results/eval_main.json (the summary, the timings and
    the machine) beside the experiment's own directory benchmarks/results/eval_main/.
 

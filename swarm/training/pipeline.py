@@ -135,13 +135,11 @@ def _train(recipe: Recipe) -> TrainResult:
         rep = measured(out / "reports" / f"{stage}.json", stage, model_dir, held)
         if ood:  # the out-of-domain families: never trained on, reported beside
             rep = {**rep, "ood": measured(out / "reports" / f"{stage}-ood.json", stage, model_dir, ood)}
-        fresh = stage not in reports
         reports[stage] = rep
-        if fresh:
-            log.info("report", stage=stage, forced_accuracy=rep["forced_accuracy"],
-                     answer_rate={a: s["answer_rate"] for a, s in rep["scenarios"].items()},
-                     f1={a: s["self_assessment"]["f1"] for a, s in rep["scenarios"].items()},
-                     ood_forced_accuracy=rep.get("ood", {}).get("forced_accuracy"))
+        log.info("report", stage=stage, forced_accuracy=rep["forced_accuracy"],
+                 answer_rate={a: s["answer_rate"] for a, s in rep["scenarios"].items()},
+                 f1={a: s["self_assessment"]["f1"] for a, s in rep["scenarios"].items()},
+                 ood_forced_accuracy=rep.get("ood", {}).get("forced_accuracy"))
         (out / "report.md").write_text(markdown(recipe.name, reports))
 
     # 1. competence sampling

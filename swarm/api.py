@@ -223,11 +223,14 @@ class Swarm:
             ref, entry = self._submit(q, tried, began)
             if ref is None:
                 raise NoCapableAgent(f"query {q.query_id}: no live entry agent", q.query_id)
+            wait = max(0.0, q.budget_s - (time.monotonic() - began)) + _GRACE_S
             try:
-                data = await ref
+                data = await asyncio.wait_for(ref, wait)  # a wedged entry agent never replies: stop at the deadline
             except (ActorDiedError, ActorUnavailableError, RayActorError):
                 self._mark(entry, "dead")
                 continue
+            except TimeoutError:
+                raise DeadlineExceeded(f"query {q.query_id}: no reply from entry agent {entry} within the deadline", q.query_id) from None
             result = expect(data, Result)
             if result.error_code == "refused":
                 self._mark(entry, "left")

@@ -233,3 +233,20 @@ def test_ask_async_never_blocks_the_event_loop(launched, monkeypatch):
     answers = asyncio.run(ask_all())
     assert len(answers) == 20 and all(isinstance(a, swarm.Answer) for a in answers)
     assert {a.entry for a in answers} == {"m1"} and s._view_at > 0
+
+
+def test_ask_async_gives_up_on_a_wedged_entry_agent_at_the_deadline(launched):
+    """An entry agent whose event loop is blocked never replies: ask_async raises DeadlineExceeded
+    at the query's deadline plus the client's grace, not when the agent wakes up."""
+    import asyncio
+
+    from swarm.api import _GRACE_S
+
+    s = launched(cascade("wedged", agents=2))
+    s._handle("m1").freeze.remote(_GRACE_S + 6.0)
+    time.sleep(0.3)
+    began = time.monotonic()
+    with pytest.raises(swarm.DeadlineExceeded, match="no reply from entry agent m1"):
+        asyncio.run(s.ask_async("What is 17 + 25?", deadline_s=0.5))
+    assert time.monotonic() - began < _GRACE_S + 3.0
+    time.sleep(max(0.0, began + _GRACE_S + 6.0 - time.monotonic()))  # let m1 wake before teardown

@@ -19,7 +19,6 @@ topology with every agent but the terminal one replaced by its self-aware model 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +33,9 @@ from swarm.eval.harness import (
     SelfRouting,
     agent_costs,
     collect_labels,
+    private_ray,
     run_method,
+    say,
 )
 from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
 
@@ -102,10 +103,6 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
     return methods_experiment(name, out, settings)
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 LEARNED = ("knn", "forc", "routellm-mf", "frugalgpt")  # the methods that train on the training items' labels
 METHODS = ("oracle", "smallest", "largest", "random", *LEARNED, "automix", "swarm")
 
@@ -167,40 +164,29 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
         trained_topo = trained_topology(topo, s.trained, alphas)
     test, train = held_out_items(s.per_cell, families), training_items(s.train)
     began = time.monotonic()
-    import ray
-
-    own_ray = s.address is None and not ray.is_initialized()
-    if own_ray:  # a private local cluster, never one that someone else started on this machine
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
-    try:
+    with private_ray(s.address):
         swarm = launch(topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
-    except BaseException:
-        if own_ray:
-            ray.shutdown()
-        raise
-    try:
-        costs = agent_costs(swarm)
-        _say(f"swarm {swarm.name} up: {', '.join(f'{a} ({c:g})' for a, c in costs.items())}; {len(train)} training, {len(test)} test items")
-        labels_train, answers_train = {}, {}
-        if set(names) & set(LEARNED):  # the agents' forced answers to the training items: what the learned methods fit
-            labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=_say)
-            answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
-        labels_test, _ = collect_labels(swarm, test, out / "records" / f"test-{name}", progress=_say)
-        methods = build_methods(names, labels_train, answers_train, labels_test, train, costs, s.seed)
-        records = {method: {a: run_method(m, swarm, test, a, out / "records" / name, progress=_say) for a in alphas}
-                   for method, m in methods.items()}
-        swarm.shutdown()
-        trained_labels = None
-        if trained_topo is not None:
-            swarm = launch(trained_topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
-            _say(f"self-aware swarm {swarm.name} up ({trained_topo.name}, models from {s.trained})")
-            trained_labels = trained_forced_labels(swarm, trained_topo, test, labels_test, out / "records" / f"test-{name}-trained", _say)
-            records["swarm-trained"] = {a: run_method(SelfRouting("swarm-trained"), swarm, test, a, out / "records" / name, progress=_say)
-                                        for a in alphas}
-    finally:
-        swarm.shutdown()
-        if own_ray:
-            ray.shutdown()
+        try:
+            costs = agent_costs(swarm)
+            say(f"swarm {swarm.name} up: {', '.join(f'{a} ({c:g})' for a, c in costs.items())}; {len(train)} training, {len(test)} test items")
+            labels_train, answers_train = {}, {}
+            if set(names) & set(LEARNED):  # the agents' forced answers to the training items: what the learned methods fit
+                labels_train, per_agent_train = collect_labels(swarm, train, out / "records" / "train", progress=say)
+                answers_train = {a: {r.query_id: r.answer for r in rs} for a, rs in per_agent_train.items()}
+            labels_test, _ = collect_labels(swarm, test, out / "records" / f"test-{name}", progress=say)
+            methods = build_methods(names, labels_train, answers_train, labels_test, train, costs, s.seed)
+            records = {method: {a: run_method(m, swarm, test, a, out / "records" / name, progress=say) for a in alphas}
+                       for method, m in methods.items()}
+            swarm.shutdown()
+            trained_labels = None
+            if trained_topo is not None:
+                swarm = launch(trained_topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
+                say(f"self-aware swarm {swarm.name} up ({trained_topo.name}, models from {s.trained})")
+                trained_labels = trained_forced_labels(swarm, trained_topo, test, labels_test, out / "records" / f"test-{name}-trained", say)
+                records["swarm-trained"] = {a: run_method(SelfRouting("swarm-trained"), swarm, test, a, out / "records" / name, progress=say)
+                                            for a in alphas}
+        finally:
+            swarm.shutdown()
     agents = list(costs)
     summary: dict = {
         "experiment": name, "title": title,

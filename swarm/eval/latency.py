@@ -15,20 +15,22 @@ calls are split into rejections (every step but the one whose answer counts) and
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items
-from swarm.eval.harness import Forced, SelfRouting, agent_costs, run_method
+from swarm.eval.harness import (
+    Forced,
+    SelfRouting,
+    agent_costs,
+    private_ray,
+    run_method,
+    say,
+)
 from swarm.eval.records import Record
 from swarm.testbed.tasks import IN_DOMAIN_FAMILIES
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def split_steps(r: Record):
@@ -59,8 +61,6 @@ def rejection_cost(records: list[Record], fpt: dict[str, float], ref_flops: floa
 
 
 def run_latency(out: Path, s) -> list[Path]:
-    import ray
-
     from swarm import launch
     from swarm.eval.experiments import flops_per_token
     from swarm.topology import load_topology
@@ -76,23 +76,17 @@ def run_latency(out: Path, s) -> list[Path]:
     test = held_out_items(s.per_cell, IN_DOMAIN_FAMILIES)
     terminal = topo.ordered_agents()[-1]
     began = time.monotonic()
-    own_ray = s.address is None and not ray.is_initialized()
-    if own_ray:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     records: dict[str, dict[float, list[Record]]] = {}
-    try:
+    with private_ray(s.address):
         for method, t in swarms.items():
             swarm = launch(t, address=s.address, name=f"lat-{uuid.uuid4().hex[:8]}")
             try:
                 if method == "swarm":
-                    records["reference"] = {0.5: run_method(Forced(terminal.name, "reference"), swarm, test, 0.5, out / "records", progress=_say)}
+                    records["reference"] = {0.5: run_method(Forced(terminal.name, "reference"), swarm, test, 0.5, out / "records", progress=say)}
                     costs = agent_costs(swarm)
-                records[method] = {a: run_method(SelfRouting(method), swarm, test, a, out / "records", progress=_say) for a in alphas}
+                records[method] = {a: run_method(SelfRouting(method), swarm, test, a, out / "records", progress=say) for a in alphas}
             finally:
                 swarm.shutdown()
-    finally:
-        if own_ray:
-            ray.shutdown()
     ref = records.pop("reference")[0.5]
     ref_flops = metrics.mean_flops(ref, fpt) if fpt else 0.0
     summary = {

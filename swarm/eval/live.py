@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sys
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from pathlib import Path
 from swarm.errors import QueryError, SwarmError
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items
-from swarm.eval.harness import agent_costs, to_record
+from swarm.eval.harness import agent_costs, private_ray, say, to_record
 from swarm.eval.records import Record, RecordStore
 
 
@@ -47,13 +46,7 @@ class LiveSettings:
     trained: Path | None = None  # `swarm train` outputs: run the self-aware swarm (swarm.eval.trained) instead
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def run_live(out: Path, s: LiveSettings) -> list[Path]:
-    import ray
-
     from swarm import attach, launch
     from swarm.topology import load_topology
 
@@ -77,27 +70,23 @@ def run_live(out: Path, s: LiveSettings) -> list[Path]:
     random.Random(s.seed).shuffle(pool)
     items = [pool[i % len(pool)] for i in range(n)]
 
-    own_ray = s.address is None and not ray.is_initialized()
-    if own_ray:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     swarm = None
-    try:
-        swarm = launch(topo, address=s.address, name=f"live-{uuid.uuid4().hex[:8]}")
-        ctl = attach(swarm.name, address=s.address)
-        costs = agent_costs(swarm)
-        _say(f"swarm {swarm.name} up; {n} queries over {s.duration_s:g} s at {s.rate:g}/s")
-        join_spec = topo.agent(s.join_copy_of).model_copy(update={"name": joiner})
-        events_plan = [
-            (s.duration_s / 3, "join", joiner, lambda: ctl.add_agent(join_spec)),
-            (2 * s.duration_s / 3, "leave", s.leave, lambda: ctl.remove_agent(s.leave)),
-            (5 * s.duration_s / 6, "kill", s.kill, lambda: ctl.kill_agent(s.kill)),
-        ]
-        results, events = asyncio.run(_stream(swarm, items, s, events_plan))
-    finally:
-        if swarm is not None:
-            swarm.shutdown()
-        if own_ray:
-            ray.shutdown()
+    with private_ray(s.address):
+        try:
+            swarm = launch(topo, address=s.address, name=f"live-{uuid.uuid4().hex[:8]}")
+            ctl = attach(swarm.name, address=s.address)
+            costs = agent_costs(swarm)
+            say(f"swarm {swarm.name} up; {n} queries over {s.duration_s:g} s at {s.rate:g}/s")
+            join_spec = topo.agent(s.join_copy_of).model_copy(update={"name": joiner})
+            events_plan = [
+                (s.duration_s / 3, "join", joiner, lambda: ctl.add_agent(join_spec)),
+                (2 * s.duration_s / 3, "leave", s.leave, lambda: ctl.remove_agent(s.leave)),
+                (5 * s.duration_s / 6, "kill", s.kill, lambda: ctl.kill_agent(s.kill)),
+            ]
+            results, events = asyncio.run(_stream(swarm, items, s, events_plan))
+        finally:
+            if swarm is not None:
+                swarm.shutdown()
 
     costs_all = {**costs, joiner: costs[s.join_copy_of]}
     records, sent = [], []
@@ -141,7 +130,7 @@ async def _stream(swarm, items, s: LiveSettings, plan):
         except Exception as exc:  # noqa: BLE001 - reported with the event
             error = f"{type(exc).__name__}: {exc}"
         events.append({"kind": kind, "agent": agent, "at_s": began, "done_s": loop.time() - t0, "error": error})
-        _say(f"t={began:.1f} s: {kind} {agent} ({loop.time() - t0 - began:.1f} s){' FAILED ' + error if error else ''}")
+        say(f"t={began:.1f} s: {kind} {agent} ({loop.time() - t0 - began:.1f} s){' FAILED ' + error if error else ''}")
 
     queries = [one(i, it) for i, it in enumerate(items)]
     done = await asyncio.gather(*queries, *(event(*e) for e in plan))

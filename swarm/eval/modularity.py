@@ -26,7 +26,6 @@ Writes `modularity.json`, `modularity.md`, `modularity_routing.png` and per-phas
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -42,15 +41,13 @@ from swarm.eval.harness import (
     SelfRouting,
     agent_costs,
     collect_labels,
+    private_ray,
     run_method,
+    say,
 )
 from swarm.testbed.tasks import IN_DOMAIN_FAMILIES
 
 ROUTERS = ("knn", "forc", "routellm-mf")
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def _router(name: str, seed: int):
@@ -77,8 +74,6 @@ class StaleRouter:
 
 
 def run_modularity(out: Path, s) -> list[Path]:
-    import ray
-
     from swarm import launch
     from swarm.eval.baselines import Oracle
     from swarm.topology import load_topology
@@ -100,61 +95,57 @@ def run_modularity(out: Path, s) -> list[Path]:
     test, train = held_out_items(s.per_cell, IN_DOMAIN_FAMILIES), training_items(s.train)
     rec = out / "records"
     began = time.monotonic()
-    own_ray = s.address is None and not ray.is_initialized()
-    if own_ray:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     swarm = None
     phases: dict[str, dict] = {}
     refusals: dict[str, str] = {}
     retrain_cost: dict = {}
-    try:
-        swarm = launch(topo, address=s.address, name=f"mod-{uuid.uuid4().hex[:8]}")
-        labels_train, _ = collect_labels(swarm, train, rec / "train", progress=_say)
-        labels_test, _ = collect_labels(swarm, test, rec / "test", progress=_say)
-        t = time.monotonic()
-        trained0 = {r: _router(r, s.seed).fit(train, labels_train, order) for r in ROUTERS}
-        fit_s0 = time.monotonic() - t
+    with private_ray(s.address):
+        try:
+            swarm = launch(topo, address=s.address, name=f"mod-{uuid.uuid4().hex[:8]}")
+            labels_train, _ = collect_labels(swarm, train, rec / "train", progress=say)
+            labels_test, _ = collect_labels(swarm, test, rec / "test", progress=say)
+            t = time.monotonic()
+            trained0 = {r: _router(r, s.seed).fit(train, labels_train, order) for r in ROUTERS}
+            fit_s0 = time.monotonic() - t
 
-        def phase(name: str, methods: dict) -> None:
-            costs = agent_costs(swarm)
-            methods = {"oracle": Routed("oracle", Oracle(labels_test)), swarm_method: SelfRouting(swarm_method), **methods}
-            runs = {m: {a: run_method(meth, swarm, test, a, rec / name, progress=_say) for a in alphas} for m, meth in methods.items()}
-            phases[name] = {"agents": costs, "records": runs}
+            def phase(name: str, methods: dict) -> None:
+                costs = agent_costs(swarm)
+                methods = {"oracle": Routed("oracle", Oracle(labels_test)), swarm_method: SelfRouting(swarm_method), **methods}
+                runs = {m: {a: run_method(meth, swarm, test, a, rec / name, progress=say) for a in alphas} for m, meth in methods.items()}
+                phases[name] = {"agents": costs, "records": runs}
 
-        phase("before", {r: Routed(r, trained0[r]) for r in ROUTERS})
+            phase("before", {r: Routed(r, trained0[r]) for r in ROUTERS})
 
-        for agent in removed:
-            swarm.remove_agent(agent)
-        _say(f"removed {', '.join(removed)}: pool {', '.join(swarm.entries())}")
-        pool = agent_costs(swarm)
-        _refusals(trained0, test, pool, "removed", refusals)
-        retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
-        phase("removed", {**{f"stale-{r}": Routed(f"stale-{r}", StaleRouter(trained0[r])) for r in ROUTERS},
-                          **{f"retrained-{r}": Routed(f"retrained-{r}", retrained[r]) for r in ROUTERS}})
+            for agent in removed:
+                swarm.remove_agent(agent)
+            say(f"removed {', '.join(removed)}: pool {', '.join(swarm.entries())}")
+            pool = agent_costs(swarm)
+            _refusals(trained0, test, pool, "removed", refusals)
+            retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
+            phase("removed", {**{f"stale-{r}": Routed(f"stale-{r}", StaleRouter(trained0[r])) for r in ROUTERS},
+                              **{f"retrained-{r}": Routed(f"retrained-{r}", retrained[r]) for r in ROUTERS}})
 
-        swarm.add_agent(topo.agent(newcomer_of).model_copy(update={"name": newcomer}))
-        _say(f"added {newcomer}: pool {', '.join(swarm.entries())}")
-        pool = agent_costs(swarm)
-        _refusals(trained0, test, pool, "added", refusals)
-        t = time.monotonic()  # retraining for the newcomer: its forced answers to every training item, then a fit
-        new_train = run_method(Forced(newcomer), swarm, train, 0.5, rec / "train", progress=_say)
-        label_s = time.monotonic() - t
-        for r in new_train:
-            labels_train[r.query_id][newcomer] = r.correct
-        for r in run_method(Forced(newcomer), swarm, test, 0.5, rec / "test", progress=_say):
-            labels_test[r.query_id][newcomer] = r.correct
-        t = time.monotonic()
-        retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
-        retrain_cost = {"new_agent": newcomer, "label_items": len(train), "label_model_seconds": sum(r.model_seconds for r in new_train),
-                        "label_tokens": sum(r.tokens for r in new_train), "label_wall_s": label_s,
-                        "fit_wall_s_all_routers": time.monotonic() - t, "first_fit_wall_s_all_routers": fit_s0}
-        phase("added", {**{f"stale-{r}": Routed(f"stale-{r}", StaleRouter(trained0[r])) for r in ROUTERS},
-                        **{f"retrained-{r}": Routed(f"retrained-{r}", retrained[r]) for r in ROUTERS}})
-    finally:
-        if swarm is not None:
-            swarm.shutdown()
-        if own_ray:
-            ray.shutdown()
+            swarm.add_agent(topo.agent(newcomer_of).model_copy(update={"name": newcomer}))
+            say(f"added {newcomer}: pool {', '.join(swarm.entries())}")
+            pool = agent_costs(swarm)
+            _refusals(trained0, test, pool, "added", refusals)
+            t = time.monotonic()  # retraining for the newcomer: its forced answers to every training item, then a fit
+            new_train = run_method(Forced(newcomer), swarm, train, 0.5, rec / "train", progress=say)
+            label_s = time.monotonic() - t
+            for r in new_train:
+                labels_train[r.query_id][newcomer] = r.correct
+            for r in run_method(Forced(newcomer), swarm, test, 0.5, rec / "test", progress=say):
+                labels_test[r.query_id][newcomer] = r.correct
+            t = time.monotonic()
+            retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
+            retrain_cost = {"new_agent": newcomer, "label_items": len(train), "label_model_seconds": sum(r.model_seconds for r in new_train),
+                            "label_tokens": sum(r.tokens for r in new_train), "label_wall_s": label_s,
+                            "fit_wall_s_all_routers": time.monotonic() - t, "first_fit_wall_s_all_routers": fit_s0}
+            phase("added", {**{f"stale-{r}": Routed(f"stale-{r}", StaleRouter(trained0[r])) for r in ROUTERS},
+                            **{f"retrained-{r}": Routed(f"retrained-{r}", retrained[r]) for r in ROUTERS}})
+        finally:
+            if swarm is not None:
+                swarm.shutdown()
 
     summary = {
         "experiment": "modularity", "title": "modularity: 4 agents -> 2 -> 2 + a new one, no agent retrained",

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import structlog
 
 import swarm
@@ -74,3 +75,15 @@ def test_logs_follow_a_replaced_stderr(monkeypatch):
     finally:
         swarm_logging._configured = None
         configure_logging(*before)
+
+
+def test_the_distribution_has_a_name_of_its_own():
+    """`swarm` on the public package index is an unrelated game: the project installs as
+    swarm-selfroute (import name `swarm`), and nothing named `swarm` may be installed beside it."""
+    from importlib import metadata
+
+    dist = metadata.distribution("swarm-selfroute")
+    assert dist.entry_points.select(group="console_scripts", name="swarm")
+    assert all("swarm-selfroute[" in r or "swarm[" not in r for r in dist.requires or [])  # extras name the project itself
+    with pytest.raises(metadata.PackageNotFoundError):
+        metadata.distribution("swarm")

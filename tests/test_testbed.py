@@ -9,6 +9,7 @@ import itertools
 import json
 import random
 import time
+from pathlib import Path
 
 import pytest
 
@@ -202,3 +203,19 @@ def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
             assert ok and reply.text == reply_text(item), (item.prompt, reply.text)
     # the report's accuracy (teacher-forced) and the verifier on real greedy replies agree
     assert sum(g == t for g, t in zip(graded, solved)) >= len(items) - 2, list(zip(graded, solved))
+
+
+def test_the_ladder_matches_the_committed_accuracies(ladder):
+    """The build is reproducible (pinned versions, pinned CPU math): a fresh build, which CI makes
+    every run, matches benchmarks/results/ladder_quick.json within 0.01 overall per rung and 0.02
+    in every family x difficulty cell."""
+    expected = json.loads((Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "ladder_quick.json").read_text())
+    assert expected["settings_hash"] == ladder.settings_hash, "the ladder's settings changed: rerun python benchmarks/ladder.py"
+    got = {m.name: m for m in ladder.models}
+    assert list(got) == [m["name"] for m in expected["models"]]
+    for want in expected["models"]:
+        model = got[want["name"]]
+        assert abs(model.overall - want["overall"]) <= 0.01, (model.name, model.overall, want["overall"])
+        for family, cells in want["accuracy"].items():
+            for d, acc in cells.items():
+                assert abs(model.accuracy[family][d] - acc) <= 0.02, (model.name, family, d, model.accuracy[family][d], acc)

@@ -7,9 +7,10 @@ evaluates all of them on one held-out set, and writes ``report.json`` and ``repo
 ``manifest.json`` holds a hash of the settings: a second call with the same settings returns at
 once.
 
-Training: each rung trains in a process of its own with one thread, two at a time on the two
-cores (the largest first). Each rung is seeded on its own, so the result does not depend on which
-process ran it.
+Training and evaluation: each rung trains, then is evaluated, in a spawned process of its own
+with one thread and the CPU math pinned (`swarm.reproducible`: the same bits on any x86-64 CPU
+with AVX2), two at a time on the two cores (the largest first). Each rung is seeded on its own,
+so the result depends neither on which process ran it nor on the machine's core count.
 
 Evaluation is greedy exact match computed by teacher forcing: an item counts as solved when the
 model's arg-max token equals the gold reply's token (`reply_text`: the worked solution, then the
@@ -47,7 +48,7 @@ from swarm.testbed.tasks import (
 )
 from swarm.testbed.tokenizer import build_tokenizer, prompt_text
 
-VERSION = 7  # bump when training or evaluation changes so that caches are rebuilt
+VERSION = 8  # bump when training or evaluation changes so that caches are rebuilt
 
 
 @dataclass(frozen=True)
@@ -177,25 +178,18 @@ def build_ladder(out_dir: str | os.PathLike, quick: bool = False, seed: int = 0,
                       "choose another (swarm testbed build --out DIR, or set SWARM_CACHE_DIR)") from None
     (out / "manifest.json").unlink(missing_ok=True)
 
-    import torch
-
     started = time.monotonic()
     rungs = QUICK_RUNGS if quick else FULL_RUNGS
-    tokenizer = build_tokenizer()
     test = held_out(seed, EVAL_PER_CELL[quick])
     exclude = sorted({item.prompt for item in test})
     trained = _train_all(rungs, seed, out, exclude, workers)
-    torch.set_num_threads(max(1, workers))
-    eval_batch = _encode(tokenizer, [(prompt_text(i.prompt), reply_text(i)) for i in test])
+    with _pool(workers, len(rungs)) as pool:
+        evaluated = [pool.submit(_evaluate_rung, str(out / rung.name), seed, quick) for rung in rungs]
+        evaluated = [future.result() for future in evaluated]
     models: list[ModelReport] = []
-    for rung in rungs:
-        from transformers import Qwen2ForCausalLM
-
+    for rung, (params, flops, solved) in zip(rungs, evaluated, strict=True):
         path = out / rung.name
-        model = Qwen2ForCausalLM.from_pretrained(path)
-        solved = _evaluate(model, eval_batch)
-        report = ModelReport(rung.name, str(path.resolve()), sum(p.numel() for p in model.parameters()),
-                             _flops(model.config), 0.0, trained[rung.name], rung.steps)
+        report = ModelReport(rung.name, str(path.resolve()), params, flops, 0.0, trained[rung.name], rung.steps)
         _fill_accuracy(report, test, solved)
         _log(f"{rung.name}: {report.params:,} params, trained in {report.train_seconds:.0f} s, overall {report.overall:.3f}, "
              f"by difficulty {report.by_difficulty}")
@@ -286,28 +280,30 @@ def _train_all(rungs, seed: int, out: Path, exclude: list[str], workers: int) ->
     todo.sort(key=lambda r: r.steps * r.layers * r.hidden**2, reverse=True)  # the longest first
     for rung in todo:
         _log(f"training {rung.name}: hidden {rung.hidden}, {rung.layers} layers, {rung.steps} steps")
-    if workers <= 1 or len(todo) <= 1:
-        for rung in todo:
-            done[rung.name] = _train_rung(rung, seed, str(out), exclude, 0, 0)
+    if not todo:
         return done
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    # spawn, not fork: the parent may hold threads (torch's, Ray's) that a fork would copy broken
-    with ProcessPoolExecutor(min(workers, len(todo)), mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {rung.name: pool.submit(_train_rung, rung, seed, str(out), exclude, k, 1)
-                   for k, rung in enumerate(todo)}
+    with _pool(workers, len(todo)) as pool:
+        futures = {rung.name: pool.submit(_train_rung, rung, seed, str(out), exclude, k) for k, rung in enumerate(todo)}
         for name, future in futures.items():
             done[name] = future.result()
     return done
 
 
-def _train_rung(rung: Rung, seed: int, out: str, exclude: list[str], position: int, threads: int) -> float:
-    """Train one rung and save it as a transformers directory (run in a worker process)."""
-    import torch
+def _pool(workers: int, jobs: int):
+    """Worker processes for rungs: spawned, not forked (the parent may hold threads, torch's or Ray's,
+    that a fork would copy broken), and never the parent itself, whose torch may already have
+    computed with other kernels or threads."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    if threads:
-        torch.set_num_threads(threads)
+    return ProcessPoolExecutor(max(1, min(workers, jobs)), mp_context=multiprocessing.get_context("spawn"))
+
+
+def _train_rung(rung: Rung, seed: int, out: str, exclude: list[str], position: int) -> float:
+    """Train one rung and save it as a transformers directory (run in a worker process)."""
+    from swarm.reproducible import pin_cpu_math
+
+    pin_cpu_math(threads=1)
     tokenizer = build_tokenizer()
     t0 = time.monotonic()
     model = _train(rung, tokenizer, seed, set(exclude), position)
@@ -363,6 +359,21 @@ def _train(rung: Rung, tokenizer, seed: int, exclude: set[str], position: int = 
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model
+
+
+def _evaluate_rung(path: str, seed: int, quick: bool) -> tuple[int, int, list[bool]]:
+    """Parameters, FLOPs per token and the solved flags of one trained rung on the held-out set
+    (run in a worker process)."""
+    from transformers import Qwen2ForCausalLM
+
+    from swarm.reproducible import pin_cpu_math
+
+    pin_cpu_math(threads=1)
+    tokenizer = build_tokenizer()
+    test = held_out(seed, EVAL_PER_CELL[quick])
+    model = Qwen2ForCausalLM.from_pretrained(path)
+    solved = _evaluate(model, _encode(tokenizer, [(prompt_text(i.prompt), reply_text(i)) for i in test]))
+    return sum(p.numel() for p in model.parameters()), _flops(model.config), solved
 
 
 def _evaluate(model, batch, chunk: int = 512) -> list[bool]:

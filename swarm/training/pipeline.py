@@ -104,12 +104,11 @@ def _terminate_as_interrupt():
 
 
 def _train(recipe: Recipe) -> TrainResult:
-    import torch
-
+    from swarm.reproducible import pin_cpu_math
     from swarm.training.report import evaluate, markdown
 
     log = structlog.get_logger("swarm.training").bind(agent=recipe.name)
-    torch.set_num_threads(recipe.threads)
+    pin_cpu_math(recipe.threads)
     base_model, train_set, held = preflight(recipe)
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)

@@ -22,3 +22,20 @@ def test_a_two_agent_pool_sends_the_hard_queries_to_the_dear_agent(router):
     chosen = router().fit(train, labels, list(costs)).choose(test, 0.5, costs)
     hard = [c for i, c in zip(test, chosen, strict=True) if i.difficulty > 1]
     assert hard.count("dear") >= 0.8 * len(hard)
+
+
+@pytest.mark.parametrize("rare", [1, 4], ids=["one-right", "four-right"])
+def test_frugalgpt_scorer_fits_lopsided_labels(rare):
+    """An agent right on only `rare` of 120 training items (fewer than the 5 folds of its
+    cross-validation) still gets a scorer, with no warning (warnings are errors here); a fresh
+    ladder once left tb-xs right on 4 items and the fit died on sklearn's n_splits warning."""
+    from swarm.eval.baselines import FrugalGPT
+
+    train = training_items(120)[:120]
+    right = {i.id for i in train[:rare]}
+    labels = {i.id: {"cheap": i.id in right, "dear": True} for i in train}
+    answers = {"cheap": {i.id: "The answer is: 1" for i in train}}
+    frugal = FrugalGPT().fit(train, answers, labels, {"cheap": 0.1, "dear": 0.9})
+    scores = frugal.score("cheap", train[:3], ["The answer is: 1"] * 3)
+    assert scores.shape == (3,) and ((scores >= 0) & (scores <= 1)).all()
+    assert frugal.thresholds_for(0.5)["cheap"] > 0.0  # it does not accept everything from a mostly-wrong agent

@@ -89,19 +89,21 @@ class FrugalGPT(DriverCascade):
             costs: dict[str, float]):
         """`answers[agent][item id]`: the agent's forced answer on a training item; `labels` its correctness."""
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import cross_val_predict
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
         self.costs, self.ladder = costs, list(costs)
         self.models, self._cv = {}, {}
         for agent in self.ladder[:-1]:
             x = embed([self._text(i, answers[agent][i.id]) for i in items])
             y = np.array([labels[i.id][agent] for i in items], dtype=int)
-            if y.min() == y.max():  # always right or always wrong in training: a constant scorer
-                self.models[agent] = float(y[0])
-                self._cv[agent] = np.full(len(y), float(y[0]))
+            folds = min(5, int(np.bincount(y, minlength=2).min()))  # stratified folds need that many of the rarer label
+            if folds < 2:  # (nearly) always right or always wrong in training: a constant scorer at the base rate
+                self.models[agent] = float(y.mean())
+                self._cv[agent] = np.full(len(y), float(y.mean()))
                 continue
             model = LogisticRegression(max_iter=2000, C=1.0)
-            self._cv[agent] = cross_val_predict(model, x, y, cv=5, method="predict_proba")[:, 1]
+            cv = StratifiedKFold(folds, shuffle=True, random_state=self.seed)
+            self._cv[agent] = cross_val_predict(model, x, y, cv=cv, method="predict_proba")[:, 1]
             self.models[agent] = model.fit(x, y)
         self._y = {a: np.array([labels[i.id][a] for i in items], dtype=float) for a in self.ladder}
         return self

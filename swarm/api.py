@@ -8,6 +8,8 @@ leaving, the driver retries at the next entry; everything else happens between t
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 import time
 from collections.abc import Iterable
@@ -52,14 +54,69 @@ class AgentStatus:
         return self.answered / decided if decided else 0.0
 
 
-def _connect(address: str | None, namespace: str) -> None:
+def _connect(address: str | None, namespace: str, log_to_driver: bool = True) -> None:
     if ray.is_initialized():
         return
+    address = _resolve(address)
     _probe(address)
+    # A new local cluster gets Ray's default token authentication; Ray announces that default on every
+    # start, a banner our users cannot act on (RAY_AUTH_MODE=disabled would opt out).
+    banner = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = banner.level
+    banner.setLevel(logging.ERROR if address == "local" else level)
     try:
-        ray.init(address=address, namespace=namespace, include_dashboard=False, log_to_driver=True, configure_logging=False)
+        ray.init(address=address, namespace=namespace, include_dashboard=False, log_to_driver=log_to_driver, configure_logging=False)
     except ConnectionError as exc:
         raise SwarmError(f"Ray is not reachable at {address!r}: {str(exc).splitlines()[0]}") from None
+    finally:
+        banner.setLevel(level)
+
+
+def _resolve(address: str | None) -> str | None:
+    """The address to hand to ray.init. None and "auto" mean the cluster that RAY_ADDRESS or Ray's
+    `ray_current_cluster` file names; that file outlives a cluster stopped without `ray stop`, and
+    ray.init would then retry the dead address for minutes. So a named cluster that does not
+    listen is, for None, ignored (a fresh local cluster starts) and, for "auto", an error."""
+    if address not in (None, "auto"):
+        return address
+    named = _named_cluster()
+    if named is None:
+        if address is None:
+            return "local"
+        raise SwarmError("no Ray cluster is running on this machine; start one with `ray start --head` "
+                         "(or `swarm launch`, which starts one)")
+    if _listening(named):
+        return named
+    by = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "Ray's ray_current_cluster file"
+    if address is None and not os.environ.get("RAY_ADDRESS"):
+        log.warning("stale Ray address ignored: a fresh local cluster starts", stale=named)
+        return "local"
+    raise SwarmError(f"no Ray cluster listens at {named} (named by {by}; a cluster stopped without `ray stop` "
+                     "leaves it behind): start one with `ray start --head`, or run `ray stop`")
+
+
+def running_cluster() -> str | None:
+    """The address of the Ray cluster that RAY_ADDRESS or Ray's address file names, if one listens there."""
+    named = _named_cluster()
+    return named if named is not None and _listening(named) else None
+
+
+def _named_cluster() -> str | None:
+    env = os.environ.get("RAY_ADDRESS")
+    if env:
+        return env
+    from ray._private.utils import read_ray_address
+
+    return read_ray_address() or None
+
+
+def _listening(address: str, timeout_s: float = 2.0) -> bool:
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _probe(address: str | None, timeout_s: float = 5.0) -> None:
@@ -77,10 +134,14 @@ def _probe(address: str | None, timeout_s: float = 5.0) -> None:
         raise SwarmError(f"Ray is not reachable at {address!r}: {exc.strerror or exc}") from None
 
 
-def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None, allow_partial: bool = False) -> Swarm:
+def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None, allow_partial: bool = False,
+           agent_output: bool = True) -> Swarm:
     """Start every agent of a topology as a detached Ray actor and wait until all are up.
 
-    `address`: a Ray cluster ("auto", "ray://host:port"); None starts or joins a local one.
+    `address`: a Ray cluster ("auto", "ray://host:port"); None joins the local one that is
+    running, or starts one (a stale address file of a stopped cluster is ignored).
+    `agent_output`: show what the agents' processes print on this terminal (Ray's log_to_driver)
+    when this call connects to Ray.
     `name`: overrides the topology's swarm name (the Ray namespace is derived from it).
     `allow_partial`: an agent that fails to start (missing model, engine error) is dropped and
     reported in `Swarm.failed` instead of failing the launch; the others route around it.
@@ -91,7 +152,7 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
         topo = topo.model_copy(update={"name": name})
     _prepare_models(topo.agents)
     namespace = namespace_of(topo.name)
-    _connect(address, namespace)
+    _connect(address, namespace, log_to_driver=agent_output)
     existing = _actor_names(namespace)
     if existing:
         raise SwarmError(f"swarm {topo.name!r} is already running (agents: {', '.join(sorted(existing))}); attach to it or shut it down first")

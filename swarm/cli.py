@@ -2,7 +2,8 @@
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
-one-line `error: ...` and exit status 1 or 2, never a traceback.
+one-line `error: ...` and exit status 1 or 2, never a traceback; an internal failure is one line
+too (exit status 3) that says where the traceback was written.
 """
 
 from __future__ import annotations
@@ -37,6 +38,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - an internal failure: one line here, the traceback in a file
+        return _internal_failure(exc)
+
+
+def _internal_failure(exc: BaseException) -> int:
+    """Say in one line what failed and where the whole traceback went (exit status 3).
+    SWARM_LOG_LEVEL=debug prints the traceback here too."""
+    import tempfile
+    import time
+    import traceback
+
+    from swarm.backends.offline import cache_dir
+
+    text = "".join(traceback.format_exception(exc))
+    if os.environ.get("SWARM_LOG_LEVEL", "").lower() == "debug":
+        print(text, file=sys.stderr, end="")
+    name = f"swarm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    for folder in (cache_dir() / "logs", Path(tempfile.gettempdir())):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_text(f"swarm {' '.join(sys.argv[1:])}\n{text}")
+        except OSError:
+            continue
+        where = f"full log: {folder / name}"
+        break
+    else:
+        where = "rerun with SWARM_LOG_LEVEL=debug to see the traceback"
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"error: internal failure: {type(exc).__name__}: {first} ({where})", file=sys.stderr)
+    return 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -291,8 +322,9 @@ def _ray_cli() -> str:
 
 def _ensure_local_cluster() -> str:
     """Reuse a running local Ray cluster, or start one that outlives this command."""
-    probe = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, env=dict(os.environ, RAY_ADDRESS="auto"))
-    if probe.returncode != 0:
+    from swarm.api import running_cluster
+
+    if running_cluster() is None:
         print("starting a local Ray cluster (ray start --head) ...", flush=True)
         started = subprocess.run(
             [_ray_cli(), "start", "--head", "--disable-usage-stats", "--include-dashboard=false"], capture_output=True, text=True,

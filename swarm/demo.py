@@ -21,6 +21,7 @@ from swarm.topology import Topology
 @dataclass(frozen=True)
 class DemoQuestion:
     text: str
+    gold: str
     correct: Callable[[str], bool]
 
 
@@ -30,7 +31,7 @@ def demo_questions(topo: Topology, n: int, seed: int = 0) -> list[DemoQuestion]:
         from swarm.backends.replay import ReplayTable
 
         rows = ReplayTable.load(backends[0].table).rows[:n]
-        return [DemoQuestion(r["query"], lambda text, gold=str(r.get("gold")): text.rsplit(":", 1)[-1].strip() == gold)
+        return [DemoQuestion(r["query"], str(r.get("gold")), lambda text, gold=str(r.get("gold")): text.rsplit(":", 1)[-1].strip() == gold)
                 for r in rows]
     if any(str(getattr(b, "model", "")).startswith(TESTBED_PREFIX) for b in backends):
         from swarm.tasks.verify import verify
@@ -38,7 +39,7 @@ def demo_questions(topo: Topology, n: int, seed: int = 0) -> list[DemoQuestion]:
 
         items = held_out(seed, 10)
         random.Random(seed).shuffle(items)
-        return [DemoQuestion(i.prompt, lambda text, item=i: verify(item, text)) for i in items[:n]]
+        return [DemoQuestion(i.prompt, str(i.gold), lambda text, item=i: verify(item, text)) for i in items[:n]]
     raise ValueError(f"swarm demo runs topologies of replay agents or testbed models; {topo.name!r} has neither "
                      "(launch it with `swarm launch` and ask it with `swarm ask`)")
 
@@ -51,16 +52,25 @@ def run_demo(topo: Topology, n: int, scenario: str | None = None, alpha: float |
     os.environ.setdefault("SWARM_LOG_LEVEL", "warning")  # the demo prints its own story; SWARM_LOG_LEVEL=info shows the agents'
     questions = demo_questions(topo, n)
     print(f"launching {topo.name!r}: {len(topo.agents)} agents on a local Ray cluster ...", flush=True)
-    s = swarm.launch(topo, address="local")
+    # agent_output=False: the agents' processes print nothing here (their logs stay in Ray's session folder)
+    s = swarm.launch(topo, address="local", agent_output=False)
     try:
         outcomes = s.ask_many([q.text for q in questions], scenario=scenario, alpha=alpha)
-        first = outcomes[0]
-        if not isinstance(first, QueryError):
-            print(f"\nQ: {questions[0].text}\nA: {first.text}   (by {first.agent}, path {' -> '.join(first.path)})")
+        _print_first(questions[0], outcomes[0])
         _print_routing(s, questions, outcomes)
     finally:
         s.shutdown()
         ray.shutdown()
+
+
+def _print_first(question: DemoQuestion, outcome) -> None:
+    """One question and its answer, graded: a wrong answer says so and gives the gold one."""
+    print(f"\nQ: {question.text}")
+    if isinstance(outcome, QueryError):
+        print(f"A: (no answer: {outcome}; the gold answer is {question.gold})")
+        return
+    verdict = "correct" if question.correct(outcome.text) else f"wrong: the gold answer is {question.gold}"
+    print(f"A: {outcome.text}   ({verdict}; by {outcome.agent}, path {' -> '.join(outcome.path)})")
 
 
 def _print_routing(s, questions: list[DemoQuestion], outcomes) -> None:

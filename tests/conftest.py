@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
@@ -9,6 +10,38 @@ import ray
 
 os.environ.setdefault("SWARM_LOG_LEVEL", "warning")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+IN_CI = os.environ.get("CI") == "true"
+# .ci/run names the venv each pytest run is in; a test that needs another venv's packages skips by design.
+VENV = os.environ.get("SWARM_TEST_VENV", "main")
+
+
+def require(missing: str | None, venv: str = "main") -> None:
+    """Skip a test whose optional package is missing (`missing`: what to install, or None when all is
+    there). Under CI=true the venv that should hold the package fails instead: CI installs them all,
+    so a skip there would hide a gap. A test meant for another venv (`venv`) always skips."""
+    if venv != VENV:
+        pytest.skip(f"runs in the {venv!r} venv (this is {VENV!r}; see .ci/run)")
+    if missing is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI must have this installed: {missing}", pytrace=False)
+    pytest.skip(missing)
+
+
+def missing_modules(*modules: str, install: str) -> str | None:
+    """`install` if any of these modules cannot be found, else None."""
+    return install if any(importlib.util.find_spec(m) is None for m in modules) else None
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "needs(*modules, install=..., venv='main'): the test needs these packages "
+                                       "(skips without them; fails under CI=true)")
+
+
+def pytest_runtest_setup(item) -> None:
+    for mark in item.iter_markers("needs"):
+        require(missing_modules(*mark.args, install=mark.kwargs["install"]), mark.kwargs.get("venv", "main"))
 
 
 @pytest.fixture(scope="session")

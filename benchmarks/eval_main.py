@@ -6,8 +6,9 @@
    with --trained DIR, evaluates agents already trained into DIR;
 3. runs `swarm eval main` (every method at alpha 0.2 / 0.5 / 0.8 on the quickstart swarm; 320
    in-domain test items, 800 training items; about 3 minutes with the trained swarm);
-4. prints the table and writes benchmarks/results/eval_main.json (the summary, the timings and
-   the machine) beside the experiment's own directory benchmarks/results/eval_main/.
+4. prints the table and writes benchmarks/results/eval_main.json (committed: the summary, the
+   timings, the versions and the machine) beside the experiment's own directory
+   benchmarks/results/eval_main/ (not committed: raw records, plots).
 
 Run:  python benchmarks/eval_main.py [--train-agents | --trained results/training] [--resume]
 """
@@ -15,10 +16,8 @@ Run:  python benchmarks/eval_main.py [--train-agents | --trained results/trainin
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -65,12 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"ladder {timings['ladder_s']:.0f} s" + (f", training {timings['training_s']:.0f} s" if "training_s" in timings else "")
           + f", evaluation {timings['eval_s']:.0f} s; files: {', '.join(str(x) for x in paths)}")
-    out = args.out.parent / "eval_main.json"
-    out.write_text(json.dumps({
-        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "command": " ".join(["python", "benchmarks/eval_main.py", *(argv if argv is not None else sys.argv[1:])]),
-        "timings": timings, "table_markdown": table, "summary": summary,
-    }, indent=1, default=str))
+    from swarm.eval.summary import write_summary
+
+    # the summary without the per-query records (those stay in the experiment's directory, not committed)
+    small = {k: v for k, v in summary.items() if k not in ("records", "per_item")}
+    out = write_summary(ROOT / "benchmarks" / "results" / "eval_main.json", ROOT, table,
+                        {"timings_s": {k: round(v, 1) for k, v in timings.items()}, "summary": small},
+                        argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
     print(out)
     return 0
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import random
 import sys
@@ -182,9 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(format_table(rows))
     print(f"\nwall {info['wall_s']:.0f} s; load average {info['loadavg_start'][0]:.1f} at start, {info['loadavg_end'][0]:.1f} at end")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": info, "args": {k: str(v) for k, v in vars(args).items()}, **results, "table": rows},
-                                   indent=2, default=str) + "\n", encoding="utf-8")
+    from swarm.eval.summary import write_summary
+
+    write_summary(args.out, ROOT, format_table(rows), {"run": info, "args": {k: str(v) for k, v in vars(args).items()},
+                                                       **results, "table": rows},
+                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
     print(f"wrote {args.out}")
     lost = results["api"]["lost"] + results["gateway"]["lost"]
     return 1 if lost else 0

@@ -18,7 +18,7 @@ One run, on a fresh local Ray cluster, measures:
 Latencies are measured in interleaved blocks (each series in turn) so that load from other
 processes on the machine falls on every series alike; every series is warmed up first.
 
-Run:  python benchmarks/hop_overhead.py [--quick] [--out results/hop_overhead.json]
+Run:  python benchmarks/hop_overhead.py [--quick] [--out benchmarks/results/hop_overhead.json]
 """
 
 from __future__ import annotations
@@ -47,11 +47,14 @@ import yaml  # noqa: E402
 
 from swarm.api import Swarm, launch  # noqa: E402
 from swarm.client import new_query  # noqa: E402
+from swarm.eval.summary import write_summary  # noqa: E402
 from swarm.logging import configure_logging  # noqa: E402
 from swarm.node import NodeConfig  # noqa: E402
 from swarm.protocol import Result, encode, expect  # noqa: E402
 from swarm.testing import MemorySwarm, ScriptedBackend  # noqa: E402
 from swarm.topology import Topology, parse_topology  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
 
 CASCADE = ("m1", "m2", "m3", "m4", "m5")
 HOPS = len(CASCADE) - 1
@@ -497,7 +500,7 @@ def format_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller counts: the whole run in under a minute")
-    parser.add_argument("--out", type=Path, default=Path("results/hop_overhead.json"), help="where to write the JSON results")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "hop_overhead.json", help="where to write the JSON summary")
     args = parser.parse_args(argv)
     counts = QUICK if args.quick else FULL
     configure_logging()  # the in-memory swarms log from this process
@@ -515,9 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(rows))
     print(f"\nwall {info['wall_s']:.0f} s; load average {info['loadavg_start'][0]:.1f} at start, {info['loadavg_end'][0]:.1f} at end")
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    report = {"machine": info, "counts": asdict(counts), "ray": ray_results, "memory": memory_results, "table": rows}
-    args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    write_summary(args.out, ROOT, format_table(rows), {"run": info, "counts": asdict(counts), "ray": ray_results,
+                                                       "memory": memory_results, "table": rows},
+                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
     print(f"wrote {args.out}")
     return 0
 

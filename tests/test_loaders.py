@@ -11,7 +11,6 @@ import re
 import subprocess
 import sys
 import tarfile
-from importlib.util import find_spec
 from pathlib import Path
 
 import pytest

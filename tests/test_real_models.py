@@ -3,7 +3,6 @@ agent whose model cannot load."""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import pytest

@@ -60,3 +60,30 @@ def quick_ladder():
     from swarm.testbed.models import build
 
     return build("quick")
+
+
+def _ray_address_file() -> str | None:
+    from ray._common.utils import get_ray_address_file
+
+    try:
+        with open(get_ray_address_file(None)) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def pytest_sessionstart(session) -> None:
+    session.config.stash[_ADDRESS_BEFORE] = _ray_address_file()
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:
+    """The suite leaves no `ray_current_cluster` file behind: a later `ray.init()` would wait minutes
+    on the stopped cluster it names."""
+    left = _ray_address_file()
+    if left is not None and left != session.config.stash.get(_ADDRESS_BEFORE, None):
+        print(f"\nthe test session left Ray's ray_current_cluster file naming {left}: a test started a head node "
+              "without its own RAY_TMPDIR")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+_ADDRESS_BEFORE = pytest.StashKey[str | None]()

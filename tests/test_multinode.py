@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +27,10 @@ ROOT = Path(__file__).resolve().parent.parent
 RAY = str(Path(sys.executable).parent / "ray")
 # Token authentication, as a user would set it up for a cluster: one shared secret that every node,
 # every driver and every `ray` CLI call presents. A fresh one here, so the test needs no ~/.ray/auth_token.
-ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_DEDUP_LOGS": "0"}
+# RAY_TMPDIR: the nodes' own temp folder (short: it holds unix sockets), removed afterwards, so the
+# `ray_current_cluster` file that `ray start --head` writes never names this stopped cluster to later drivers.
+TMP = tempfile.mkdtemp(prefix="rt", dir="/tmp")
+ENV = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32), "RAY_DEDUP_LOGS": "0", "RAY_TMPDIR": TMP}
 
 
 def free_port() -> int:
@@ -96,3 +101,4 @@ def test_swarm_across_two_nodes_survives_losing_one():
         for node in (worker, head):
             if node is not None:
                 stop(node)
+        shutil.rmtree(TMP, ignore_errors=True)

@@ -26,6 +26,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    c.add_argument("--summary", type=Path, help="also write a small JSON summary here (the command, versions, machine, the table; "
+                   "no per-query records), as benchmarks/results/ holds for the README's numbers")
 
 
 def run(args) -> int:
@@ -36,6 +38,17 @@ def run(args) -> int:
         raise ValueError("--overwrite and --resume exclude each other")
     configure_logging()
     s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained, args.duration, args.rate)
-    for p in run_experiment(args.experiment, args.out, s, args.overwrite, args.resume):
+    paths = run_experiment(args.experiment, args.out, s, args.overwrite, args.resume)
+    for p in paths:
         print(p)
+    if args.summary:
+        import json
+        import sys
+
+        from swarm.eval.summary import write_summary
+
+        data = json.loads(paths[0].read_text())
+        small = {k: v for k, v in data.items() if k not in ("records", "timeline", "per_item", "events")}
+        print(write_summary(args.summary, Path.cwd(), paths[1].read_text(), {"experiment": args.experiment, "result": small},
+                            argv=["swarm", *sys.argv[1:]]))
     return 0

@@ -44,7 +44,8 @@ def write_summary(path: Path, root: Path, table: str, data: dict[str, Any], argv
     """Write `path` (the table as markdown, and `data`) with the command, date, versions and machine."""
     argv = sys.argv if argv is None else argv
     script = Path(argv[0])
-    command = " ".join(["python", _relative(str(script.resolve()), root) if script.suffix == ".py" else script.name, *argv[1:]])
+    program = ["python", _relative(str(script.resolve()), root)] if script.suffix == ".py" else [script.name]
+    command = " ".join([*program, *argv[1:]])
     summary = {"command": command, "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "versions": versions(), "machine": machine(), "table_markdown": table, **data}
     text = _relative(json.dumps(summary, indent=1, default=str), root)

@@ -72,7 +72,24 @@ def main(argv: list[str] | None = None) -> int:
                         {"timings_s": {k: round(v, 1) for k, v in timings.items()}, "summary": small},
                         argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
     print(out)
+    if trained is not None:
+        print(write_training_summary(trained, argv))
     return 0
+
+
+def write_training_summary(trained: Path, argv: list[str] | None) -> Path:
+    """benchmarks/results/training.json: each trained agent's report tables (report.md: held-out
+    answer rate, F1, reward and forced accuracy per stage, in and out of domain) and its cost."""
+    from swarm.eval.summary import write_summary
+
+    agents = {}
+    for recipe in RECIPES:
+        name = recipe.stem
+        card = json.loads((trained / name / "model" / "training.json").read_text())
+        agents[name] = {"report_markdown": (trained / name / "report.md").read_text(), "cost": card["cost"], "data": card["data"]}
+    table = "\n\n".join(f"## {name}\n\n{a['report_markdown']}" for name, a in agents.items())
+    return write_summary(ROOT / "benchmarks" / "results" / "training.json", ROOT, table, {"agents": agents},
+                         argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ self-awareness training run with:
 - ``MKL_CBWR=AVX2``: MKL's conditional numerical reproducibility at the AVX2 level (about 35%
   slower training steps here, on an AVX512 Xeon); MKL documents it for Intel and compatible
   processors, so an AMD CPU may still differ in the last bits;
-- a fixed number of torch threads.
+- a fixed number of torch threads;
+- attention through scaled_dot_product_attention's math backend, not its CPU flash kernel, whose
+  backward packs for the real CPU's ISA (with the AVX2 pin on an AVX512 machine it fails:
+  "pack_vnni2 is only supported when avx512 is supported") and so cannot be pinned.
 
 Both variables are read at the first computation, not at import, so `pin_cpu_math` works after
 ``import torch`` but must run before the process computes anything. Serving (the backends)
@@ -30,3 +33,4 @@ def pin_cpu_math(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+    torch.backends.cuda.enable_flash_sdp(False)  # despite the name, also what the CPU's sdpa dispatch consults

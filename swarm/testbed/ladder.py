@@ -48,7 +48,7 @@ from swarm.testbed.tasks import (
 )
 from swarm.testbed.tokenizer import build_tokenizer, prompt_text
 
-VERSION = 8  # bump when training or evaluation changes so that caches are rebuilt
+VERSION = 9  # bump when training or evaluation changes so that caches are rebuilt
 
 
 @dataclass(frozen=True)

@@ -64,17 +64,29 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     print(f"ladder {timings['ladder_s']:.0f} s" + (f", training {timings['training_s']:.0f} s" if "training_s" in timings else "")
           + f", evaluation {timings['eval_s']:.0f} s; files: {', '.join(str(x) for x in paths)}")
-    from swarm.eval.summary import write_summary
-
-    # the summary without the per-query records (those stay in the experiment's directory, not committed)
-    small = {k: v for k, v in summary.items() if k not in ("records", "per_item")}
-    out = write_summary(ROOT / "benchmarks" / "results" / "eval_main.json", ROOT, table,
-                        {"timings_s": {k: round(v, 1) for k, v in timings.items()}, "summary": small},
-                        argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+    out = write_main_summary(summary, table, timings, argv)
     print(out)
     if trained is not None:
         print(write_training_summary(trained, argv))
     return 0
+
+
+def write_main_summary(summary: dict, table: str, timings: dict, argv: list[str] | None) -> Path:
+    """benchmarks/results/eval_main.json: the table and every method's metrics per alpha, without the
+    per-query records, the topology dumps, and the by-hop latency and easy/hard splits (the latency
+    and behaviour experiments' summaries hold those)."""
+    from swarm.eval.summary import write_summary
+
+    small = {k: v for k, v in summary.items() if k not in ("records", "per_item", "topology")}
+    if "trained" in small:
+        small["trained"] = {k: v for k, v in small["trained"].items() if k != "topology"}
+    small["methods"] = {method: {a: {k: ({"p50_s": v["p50_s"], "p95_s": v["p95_s"]} if k == "latency" else v)
+                                     for k, v in m.items() if k != "easy_hard"}
+                                 for a, m in by_alpha.items()}
+                        for method, by_alpha in summary["methods"].items()}
+    return write_summary(ROOT / "benchmarks" / "results" / "eval_main.json", ROOT, table,
+                         {"timings_s": {k: round(v, 1) for k, v in timings.items()}, "summary": small},
+                         argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
 
 
 def write_training_summary(trained: Path, argv: list[str] | None) -> Path:

@@ -92,8 +92,10 @@ def test_demo_runs_the_testbed_ladder(ray_cluster, quick_ladder):
     answered = {name: n for name, (n, _) in table.items() if name != "all"}
     assert set(answered) == {m.name for m in quick_ladder.models} and sum(answered.values()) == 40
     assert sum(n > 0 for n in answered.values()) >= 2, answered  # the cascade spreads the work
-    # graded by the verifier: the swarm does about as well as its strongest rung's report says
-    assert float(table["all"][1]) >= quick_ladder.models[-1].overall - 0.25, run.stdout
+    # graded by the verifier: the cascade beats the trivial baseline of sending each question to a
+    # rung picked at random (the mean of the rungs' held-out accuracies)
+    random_routing = sum(m.overall for m in quick_ladder.models) / len(quick_ladder.models)
+    assert float(table["all"][1]) > random_routing, run.stdout
 
 
 def test_testbed_build_into_an_unwritable_directory_is_one_line(tmp_path):

@@ -7,13 +7,17 @@ class SwarmError(Exception):
     """Base class of every error swarm raises on purpose."""
 
 
-class TopologyError(SwarmError):
-    """A topology or agent-spec file that cannot be used: names the file, the path inside it, the problem."""
+class FileError(SwarmError):
+    """A user's file that cannot be used: names the file (and line), the path inside it, the problem."""
 
     def __init__(self, source: str, path: str, problem: str, line: int | None = None) -> None:
         self.source, self.path, self.problem, self.line = source, path, problem, line
         where = f"{source}:{line}" if line is not None else source
         super().__init__(f"{where}: {path}: {problem}" if path else f"{where}: {problem}")
+
+
+class TopologyError(FileError):
+    """A topology or agent-spec file that cannot be used."""
 
 
 class ProtocolError(SwarmError):

@@ -14,19 +14,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from swarm.errors import SwarmError, TopologyError
+from swarm.errors import FileError, TopologyError
 from swarm.prompts import SCENARIOS
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class RecipeError(SwarmError):
-    """A recipe that cannot be used: names the file, the path inside it (and its line), the problem."""
-
-    def __init__(self, source: str, path: str, problem: str, line: int | None = None) -> None:
-        self.source, self.path, self.problem, self.line = source, path, problem, line
-        where = f"{source}:{line}" if line is not None else source
-        super().__init__(f"{where}: {path}: {problem}" if path else f"{where}: {problem}")
+class RecipeError(FileError):
+    """A recipe that cannot be used."""
 
 
 class TasksSpec(BaseModel):

@@ -32,6 +32,7 @@ from swarm.eval.harness import (
     Routed,
     SelfRouting,
     agent_costs,
+    flops_per_token,
     collect_labels,
     private_ray,
     run_method,
@@ -228,21 +229,6 @@ def trained_forced_labels(swarm, topo, items, base_labels, out_dir: Path, progre
         for r in run_method(Forced(agent), swarm, items, 0.5, out_dir, progress=progress):
             labels[r.query_id][agent] = r.correct
     return labels
-
-
-def flops_per_token(topo) -> dict[str, float]:
-    """FLOPs per token of each agent whose model is a testbed rung (from the ladder's report);
-    empty unless every agent has one."""
-    from swarm.testbed.models import TESTBED_PREFIX, build, parse_ref
-
-    out = {}
-    for a in topo.agents:
-        ref = str(getattr(a.backend, "model", ""))
-        if not ref.startswith(TESTBED_PREFIX):
-            return {}
-        ladder, rung = parse_ref(ref)
-        out[a.name] = float(next(m.flops_per_token for m in build(ladder).models if m.name == rung))
-    return out
 
 
 def _forced_acc(labels, agents) -> dict[str, float]:

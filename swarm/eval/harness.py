@@ -171,3 +171,18 @@ def collect_labels(swarm, items: Sequence[TaskItem], out_dir: Path, progress=Non
         for r in records:
             labels[r.query_id][agent] = r.correct
     return labels, per_agent
+
+
+def flops_per_token(topo) -> dict[str, float]:
+    """FLOPs per token of each agent whose model is a testbed rung (from the ladder's report);
+    empty unless every agent has one."""
+    from swarm.testbed.models import TESTBED_PREFIX, build, parse_ref
+
+    out = {}
+    for a in topo.agents:
+        ref = str(getattr(a.backend, "model", ""))
+        if not ref.startswith(TESTBED_PREFIX):
+            return {}
+        ladder, rung = parse_ref(ref)
+        out[a.name] = float(next(m.flops_per_token for m in build(ladder).models if m.name == rung))
+    return out

@@ -25,6 +25,7 @@ from swarm.eval.harness import (
     Forced,
     SelfRouting,
     agent_costs,
+    flops_per_token,
     private_ray,
     run_method,
     say,
@@ -62,7 +63,6 @@ def rejection_cost(records: list[Record], fpt: dict[str, float], ref_flops: floa
 
 def run_latency(out: Path, s) -> list[Path]:
     from swarm import launch
-    from swarm.eval.experiments import flops_per_token
     from swarm.topology import load_topology
 
     alphas = tuple(s.alphas) or (0.2, 0.5, 0.8)

@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     write_summary(args.out, ROOT, "\n".join("\t".join(map(str, row)) for row in rows),
                   {"quick": args.quick, "model": MODEL, "max_new_tokens": args.tokens, "answer_tokens": args.answer_tokens,
                    "transformers": t, "vllm": v, "wall_s": round(time.perf_counter() - began, 1)},
-                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+                  program=__file__, args=argv)
     print(f"\nwall {time.perf_counter() - began:.0f} s; wrote {args.out}")
     return 0
 

@@ -86,7 +86,7 @@ def write_main_summary(summary: dict, table: str, timings: dict, argv: list[str]
                         for method, by_alpha in summary["methods"].items()}
     return write_summary(ROOT / "benchmarks" / "results" / "eval_main.json", ROOT, table,
                          {"timings_s": {k: round(v, 1) for k, v in timings.items()}, "summary": small},
-                         argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+                         program=__file__, args=argv)
 
 
 def write_training_summary(trained: Path, argv: list[str] | None) -> Path:
@@ -101,7 +101,7 @@ def write_training_summary(trained: Path, argv: list[str] | None) -> Path:
         agents[name] = {"report_markdown": (trained / name / "report.md").read_text(), "cost": card["cost"], "data": card["data"]}
     table = "\n\n".join(f"## {name}\n\n{a['report_markdown']}" for name, a in agents.items())
     return write_summary(ROOT / "benchmarks" / "results" / "training.json", ROOT, table, {"agents": agents},
-                         argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+                         program=__file__, args=argv)
 
 
 if __name__ == "__main__":

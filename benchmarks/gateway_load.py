@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
     write_summary(args.out, ROOT, format_table(rows), {"run": info, "args": {k: str(v) for k, v in vars(args).items()},
                                                        **results, "table": rows},
-                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+                  program=__file__, args=argv)
     print(f"wrote {args.out}")
     lost = results["api"]["lost"] + results["gateway"]["lost"]
     return 1 if lost else 0

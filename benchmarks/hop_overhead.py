@@ -520,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
 
     write_summary(args.out, ROOT, format_table(rows), {"run": info, "counts": asdict(counts), "ray": ray_results,
                                                        "memory": memory_results, "table": rows},
-                  argv=[__file__, *(argv if argv is not None else sys.argv[1:])])
+                  program=__file__, args=argv)
     print(f"wrote {args.out}")
     return 0
 

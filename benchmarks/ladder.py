@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     out = write_summary(ROOT / "benchmarks" / "results" / f"ladder_{ladder}.json", ROOT, text,
                         {"ladder": ladder, "seed": report.seed, "settings_hash": report.settings_hash, "cached": report.cached,
                          "build_seconds": report.seconds, "eval_items": report.eval_items, "models": models},
-                        argv=[__file__, *(argv if argv is not None else __import__("sys").argv[1:])])
+                        program=__file__, args=argv)
     print(out.relative_to(ROOT))
     return 0
 

@@ -111,12 +111,19 @@ def _named_cluster() -> str | None:
 
 
 def _listening(address: str, timeout_s: float = 2.0) -> bool:
+    return _unreachable(address, timeout_s) is None
+
+
+def _unreachable(address: str, timeout_s: float) -> str | None:
+    """Why nothing answers a TCP connection at host:port (or ray://host:port), or None if something does."""
     host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        return "not of the form host:port"
     try:
         socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except (OSError, ValueError):
-        return False
-    return True
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None
 
 
 def _probe(address: str | None, timeout_s: float = 5.0) -> None:
@@ -124,14 +131,11 @@ def _probe(address: str | None, timeout_s: float = 5.0) -> None:
     (ray.init would keep retrying the connection for a long time)."""
     if not address or address in ("auto", "local"):
         return
-    hostport = address.split("://", 1)[-1]
-    host, _, port = hostport.rpartition(":")
-    if not host or not port.isdigit():
+    why = _unreachable(address, timeout_s)
+    if why == "not of the form host:port":
         raise SwarmError(f"Ray address {address!r} is not of the form host:port, ray://host:port, 'auto' or 'local'")
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
-    except OSError as exc:
-        raise SwarmError(f"Ray is not reachable at {address!r}: {exc.strerror or exc}") from None
+    if why is not None:
+        raise SwarmError(f"Ray is not reachable at {address!r}: {why}")
 
 
 def launch(topology: str | Path | Topology, address: str | None = None, name: str | None = None, allow_partial: bool = False,

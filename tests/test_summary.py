@@ -14,7 +14,7 @@ def test_a_summary_names_its_command_versions_and_machine_with_no_machine_paths(
     root = tmp_path / "repo"
     out = write_summary(root / "benchmarks" / "results" / "x.json", root, "| a |\n|---|\n| 1 |",
                         {"model_dir": str(root / "results" / "training" / "tb-s"), "cache": str(Path.home() / ".cache" / "swarm")},
-                        argv=[str(root / "benchmarks" / "x.py"), "--quick"])
+                        program=str(root / "benchmarks" / "x.py"), args=["--quick"])
     data = json.loads(out.read_text())
     assert data["command"] == "python benchmarks/x.py --quick"
     assert data["model_dir"] == "results/training/tb-s" and data["cache"] == "~/.cache/swarm"
@@ -24,5 +24,5 @@ def test_a_summary_names_its_command_versions_and_machine_with_no_machine_paths(
 
 def test_a_summary_with_raw_records_is_refused(tmp_path):
     with pytest.raises(ValueError, match="at most 50000"):
-        write_summary(tmp_path / "x.json", tmp_path, "", {"records": ["x" * 100] * (MAX_BYTES // 100)}, argv=["x.py"])
+        write_summary(tmp_path / "x.json", tmp_path, "", {"records": ["x" * 100] * (MAX_BYTES // 100)}, program="x.py", args=[])
     assert not (tmp_path / "x.json").exists()

@@ -43,12 +43,11 @@ def run(args) -> int:
         print(p)
     if args.summary:
         import json
-        import sys
 
         from swarm.eval.summary import write_summary
 
         data = json.loads(paths[0].read_text())
         small = {k: v for k, v in data.items() if k not in ("records", "timeline", "per_item", "events")}
         print(write_summary(args.summary, Path.cwd(), paths[1].read_text(), {"experiment": args.experiment, "result": small},
-                            argv=["swarm", *sys.argv[1:]]))
+                            program="swarm"))
     return 0

@@ -40,12 +40,14 @@ def machine() -> dict[str, Any]:
     return {"platform": platform.platform(), "cpu": cpu, "cores": os.cpu_count()}
 
 
-def write_summary(path: Path, root: Path, table: str, data: dict[str, Any], argv: list[str] | None = None) -> Path:
-    """Write `path` (the table as markdown, and `data`) with the command, date, versions and machine."""
-    argv = sys.argv if argv is None else argv
-    script = Path(argv[0])
-    program = ["python", _relative(str(script.resolve()), root)] if script.suffix == ".py" else [script.name]
-    command = " ".join([*program, *argv[1:]])
+def write_summary(path: Path, root: Path, table: str, data: dict[str, Any], program: str, args: list[str] | None = None) -> Path:
+    """Write `path` (the table as markdown, and `data`) with the command, date, versions and machine.
+    `program`: the script's path (shown as `python <path in the repo>`) or a command's name;
+    `args`: its arguments (default: this process's)."""
+    args = sys.argv[1:] if args is None else args
+    script = Path(program)
+    shown = ["python", _relative(str(script.resolve()), root)] if script.suffix == ".py" else [script.name]
+    command = " ".join([*shown, *args])
     summary = {"command": command, "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                "versions": versions(), "machine": machine(), "table_markdown": table, **data}
     text = _relative(json.dumps(summary, indent=1, default=str), root)

@@ -4,13 +4,18 @@ Every LLM is an agent that answers a query if it judges itself competent, or say
 "I don't know!" and passes it to a stronger peer. No central router.
 """
 
-from swarm.api import AgentStatus, Swarm, attach, launch
-from swarm.client import Answer
-from swarm.errors import (
-    DeadlineExceeded, NoCapableAgent, PeerUnreachable, ProtocolError, QueryError, QueryTooLarge, SwarmError, TopologyError,
-)
-from swarm.prompts import SCENARIOS
-from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
+from typing import Any
+
+# Imported on first use (PEP 562), so that `import swarm.node` or `swarm.testing` loads neither Ray
+# nor pydantic models it does not need: the name -> module it lives in.
+_LAZY = {
+    "AgentStatus": "swarm.api", "Swarm": "swarm.api", "attach": "swarm.api", "launch": "swarm.api",
+    "Answer": "swarm.client",
+    **dict.fromkeys(("DeadlineExceeded", "NoCapableAgent", "PeerUnreachable", "ProtocolError", "QueryError", "QueryTooLarge",
+                     "SwarmError", "TopologyError"), "swarm.errors"),
+    "SCENARIOS": "swarm.prompts",
+    **dict.fromkeys(("AgentSpec", "Topology", "load_agent_spec", "load_topology"), "swarm.topology"),
+}
 
 __all__ = [
     "SCENARIOS",
@@ -33,3 +38,18 @@ __all__ = [
     "load_topology",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'swarm' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

@@ -19,6 +19,7 @@ import threading
 from pathlib import Path
 
 from swarm.errors import QueryError, SwarmError
+from swarm.prompts import SCENARIOS
 
 DEMO_QUESTIONS = 40
 
@@ -49,7 +50,7 @@ def _internal_failure(exc: BaseException) -> int:
     import time
     import traceback
 
-    from swarm.backends.offline import cache_dir
+    from swarm.offline import cache_dir
 
     text = "".join(traceback.format_exception(exc))
     if os.environ.get("SWARM_LOG_LEVEL", "").lower() == "debug":
@@ -150,7 +151,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _scenario_args(c: argparse.ArgumentParser) -> None:
-    c.add_argument("--scenario", choices=["performance_first", "balance", "cost_first"])
+    c.add_argument("--scenario", choices=list(SCENARIOS))
     c.add_argument("--alpha", type=float, help="cost weight in [0, 1] instead of a named scenario")
 
 
@@ -231,9 +232,8 @@ def _down(args) -> int:
 
 
 def _serve(args) -> int:
-    import ray
-
     import swarm
+    from swarm.cluster.connect import disconnect
     from swarm.gateway import GatewaySettings, load_api_keys, serve
 
     settings = GatewaySettings(
@@ -250,16 +250,15 @@ def _serve(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    done = gateway.actor.wait.remote()
     try:
-        while not stop.is_set() and not ray.wait([done], timeout=0.5)[0]:
+        while not stop.is_set() and not gateway.wait(timeout_s=0.5):
             pass
     finally:
         try:
             gateway.stop(timeout_s=10)
         except Exception as exc:  # noqa: BLE001 - the gateway is killed either way; say why it did not stop cleanly
             print(f"warning: the gateway did not stop cleanly ({type(exc).__name__}); it was killed", file=sys.stderr)
-        ray.shutdown()
+        disconnect()
     return 0
 
 

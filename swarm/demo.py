@@ -35,7 +35,7 @@ def demo_questions(topo: Topology, n: int, seed: int = 0) -> list[DemoQuestion]:
                 for r in rows]
     if any(str(getattr(b, "model", "")).startswith(TESTBED_PREFIX) for b in backends):
         from swarm.tasks.verify import verify
-        from swarm.testbed.tasks import held_out
+        from swarm.tasks.testbed_families import held_out
 
         items = held_out(seed, 10)
         random.Random(seed).shuffle(items)
@@ -45,9 +45,8 @@ def demo_questions(topo: Topology, n: int, seed: int = 0) -> list[DemoQuestion]:
 
 
 def run_demo(topo: Topology, n: int, scenario: str | None = None, alpha: float | None = None) -> None:
-    import ray
-
     import swarm
+    from swarm.cluster.connect import disconnect
 
     os.environ.setdefault("SWARM_LOG_LEVEL", "warning")  # the demo prints its own story; SWARM_LOG_LEVEL=info shows the agents'
     questions = demo_questions(topo, n)
@@ -60,7 +59,7 @@ def run_demo(topo: Topology, n: int, scenario: str | None = None, alpha: float |
         _print_routing(s, questions, outcomes)
     finally:
         s.shutdown()
-        ray.shutdown()
+        disconnect()
 
 
 def _print_first(question: DemoQuestion, outcome) -> None:

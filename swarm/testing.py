@@ -1,21 +1,26 @@
-"""Test doubles shipped with swarm, so users can test their own policies and topologies.
+"""Test doubles and checks shipped with swarm, so users can test their own policies, backends,
+transports and topologies.
 
 - `MemorySwarm`: a whole swarm in one asyncio loop on the in-memory transport (no Ray).
 - `ScriptedBackend`: a backend that answers from a dict and can be told to fail or hang.
+- `check_backend`, `check_policy`, `check_transport`: conformance checks for your own
+  implementations of the three seams (`swarm.conformance`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
+from collections.abc import Iterable
+from typing import Self
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
-from swarm.client import Answer, new_query, to_answer
-from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable
+from swarm.client import Answer
+from swarm.conformance import check_backend, check_policy, check_transport
+from swarm.entry import EntryClient, QueryLimits
+from swarm.errors import QueryError
 from swarm.node import AgentNode, NodeConfig
 from swarm.policies import AlwaysAnswer, Policy, SelfAware
-from swarm.prompts import scenario_alpha
-from swarm.protocol import Member, Result, decode, encode, expect
+from swarm.protocol import Member, decode, encode
 from swarm.transport.memory import MemoryNetwork
 
 
@@ -47,12 +52,20 @@ class ScriptedBackend(Backend):
 
 
 class MemorySwarm:
-    """A swarm of AgentNodes on one MemoryNetwork. Entry is the cheapest live agent, as with Ray."""
+    """A swarm of AgentNodes on one MemoryNetwork, asked through the same `EntryClient` as a swarm on Ray.
+    `async with MemorySwarm(...) as s:` stops every node at the end."""
 
     def __init__(self, config: NodeConfig = NodeConfig(), max_hops: int = 8, deadline_s: float = 30.0, max_query_chars: int = 32768) -> None:
         self.network = MemoryNetwork()
-        self.config, self.max_hops, self.deadline_s, self.max_query_chars = config, max_hops, deadline_s, max_query_chars
+        self.config = config
         self.nodes: dict[str, AgentNode] = {}
+        self.client = EntryClient("memory", self.network.transport("(client)"), QueryLimits(deadline_s, max_hops, max_query_chars))
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
 
     def node(self, name: str, cost: float, backend: Backend, policy: Policy | None = None, links: list[str] = (), seed: int = 0) -> AgentNode:
         node = AgentNode(Member(name=name, cost=cost, links=list(links)), policy or SelfAware(), backend, self.network.transport(name), self.config, seed=seed)
@@ -66,10 +79,12 @@ class MemorySwarm:
         for node in self.nodes.values():
             node.membership.merge_all(view, spread=False)
         await asyncio.gather(*(n.start(background=background) for n in self.nodes.values()))
+        self.client.learn(view)
 
     async def join(self, name: str, cost: float, backend: Backend, seeds: list[str], policy: Policy | None = None, links: list[str] = (), background: bool = True) -> AgentNode:
         node = self.node(name, cost, backend, policy, links, seed=len(self.nodes))
         await node.start(seeds, background=background)
+        self.client.learn([node.membership.self_entry])
         return node
 
     def kill(self, name: str) -> None:
@@ -80,40 +95,37 @@ class MemorySwarm:
             task.cancel()
 
     async def leave(self, name: str) -> None:
-        await self.nodes[name].leave()
+        node = self.nodes[name]
+        await node.leave()
         self.network.kill(name)
         self.nodes.pop(name)
+        self.client.learn([node.membership.self_entry])
 
     def entries(self) -> list[str]:
-        """Live agents cheapest first, as far as any agent still up knows."""
-        known: dict[str, Member] = {}
-        for node in self.nodes.values():
-            for m in node.membership.view():
-                if m.name not in known or known[m.name].incarnation < m.incarnation:
-                    known[m.name] = m
-        return [m.name for m in sorted(known.values(), key=lambda m: (m.cost, m.name)) if m.state == "alive" and m.name in self.nodes]
+        """Live agents cheapest first, as the entry client knows them."""
+        return self.client.entries()
 
     async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
-        query = new_query(text, scenario_alpha(scenario, alpha), deadline_s or self.deadline_s, self.max_hops, self.max_query_chars)
-        start = time.monotonic()
-        for entry in self.entries():
-            remaining = query.budget_s - (time.monotonic() - start)
-            try:
-                # A little grace past the deadline, so the agents' own deadline error (with its trace) wins.
-                async with asyncio.timeout(max(0.0, remaining) + 0.5):
-                    result = expect(await self.network.deliver(entry, encode(query.model_copy(update={"budget_s": remaining}))), Result)
-            except PeerUnreachable:
-                continue
-            except TimeoutError:
-                raise DeadlineExceeded(f"query {query.query_id}: no reply from entry agent {entry} within the deadline", query.query_id) from None
-            if result.error_code == "refused":
-                continue
-            return to_answer(result, time.monotonic() - start, entry)
-        raise NoCapableAgent(f"query {query.query_id}: no live entry agent", query.query_id)
+        await self._know_the_swarm()
+        return await self.client.ask(text, scenario, alpha, deadline_s)
+
+    async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
+                       deadline_s: float | None = None, concurrency: int = 64) -> list[Answer | QueryError]:
+        await self._know_the_swarm()
+        return await self.client.ask_many(texts, scenario, alpha, deadline_s, concurrency)
+
+    async def _know_the_swarm(self) -> None:
+        """Nodes started by hand (not through start_all or join): ask them for the view, as `attach` does."""
+        if not self.client.entries():
+            await self.client.refresh(also=sorted(self.nodes))
 
     async def stop(self) -> None:
+        await self.client.close()
         for node in list(self.nodes.values()):
             await node.stop()
 
 
-__all__ = ["AlwaysAnswer", "MemoryNetwork", "MemorySwarm", "ScriptedBackend", "decode", "encode"]
+__all__ = [
+    "AlwaysAnswer", "MemoryNetwork", "MemorySwarm", "ScriptedBackend", "check_backend", "check_policy", "check_transport", "decode",
+    "encode",
+]

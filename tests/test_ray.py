@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from pathlib import Path
@@ -227,12 +228,14 @@ def test_ask_async_never_blocks_the_event_loop(launched, monkeypatch):
     monkeypatch.setattr(ray, "get", get_off_the_loop)
 
     async def ask_all():
-        s._view_at = 0.0  # a stale view, as after a quiet spell
-        return await asyncio.gather(*(s.ask_async(q, scenario="balance") for q in QUESTIONS[:20]))
+        s._client._refreshed_at = -math.inf  # a stale view, as after a quiet spell
+        answers = await asyncio.gather(*(s.ask_async(q, scenario="balance") for q in QUESTIONS[:20]))
+        await s._client._refreshing  # the refresh the stale view started, awaited too
+        return answers
 
     answers = asyncio.run(ask_all())
     assert len(answers) == 20 and all(isinstance(a, swarm.Answer) for a in answers)
-    assert {a.entry for a in answers} == {"m1"} and s._view_at > 0
+    assert {a.entry for a in answers} == {"m1"} and s._client._refreshed_at > 0
 
 
 def test_ask_async_gives_up_on_a_wedged_entry_agent_at_the_deadline(launched):
@@ -240,7 +243,7 @@ def test_ask_async_gives_up_on_a_wedged_entry_agent_at_the_deadline(launched):
     at the query's deadline plus the client's grace, not when the agent wakes up."""
     import asyncio
 
-    from swarm.api import _GRACE_S
+    from swarm.entry import GRACE_S as _GRACE_S
 
     s = launched(cascade("wedged", agents=2))
     s._handle("m1").freeze.remote(_GRACE_S + 6.0)

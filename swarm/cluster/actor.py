@@ -1,8 +1,4 @@
-"""Ray transport: each agent is a named, detached async Ray actor holding one AgentNode.
-
-Peers are addressed by name inside the swarm's namespace. A name is turned into an actor
-handle once (a control-store lookup, done off the query path and cached) and every message
-after that is a direct actor-to-actor call carrying msgpack bytes.
+"""The agent's process: a named, detached async Ray actor holding one AgentNode.
 
 Threads: an async actor runs each concurrency group on its own event loop. The AgentNode is
 not thread-safe, so membership traffic arriving on the "control" group is handed to the
@@ -16,81 +12,15 @@ import asyncio
 import time
 
 import ray
-from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError
 
 from swarm.build import build_parts, node_config
-from swarm.errors import PeerUnreachable
-from swarm.logging import configure_logging
-from swarm.node import AgentNode, NodeObserver
+from swarm.cluster.connect import namespace_of
+from swarm.cluster.metrics import RayMetrics
+from swarm.cluster.transport import RayTransport
+from swarm.logging import configure_logging, logging_settings
+from swarm.node import AgentNode
 from swarm.protocol import Member
-from swarm.transport.base import Transport
-
-NAMESPACE_PREFIX = "swarm-"
-
-
-def namespace_of(swarm_name: str) -> str:
-    return NAMESPACE_PREFIX + swarm_name
-
-
-class RayTransport(Transport):
-    def __init__(self, namespace: str) -> None:
-        self.namespace = namespace
-        self._handles: dict[str, ray.actor.ActorHandle] = {}
-
-    async def _resolve(self, peer: str) -> ray.actor.ActorHandle:
-        handle = self._handles.get(peer)
-        if handle is None:
-            try:
-                handle = await asyncio.to_thread(ray.get_actor, peer, namespace=self.namespace)
-            except ValueError:
-                raise PeerUnreachable(peer, f"no actor named {peer!r} in namespace {self.namespace!r}") from None
-            self._handles[peer] = handle
-        return handle
-
-    async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
-        handle = await self._resolve(peer)
-        method = handle.control if control else handle.handle
-        try:
-            return await method.remote(data)
-        except ActorDiedError as exc:
-            self.forget(peer)
-            raise PeerUnreachable(peer, f"actor died ({type(exc).__name__})", permanent=True) from None
-        except (ActorUnavailableError, RayActorError) as exc:
-            raise PeerUnreachable(peer, f"actor unavailable ({type(exc).__name__})", permanent=False) from None
-        except RayError as exc:  # the peer's handler itself broke: treat as a sick peer, not a dead one
-            raise PeerUnreachable(peer, f"call failed ({type(exc).__name__})", permanent=False) from None
-
-    def forget(self, peer: str) -> None:
-        self._handles.pop(peer, None)
-
-
-class RayMetrics(NodeObserver):
-    """The agent's metrics through `ray.util.metrics`, served by Ray's Prometheus endpoint on each
-    node (names gain Ray's `ray_` prefix there): queries, decisions, outcomes, latency, path hops."""
-
-    _LATENCY_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-    _HOPS = (0.5, 1.5, 2.5, 3.5, 4.5, 6.5, 8.5, 16.5)
-
-    def __init__(self, swarm_name: str, agent: str) -> None:
-        from ray.util.metrics import Counter, Histogram
-
-        tags = ("swarm", "agent")
-        self.tags = {"swarm": swarm_name, "agent": agent}
-        self.queries = Counter("swarm_agent_queries", "queries this agent handled (answered, passed on or failed)", tag_keys=tags)
-        self.decisions = Counter("swarm_agent_decisions", "this agent's decisions (answer, forced, reject)", tag_keys=(*tags, "decision"))
-        self.outcomes = Counter("swarm_agent_outcomes", "queries leaving this agent, by outcome (ok or error code)", tag_keys=(*tags, "outcome"))
-        self.latency = Histogram("swarm_agent_latency_s", "time a query spent at this agent and beyond (s)", boundaries=list(self._LATENCY_S), tag_keys=tags)
-        self.hops = Histogram("swarm_query_hops", "forwards between agents per query, counted at its entry agent", boundaries=list(self._HOPS), tag_keys=tags)
-
-    def decided(self, decision: str) -> None:
-        self.decisions.inc(1, {**self.tags, "decision": decision})
-
-    def query_done(self, seconds: float, outcome: str, entry: bool, hops: int) -> None:
-        self.queries.inc(1, self.tags)
-        self.outcomes.inc(1, {**self.tags, "outcome": outcome})
-        self.latency.observe(seconds, self.tags)
-        if entry:
-            self.hops.observe(hops, self.tags)
+from swarm.topology import AgentSpec, Topology
 
 
 @ray.remote(concurrency_groups={"control": 32})
@@ -99,8 +29,6 @@ class AgentActor:
     agent is routed around, and a new one joins under a fresh incarnation)."""
 
     def __init__(self, swarm_name: str, topology_json: str, agent_json: str, initial: list[dict], log: tuple[str | None, str | None]) -> None:
-        from swarm.topology import AgentSpec, Topology
-
         configure_logging(*log)
         self.topology = Topology.model_validate_json(topology_json)
         spec = AgentSpec.model_validate_json(agent_json)
@@ -155,3 +83,17 @@ class AgentActor:
         if self.loop is None or self.loop is asyncio.get_running_loop():
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+
+def create_actor(topo: Topology, spec: AgentSpec, initial: list[dict]) -> ray.actor.ActorHandle:
+    """Start agent `spec` of `topo` as a detached actor with the resources the topology gives it."""
+    res = topo.resources_for(spec)
+    options = dict(
+        name=spec.name, namespace=namespace_of(topo.name), lifetime="detached", max_restarts=0,
+        num_cpus=res.num_cpus, num_gpus=res.num_gpus, max_concurrency=spec.max_concurrency,
+    )
+    if res.custom:
+        options["resources"] = dict(res.custom)
+    if res.memory_mb:
+        options["memory"] = res.memory_mb * 1024 * 1024
+    return AgentActor.options(**options).remote(topo.name, topo.model_dump_json(), spec.model_dump_json(), initial, logging_settings())

@@ -16,8 +16,9 @@ import ray
 import structlog
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from swarm.cluster.swarm import open_entry
+from swarm.entry import EntryClient
 from swarm.gateway.app import Observer, build_app
-from swarm.gateway.entry import EntryClient
 from swarm.gateway.limits import GatewaySettings
 from swarm.logging import configure_logging, logging_settings
 
@@ -56,8 +57,7 @@ class GatewayActor:
         import uvicorn
 
         s = self.settings
-        self.entry = EntryClient(self.swarm_name)
-        await self.entry.start()
+        self.entry = await open_entry(self.swarm_name)
         app = build_app(self.entry, s, RayMetricsObserver(self.swarm_name))
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -95,11 +95,18 @@ class Gateway:
 
     def __init__(self, url: str, actor: ray.actor.ActorHandle) -> None:
         self.url, self.actor = url, actor
+        self._done: ray.ObjectRef | None = None
 
     @property
     def base_url(self) -> str:
         """What to give the openai client as base_url."""
         return self.url + "/v1"
+
+    def wait(self, timeout_s: float) -> bool:
+        """True once the HTTP server has stopped; waits at most `timeout_s`."""
+        if self._done is None:
+            self._done = self.actor.wait.remote()
+        return bool(ray.wait([self._done], timeout=timeout_s)[0])
 
     def stop(self, timeout_s: float = 15) -> None:
         try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarm.errors import SwarmError
+from swarm.cluster.connect import private_ray
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
 from swarm.eval.harness import (
@@ -34,11 +35,10 @@ from swarm.eval.harness import (
     agent_costs,
     flops_per_token,
     collect_labels,
-    private_ray,
     run_method,
     say,
 )
-from swarm.testbed.tasks import IN_DOMAIN_FAMILIES, OOD_FAMILIES
+from swarm.tasks.testbed_families import IN_DOMAIN_FAMILIES, OOD_FAMILIES
 
 EXPERIMENTS = {  # name -> (test families, default alphas, title)
     "main": (IN_DOMAIN_FAMILIES, (0.2, 0.5, 0.8), "main: every method, in-domain, quick testbed ladder"),
@@ -82,26 +82,38 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
         default_alphas = EXPERIMENTS[name][1] if name in EXPERIMENTS else {"latency": (0.2, 0.5, 0.8)}.get(name, (0.5,))
         alphas = tuple(settings.alphas) or default_alphas
         trained_topology(load_topology(settings.topology), settings.trained, alphas[:1] if name == "live" else alphas)
-    if name == "live":
-        from swarm.eval.live import LiveSettings, run_live
-
+    if name == "live":  # a stream cannot be resumed midway: a finished one is kept, an unfinished one starts again
         prepare_dir(out, overwrite, resume)
-        if resume and (out / "live.json").exists():  # a stream cannot be resumed midway: a finished one is kept
+        if resume and (out / "live.json").exists():
             return [out / "live.json", out / "live.md", out / "live_timeline.png"]
         (out / "records" / "live.jsonl").unlink(missing_ok=True)
-        return run_live(out, LiveSettings(topology=settings.topology, duration_s=settings.duration_s, rate=settings.rate,
-                                          alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address,
-                                          trained=settings.trained))
-    prepare_dir(out, overwrite, resume)
-    if name == "modularity":
-        from swarm.eval.modularity import run_modularity
+    else:
+        prepare_dir(out, overwrite, resume)
+    return _RUNNERS.get(name, methods_experiment)(name, out, settings)
 
-        return run_modularity(out, settings)
-    if name == "latency":
-        from swarm.eval.latency import run_latency
 
-        return run_latency(out, settings)
-    return methods_experiment(name, out, settings)
+def _live(name: str, out: Path, settings: Settings) -> list[Path]:
+    from swarm.eval.live import LiveSettings, run_live
+
+    return run_live(out, LiveSettings(topology=settings.topology, duration_s=settings.duration_s, rate=settings.rate,
+                                      alpha=(settings.alphas or (0.5,))[0], seed=settings.seed, address=settings.address,
+                                      trained=settings.trained))
+
+
+def _modularity(name: str, out: Path, settings: Settings) -> list[Path]:
+    from swarm.eval.modularity import run_modularity
+
+    return run_modularity(out, settings)
+
+
+def _latency(name: str, out: Path, settings: Settings) -> list[Path]:
+    from swarm.eval.latency import run_latency
+
+    return run_latency(out, settings)
+
+
+# The experiments with a runner of their own; the others (EXPERIMENTS) compare methods on a task set.
+_RUNNERS = {"live": _live, "modularity": _modularity, "latency": _latency}
 
 
 LEARNED = ("knn", "forc", "routellm-mf", "frugalgpt")  # the methods that train on the training items' labels

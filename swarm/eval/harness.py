@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -35,22 +34,6 @@ Outcome = Answer | QueryError
 def say(msg: str) -> None:
     """An experiment's progress, for the person watching it (stderr, unbuffered)."""
     print(msg, file=sys.stderr, flush=True)
-
-
-@contextmanager
-def private_ray(address: str | None) -> Iterator[None]:
-    """Ray for one experiment: with no `address` and no Ray running in this process, a private
-    local cluster (never one that someone else started on this machine), shut down at the end."""
-    import ray
-
-    own = address is None and not ray.is_initialized()
-    if own:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
-    try:
-        yield
-    finally:
-        if own:
-            ray.shutdown()
 
 
 class Method(Protocol):

@@ -19,6 +19,7 @@ import time
 import uuid
 from pathlib import Path
 
+from swarm.cluster.connect import private_ray
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items
 from swarm.eval.harness import (
@@ -26,12 +27,11 @@ from swarm.eval.harness import (
     SelfRouting,
     agent_costs,
     flops_per_token,
-    private_ray,
     run_method,
     say,
 )
 from swarm.eval.records import Record
-from swarm.testbed.tasks import IN_DOMAIN_FAMILIES
+from swarm.tasks.testbed_families import IN_DOMAIN_FAMILIES
 
 
 def split_steps(r: Record):

@@ -25,9 +25,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from swarm.errors import QueryError, SwarmError
+from swarm.cluster.connect import private_ray
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items
-from swarm.eval.harness import agent_costs, private_ray, say, to_record
+from swarm.eval.harness import agent_costs, say, to_record
 from swarm.eval.records import Record, RecordStore
 
 

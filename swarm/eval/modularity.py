@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from swarm.errors import SwarmError
+from swarm.cluster.connect import private_ray
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
 from swarm.eval.harness import (
@@ -41,11 +42,10 @@ from swarm.eval.harness import (
     SelfRouting,
     agent_costs,
     collect_labels,
-    private_ray,
     run_method,
     say,
 )
-from swarm.testbed.tasks import IN_DOMAIN_FAMILIES
+from swarm.tasks.testbed_families import IN_DOMAIN_FAMILIES
 
 ROUTERS = ("knn", "forc", "routellm-mf")
 

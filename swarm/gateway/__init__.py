@@ -19,7 +19,17 @@ answer and then sends it as a sequence of SSE chunks. Clients that stream work u
 first chunk arrives when the whole answer is ready.
 """
 
+from typing import Any
+
 from swarm.gateway.limits import GatewaySettings, load_api_keys
-from swarm.gateway.server import Gateway, serve
 
 __all__ = ["Gateway", "GatewaySettings", "load_api_keys", "serve"]
+
+
+def __getattr__(name: str) -> Any:
+    """`serve` and `Gateway` live with the rest of the Ray code (`swarm.cluster.gateway`); imported on first use."""
+    if name in ("Gateway", "serve"):
+        from swarm.cluster import gateway
+
+        return getattr(gateway, name)
+    raise AttributeError(f"module 'swarm.gateway' has no attribute {name!r}")

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge
 from swarm.gateway import schema
-from swarm.gateway.entry import EntryClient
+from swarm.entry import EntryClient
 from swarm.gateway.limits import (
     Admission,
     GatewaySettings,
@@ -51,7 +51,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
     rates = RateLimiter(settings.rate_per_s, settings.burst)
     admission = Admission(settings.max_in_flight, settings.max_queue)
     observer = observer or Observer()
-    swarm_name = entry.swarm_name
+    swarm_name = entry.swarm
 
     def authorised(request: Request) -> str:
         who = keys.identify(request.headers.get("authorization"))
@@ -78,7 +78,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         if tokens > settings.max_prompt_tokens:
             raise BadRequest(413, f"the prompt is about {tokens:,} tokens; this gateway takes at most {settings.max_prompt_tokens:,}",
                              "context_length_exceeded", "messages")
-        limit = settings.deadline_s or entry.topology.defaults.deadline_s
+        limit = settings.deadline_s or entry.limits.deadline_s
         deadline_s = min(req.deadline_s or limit, limit)
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -87,7 +87,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
                 remaining = deadline_s - (loop.time() - began)
                 if remaining <= 0:
                     raise TimeoutError
-                answer = await entry.ask(text, alpha, remaining)
+                answer = await entry.ask(text, alpha=alpha, deadline_s=remaining)
         except Overloaded:
             raise BadRequest(429, f"the gateway is at capacity ({settings.max_in_flight} in flight, {settings.max_queue} waiting); "
                              "retry later", "overloaded", kind="rate_limit_error", headers={"Retry-After": "1"}) from None

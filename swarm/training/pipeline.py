@@ -256,12 +256,9 @@ def train_many(recipes: list, address: str | None = None) -> list[TrainResult]:
     loaded = [as_recipe(r) for r in recipes]
     if address is None:
         return [train(r) for r in loaded]
-    import ray
+    from swarm.cluster.connect import run_tasks
 
-    ray.init(address=address, ignore_reinit_error=True, include_dashboard=False)
-    remote = ray.remote(_train_remote)
-    refs = [remote.options(num_cpus=r.threads).remote(r.model_dump(mode="json")) for r in loaded]
-    return ray.get(refs)
+    return run_tasks(_train_remote, [r.model_dump(mode="json") for r in loaded], [r.threads for r in loaded], address)
 
 
 def _train_remote(recipe_json: dict) -> TrainResult:

@@ -1,0 +1,53 @@
+"""Ray transport: agents are named, detached async Ray actors; a message is one actor call.
+
+Peers are addressed by name inside the swarm's namespace. A name is turned into an actor
+handle once (a control-store lookup, done off the query path and cached) and every message
+after that is a direct actor-to-actor call carrying msgpack bytes. Agents use it to reach
+their peers, and the entry client of a driver or a gateway to reach entry agents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import ray
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError
+
+from swarm.errors import PeerUnreachable
+from swarm.transport.base import Transport
+
+
+class RayTransport(Transport):
+    def __init__(self, namespace: str, handles: dict[str, ray.actor.ActorHandle] | None = None) -> None:
+        self.namespace = namespace
+        self._handles: dict[str, ray.actor.ActorHandle] = dict(handles or {})
+
+    def know(self, peer: str, handle: ray.actor.ActorHandle) -> None:
+        """A handle the caller already holds (it created the actor): no lookup on first use."""
+        self._handles[peer] = handle
+
+    async def _resolve(self, peer: str) -> ray.actor.ActorHandle:
+        handle = self._handles.get(peer)
+        if handle is None:
+            try:
+                handle = await asyncio.to_thread(ray.get_actor, peer, namespace=self.namespace)
+            except ValueError:
+                raise PeerUnreachable(peer, f"no actor named {peer!r} in namespace {self.namespace!r}") from None
+            self._handles[peer] = handle
+        return handle
+
+    async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
+        handle = await self._resolve(peer)
+        method = handle.control if control else handle.handle
+        try:
+            return await method.remote(data)
+        except ActorDiedError as exc:
+            self.forget(peer)
+            raise PeerUnreachable(peer, f"actor died ({type(exc).__name__})", permanent=True) from None
+        except (ActorUnavailableError, RayActorError) as exc:
+            raise PeerUnreachable(peer, f"actor unavailable ({type(exc).__name__})", permanent=False) from None
+        except RayError as exc:  # the peer's handler itself broke: treat as a sick peer, not a dead one
+            raise PeerUnreachable(peer, f"call failed ({type(exc).__name__})", permanent=False) from None
+
+    def forget(self, peer: str) -> None:
+        self._handles.pop(peer, None)

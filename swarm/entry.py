@@ -1,0 +1,195 @@
+"""The entry client: how a query gets into a swarm, written once for every front end.
+
+The Python API (`Swarm`, sync and async), the HTTP gateway and `MemorySwarm` all hand queries to
+a swarm through an `EntryClient` over a `Transport`. The client routes nothing: it picks the
+cheapest live agent it knows as the entry, sends the query with the time it has left, and waits
+for the one Result that flows back. If that entry is dead, or refuses because it is leaving, the
+client goes again at the next entry; if the entry never replies, the client gives up one grace
+period past the query's deadline (`GRACE_S`, so that the agents' own deadline error, which
+carries the trace, normally arrives first).
+
+Its view of the swarm is a `Membership` that it is not a member of: filled from the full view of
+any agent that answers (at most every `VIEW_TTL_S`, in the background, never on a query's
+path), and told locally what the client itself saw (a dead or leaving entry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import threading
+import time
+from collections.abc import Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from swarm.client import Answer, new_query, to_answer
+from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable, QueryError, SwarmError
+from swarm.membership import Membership
+from swarm.prompts import scenario_alpha
+from swarm.protocol import Gossip, Member, Query, Result, View, encode, expect
+from swarm.transport.base import Transport
+
+log = structlog.get_logger("swarm.entry")
+GRACE_S = 2.0  # how long past a query's deadline the client waits for its entry before giving up
+VIEW_TTL_S = 1.0  # how old the view may grow before a query starts a refresh in the background
+_ASK_VIEW_S = 5.0  # how long one agent may take to send its view
+_FULL_VIEW = encode(Gossip(digest="", full=True))
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    """A swarm's defaults for the queries that enter it (the topology's `defaults`)."""
+
+    deadline_s: float = 30.0
+    max_hops: int = 8
+    max_query_chars: int = 32768
+
+    @classmethod
+    def of(cls, defaults: Any) -> QueryLimits:
+        return cls(defaults.deadline_s, defaults.max_hops, defaults.max_query_chars)
+
+
+class EntryClient:
+    def __init__(self, swarm: str, transport: Transport, limits: QueryLimits = QueryLimits(), grace_s: float = GRACE_S) -> None:
+        self.swarm, self.transport, self.limits, self.grace_s = swarm, transport, limits, grace_s
+        # The client is not a member: its own entry is 'left', so it is never an entry nor anyone's news.
+        self.view = Membership(Member(name="(client)", cost=0.0, state="left"))
+        self._refreshed_at = -math.inf
+        self._refreshing: asyncio.Task | None = None
+        self._entries: tuple[int, list[str]] = (-1, [])
+
+    # -- the view ------------------------------------------------------------------------------
+    def entries(self) -> list[str]:
+        """Live agents, cheapest first: where queries enter."""
+        version, names = self._entries
+        if version != self.view.version:
+            live = self.view.peers(("alive",))
+            names = [m.name for m in sorted(live, key=lambda m: (m.cost, m.name))]
+            self._entries = (self.view.version, names)
+        return list(names)
+
+    def learn(self, members: Iterable[Member]) -> None:
+        """Merge what an agent reported (a newer incarnation wins; at equal incarnation, the worse state)."""
+        self.view.merge_all(members, spread=False)
+
+    def mark(self, name: str, state: str) -> None:
+        """What the client saw itself: an entry that died ('dead') or is leaving ('left')."""
+        self.view.mark(name, state)
+
+    async def refresh(self, also: Iterable[str] = ()) -> bool:
+        """Take the whole view of the cheapest agent that answers (after the known ones, the agents
+        named in `also`, for a client that knows names only); False when none did."""
+        self._refreshed_at = time.monotonic()
+        known = [m.name for m in sorted(self.view.peers(("alive", "suspect")), key=lambda m: (m.cost, m.name))]
+        for name in dict.fromkeys([*known, *also]):
+            try:
+                async with asyncio.timeout(_ASK_VIEW_S):
+                    view = expect(await self.transport.send(name, _FULL_VIEW, control=True), View)
+            except (PeerUnreachable, TimeoutError, SwarmError):
+                continue
+            self.learn(view.members)
+            return True
+        return False
+
+    def _refresh_if_stale(self) -> None:
+        if time.monotonic() - self._refreshed_at < VIEW_TTL_S or (self._refreshing and not self._refreshing.done()):
+            return
+        self._refreshing = asyncio.ensure_future(self._refresh_quietly())
+
+    async def _refresh_quietly(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as exc:  # noqa: BLE001 - a background refresh must never die silently
+            log.warning("view refresh failed", swarm=self.swarm, error=repr(exc))
+
+    async def close(self) -> None:
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
+
+    # -- asking --------------------------------------------------------------------------------
+    def query(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+              must_answer: bool = False) -> Query:
+        """A query with this swarm's limits; `must_answer` gives it a one-hop budget (its entry answers)."""
+        d = self.limits
+        return new_query(text, scenario_alpha(scenario, alpha), deadline_s or d.deadline_s, 1 if must_answer else d.max_hops,
+                         d.max_query_chars)
+
+    async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+                  entry: str | None = None, must_answer: bool = False) -> Answer:
+        """One query: an Answer, or a QueryError (NoCapableAgent, DeadlineExceeded) / QueryTooLarge."""
+        return await self.send(self.query(text, scenario, alpha, deadline_s, must_answer), entry)
+
+    async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
+                       deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None,
+                       must_answer: bool = False) -> list[Answer | QueryError]:
+        """Many queries, at most `concurrency` in flight; each slot holds an Answer or its QueryError."""
+        queries = [self.query(t, scenario, alpha, deadline_s, must_answer) for t in texts]
+        slots = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(q: Query) -> Answer | QueryError:
+            async with slots:
+                try:
+                    return await self.send(q, entry)
+                except QueryError as exc:
+                    return exc
+
+        return list(await asyncio.gather(*(one(q) for q in queries)))
+
+    async def send(self, q: Query, entry: str | None = None) -> Answer:
+        """Hand `q` to the cheapest live entry (or to `entry` only), the next one on death or refusal,
+        until the deadline plus the grace period."""
+        self._refresh_if_stale()
+        began = time.monotonic()
+        tried: list[str] = []
+        while True:
+            remaining = q.budget_s - (time.monotonic() - began)
+            candidates = self.entries() if entry is None else [entry]
+            at = next((n for n in candidates if n not in tried), None)
+            if remaining <= 0:
+                raise DeadlineExceeded(f"query {q.query_id}: deadline passed before an entry agent took it", q.query_id)
+            if at is None:
+                raise NoCapableAgent(f"query {q.query_id}: no live entry agent (tried {', '.join(tried) or 'none'})", q.query_id)
+            tried.append(at)
+            try:
+                async with asyncio.timeout(remaining + self.grace_s):
+                    data = await self.transport.send(at, encode(q.model_copy(update={"budget_s": remaining})))
+            except TimeoutError:
+                raise DeadlineExceeded(f"query {q.query_id}: no reply from entry agent {at} within the deadline", q.query_id) from None
+            except PeerUnreachable as exc:
+                if exc.permanent:
+                    self.mark(at, "dead")
+                log.info("entry unreachable", query_id=q.query_id, agent=at, error=str(exc))
+                continue
+            result = expect(data, Result)
+            if result.error_code == "refused":  # it is leaving: go to the next entry
+                self.mark(at, "left")
+                continue
+            return to_answer(result, time.monotonic() - began, at)
+
+
+class LoopThread:
+    """An event loop in a daemon thread, for the sync face of an asyncio client: `run(coro)` blocks
+    the calling thread (any thread, inside a running loop or not) until the coroutine is done."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if not self._thread.is_alive():
+            coro.close()
+            raise SwarmError("this swarm handle is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)

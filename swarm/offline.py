@@ -24,7 +24,7 @@ import structlog
 
 from swarm.errors import BackendError
 
-log = structlog.get_logger("swarm.backends.offline")
+log = structlog.get_logger("swarm.offline")
 
 
 @dataclass(frozen=True)

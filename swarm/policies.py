@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
-from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, is_rejection, says_yes, self_check_messages
+from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, default_thresholds, is_rejection, says_yes, self_check_messages
 
 
 @dataclass(frozen=True)
@@ -28,14 +30,31 @@ class Response:
     seconds: float
 
 
+@dataclass(frozen=True)
+class Ask:
+    """What a policy is asked: one query at this agent; `must_answer` removes the choice to reject."""
+
+    query_id: str
+    text: str
+    alpha: float
+    must_answer: bool = False
+
+    def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
+                   **options: Any) -> GenerationRequest:
+        """The request to the backend: the scenario prompt (`build_messages`) unless `messages` are given."""
+        if messages is None:
+            messages = build_messages(self.text, self.alpha, allow_reject, reject_phrase)
+        return GenerationRequest(self.query_id, self.text, self.alpha, allow_reject, messages, reject_phrase, **options)
+
+
 class Policy(abc.ABC):
-    """Decides, with the agent's own backend, whether to answer a query; `must_answer` removes the choice."""
+    """Decides, with the agent's own backend, whether to answer a query."""
 
     def check(self, backend: Backend) -> None:  # noqa: B027 - optional hook
         """Raise BackendError at launch when this policy cannot work with `backend`."""
 
     @abc.abstractmethod
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response: ...
+    async def respond(self, ask: Ask, backend: Backend) -> Response: ...
 
 
 def _response(rejected: bool, *gens: Generation) -> Response:
@@ -54,12 +73,9 @@ class SelfAware(Policy):
     def is_rejection(self, text: str) -> bool:
         return is_rejection(text, self.reject_phrase)
 
-    def _request(self, query_id: str, text: str, alpha: float, allow: bool) -> GenerationRequest:
-        return GenerationRequest(query_id, text, alpha, allow, build_messages(text, alpha, allow, self.reject_phrase), self.reject_phrase)
-
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
-        allow = not must_answer
-        request = self._request(query_id, text, alpha, allow)
+    async def respond(self, ask: Ask, backend: Backend) -> Response:
+        allow = not ask.must_answer
+        request = ask.generation(allow, self.reject_phrase)
         if allow and self.decide == "logprobs":
             logp, tokens_in = await backend.reject_logprob(request)
             if reject_log_odds(logp) > self.margin:
@@ -69,14 +85,14 @@ class SelfAware(Policy):
 
 
 class AlwaysAnswer(SelfAware):
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
-        return await super().respond(query_id, text, alpha, backend, must_answer=True)
+    async def respond(self, ask: Ask, backend: Backend) -> Response:
+        return await super().respond(replace(ask, must_answer=True), backend)
 
 
 class Confidence(Policy):
     def __init__(self, signal: str = "mean_logprob", thresholds: dict[str, float] | None = None) -> None:
         self.signal = signal
-        self.thresholds = thresholds or {"performance_first": 0.894, "balance": 0.707, "cost_first": 0.447}
+        self.thresholds = thresholds or default_thresholds()
 
     def threshold(self, alpha: float) -> float:
         """Piecewise-linear in alpha through the named scenarios' thresholds, flat beyond them."""
@@ -97,25 +113,25 @@ class Confidence(Policy):
             return math.exp(min(logprobs))
         return math.exp(sum(logprobs) / len(logprobs))
 
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
-        gen = await backend.generate(GenerationRequest(query_id, text, alpha, False, build_messages(text, alpha, False), logprobs=True))
-        if not must_answer and not gen.token_logprobs:
+    async def respond(self, ask: Ask, backend: Backend) -> Response:
+        gen = await backend.generate(ask.generation(False, logprobs=True))
+        if not ask.must_answer and not gen.token_logprobs:
             raise BackendError(f"policy confidence needs token log-probabilities, and {type(backend).__name__} returned none")
-        return _response(not must_answer and self.confidence(gen.token_logprobs) < self.threshold(alpha), gen)
+        return _response(not ask.must_answer and self.confidence(gen.token_logprobs) < self.threshold(ask.alpha), gen)
 
 
 class Verbalized(Policy):
     def __init__(self, reject_phrase: str = REJECT_PHRASE) -> None:
         self.reject_phrase = reject_phrase
 
-    async def respond(self, query_id: str, text: str, alpha: float, backend: Backend, must_answer: bool) -> Response:
+    async def respond(self, ask: Ask, backend: Backend) -> Response:
         gens = []
-        if not must_answer:
-            check = await backend.generate(GenerationRequest(query_id, text, alpha, False, self_check_messages(text), max_tokens=3))
+        if not ask.must_answer:
+            check = await backend.generate(ask.generation(False, messages=self_check_messages(ask.text), max_tokens=3))
             gens.append(check)
             if not says_yes(check.text):
                 return Response(True, self.reject_phrase, check.tokens_in, check.tokens_out, check.seconds)
-        gens.append(await backend.generate(GenerationRequest(query_id, text, alpha, False, build_messages(text, alpha, False))))
+        gens.append(await backend.generate(ask.generation(False)))
         return _response(False, *gens)
 
 
@@ -125,13 +141,17 @@ def reject_log_odds(logp: float) -> float:
     return logp - math.log(-math.expm1(logp))
 
 
+# A topology's policy kind -> how its block becomes a policy (the kinds of swarm.specs.POLICY_KINDS).
+POLICIES: dict[str, Callable[[Any], Policy]] = {
+    "self_aware": lambda spec: SelfAware(spec.reject_phrase, spec.decide, spec.margin),
+    "always_answer": lambda spec: AlwaysAnswer(spec.reject_phrase),
+    "confidence": lambda spec: Confidence(spec.signal, dict(spec.thresholds)),
+    "verbalized": lambda spec: Verbalized(spec.reject_phrase),
+}
+
+
 def build_policy(spec) -> Policy:
-    if spec.kind == "self_aware":
-        return SelfAware(spec.reject_phrase, spec.decide, spec.margin)
-    if spec.kind == "always_answer":
-        return AlwaysAnswer(spec.reject_phrase)
-    if spec.kind == "confidence":
-        return Confidence(spec.signal, dict(spec.thresholds))
-    if spec.kind == "verbalized":
-        return Verbalized(spec.reject_phrase)
-    raise ValueError(f"unknown policy kind {spec.kind!r}")
+    make = POLICIES.get(spec.kind)
+    if make is None:
+        raise ValueError(f"unknown policy kind {spec.kind!r} (expected one of: {', '.join(POLICIES)})")
+    return make(spec)

@@ -13,10 +13,12 @@ from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from swarm.prompts import ScenarioName, default_thresholds
+
 STRICT = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 OFFLINE_PREFIX = "offline:"
 TESTBED_PREFIX = "testbed:"  # a rung of the testbed ladder, see swarm.testbed.models
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _resolve(path: Path, info: ValidationInfo, what: str) -> Path:
@@ -54,7 +56,7 @@ class TransformersBackendSpec(BaseModel):
     model_config = STRICT
     kind: Literal["transformers"]
     model: str = Field(description="a local model directory, a .gguf file, 'offline:<name>' (a model shipped in a "
-                                   "Python package, see swarm.backends.offline), 'testbed:<quick|full>/<rung>' (a testbed "
+                                   "Python package, see swarm.offline), 'testbed:<quick|full>/<rung>' (a testbed "
                                    "model, built on first use), or a hub id (needs internet)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -95,7 +97,7 @@ class VLLMBackendSpec(BaseModel):
     model_config = STRICT
     kind: Literal["vllm"]
     model: str = Field(description="a local model directory (safetensors), 'offline:<name>' (a model shipped in a "
-                                   "Python package, see swarm.backends.offline), 'testbed:<quick|full>/<rung>' (a testbed "
+                                   "Python package, see swarm.offline), 'testbed:<quick|full>/<rung>' (a testbed "
                                    "model, built on first use), or a hub id (needs internet)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="auto: float32 on CPU, bfloat16 on GPU")
     max_model_len: int | None = Field(None, ge=16, description="context length, prompt + reply; default: the model's")
@@ -126,7 +128,7 @@ def resolve_model_ref(model: str, info: ValidationInfo) -> str:
         parse_ref(model)
         return model
     if model.startswith(OFFLINE_PREFIX):
-        from swarm.backends.offline import OFFLINE_MODELS
+        from swarm.offline import OFFLINE_MODELS
 
         name = model.removeprefix(OFFLINE_PREFIX)
         if name not in OFFLINE_MODELS:
@@ -138,7 +140,7 @@ def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     local = (Path(base) / Path(model).expanduser()).resolve()
     if local.exists():
         return str(local)
-    if _HUB_ID.match(model) and not model.endswith(".gguf"):
+    if HUB_ID.match(model) and not model.endswith(".gguf"):
         return model  # a hub id: fetched on first start, where the machine has internet
     raise ValueError(f"model path {str(local)!r} does not exist")
 
@@ -168,8 +170,8 @@ class ConfidencePolicySpec(BaseModel):
     signal: Literal["first_token", "mean_logprob", "min_token"] = Field(
         "mean_logprob", description="first_token: probability of the first answer token; mean_logprob: exp(mean token "
         "logprob); min_token: probability of the least likely token (the weakest step of a worked answer)")
-    thresholds: dict[Literal["performance_first", "balance", "cost_first"], float] = Field(
-        default_factory=lambda: {"performance_first": 0.894, "balance": 0.707, "cost_first": 0.447},
+    thresholds: dict[ScenarioName, float] = Field(
+        default_factory=default_thresholds,
         description="answer when confidence >= threshold; other alphas interpolate between the three")
 
 

@@ -10,7 +10,7 @@ import pytest
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
 from swarm.eval.records import Record, RecordStore, Step
-from swarm.testbed.tasks import FAMILIES, held_out
+from swarm.tasks.testbed_families import FAMILIES, held_out
 
 AGENTS = ["s", "m", "l", "xl"]  # cheapest first
 COSTS = {"s": 0.1, "m": 0.3, "l": 0.6, "xl": 0.9}

@@ -446,7 +446,7 @@ def test_group_items_follow_the_definition():
 
 
 def test_testbed_loader_splits_follow_the_ladder():
-    from swarm.testbed.tasks import OOD_FAMILIES, held_out
+    from swarm.tasks.testbed_families import OOD_FAMILIES, held_out
 
     items = load("testbed/sub")
     assert len(items) == 3 * 4 * 100

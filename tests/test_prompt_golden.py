@@ -51,7 +51,7 @@ def model_spec(model: str, tmp: Path) -> tuple[str, str]:
         return "offline:smollm2-135m-instruct", "auto"
     if model == "smollm2_plain":
         return "offline:smollm2-135m-instruct", "plain"
-    from swarm.backends.offline import offline_model_dir
+    from swarm.offline import offline_model_dir
 
     target = tmp / "no-system"
     if not target.exists():

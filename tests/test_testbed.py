@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from swarm.backends.base import GenerationRequest
-from swarm.prompts import ANSWER_TEMPLATE, build_messages
+from swarm.prompts import ANSWER_TEMPLATE, Renderer, build_messages, user_turn
 from swarm.specs import TransformersBackendSpec
 from swarm.tasks.verify import verify
+from swarm.tasks.testbed_families import DIFFICULTIES, make_item, reply_text, training_stream
 from swarm.testbed import FAMILIES, OOD_FAMILIES, build_ladder, held_out
-from swarm.testbed.tasks import DIFFICULTIES, make_item, reply_text, training_stream
-from swarm.testbed.tokenizer import build_tokenizer, prompt_text
+from swarm.testbed.tokenizer import build_tokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -58,7 +58,7 @@ def test_chat_template_renders_the_training_format():
     tok = build_tokenizer()
     messages = build_messages("23+58=", 0.5, allow_reject=False)
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    assert text == prompt_text("23+58=") == "Q: 23+58=\nA: "
+    assert text == Renderer(tok).text(user_turn("23+58=")) == "Q: 23+58=\nA: "
     ids = tok(text + "The answer is: 81", add_special_tokens=False).input_ids
     assert tok.decode(ids) == text + "The answer is: 81"
 
@@ -68,9 +68,9 @@ def test_chat_template_carries_alpha_of_the_scenario_instruction():
     tok = build_tokenizer()
     for alpha in (0.0, 0.2, 0.5, 0.8, 1.0):
         text = tok.apply_chat_template(build_messages("7-3=", alpha, allow_reject=True), tokenize=False, add_generation_prompt=True)
-        assert text == prompt_text("7-3=", alpha) == f"a={alpha:.2f} Q: 7-3=\nA: "
+        assert text == f"a={alpha:.2f} Q: 7-3=\nA: "
     other = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "7-3="}]
-    assert tok.apply_chat_template(other, tokenize=False, add_generation_prompt=True) == prompt_text("7-3=")
+    assert tok.apply_chat_template(other, tokenize=False, add_generation_prompt=True) == "Q: 7-3=\nA: "
 
 
 def test_tokenizer_survives_a_round_trip_through_a_model_directory(tmp_path):
@@ -84,7 +84,7 @@ def test_tokenizer_survives_a_round_trip_through_a_model_directory(tmp_path):
     Qwen2ForCausalLM(_config(QUICK_RUNGS[0], tok)).save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
     again = AutoTokenizer.from_pretrained(tmp_path)
-    text = prompt_text("count a in abcab=") + "The answer is: 2"
+    text = "Q: count a in abcab=\nA: The answer is: 2"
     assert again(text).input_ids == tok(text).input_ids
     assert again.decode(again(text).input_ids) == text
     assert again.chat_template == tok.chat_template
@@ -171,7 +171,7 @@ def test_second_call_is_cached(ladder):
 
 def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
     from swarm.backends.transformers import TransformersBackend
-    from swarm.testbed.ladder import _encode, _evaluate
+    from swarm.testbed.ladder import _encode, _evaluate, _pairs
 
     best = ladder.models[-1]
     # easy items of the families the quick ladder's largest model does best on, plus a few others
@@ -194,7 +194,7 @@ def test_model_answers_through_transformers_backend_graded_by_verify(ladder):
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    solved = _evaluate(model, _encode(tok, [(prompt_text(i.prompt), reply_text(i)) for i in items]))
+    solved = _evaluate(model, _encode(tok, _pairs(tok, items)))
     graded = [verify(item, reply.text) for item, reply in zip(items, replies)]
     assert sum(graded) >= len(items) // 4, [r.text for r in replies]
     for item, reply, ok, tf in zip(items, replies, graded, solved):

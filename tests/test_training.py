@@ -164,8 +164,8 @@ def knowing_model(tiny_model, tmp_path_factory) -> tuple[Path, set[str]]:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from swarm.testbed.tasks import reply_text
-    from swarm.testbed.tokenizer import prompt_text
+    from swarm.tasks.testbed_families import reply_text
+    from swarm.prompts import Renderer, user_turn
     from swarm.training.generation import load_tokenizer
     from swarm.training.items import eval_items, training_items
 
@@ -178,7 +178,8 @@ def knowing_model(tiny_model, tmp_path_factory) -> tuple[Path, set[str]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # many threads on a busy 2-core machine make these tiny steps 40x slower
     model = AutoModelForCausalLM.from_pretrained(tiny_model)
-    texts = [prompt_text(i.prompt) + reply_text(i) + tok.eos_token for i in known]
+    renderer = Renderer(tok)
+    texts = [renderer.text(user_turn(i.prompt)) + reply_text(i) + tok.eos_token for i in known]
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)

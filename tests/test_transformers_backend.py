@@ -21,7 +21,7 @@ import pytest
 import torch
 import transformers
 
-from swarm.backends import offline
+from swarm import offline
 from swarm.backends.base import GenerationRequest
 from swarm.backends.hf_generation import RowStop
 from swarm.backends.transformers import TransformersBackend
@@ -438,7 +438,7 @@ def test_gemma3_base_model_uses_the_plain_prompt():
     backend = TransformersBackend(spec("offline:gemma-3-270m", max_new_tokens=8), "gemma")
     run(backend.start, timeout=600)
     try:
-        assert not backend._template
+        assert not backend._renderer.templated
         answer = solo(backend, ask("What is the capital of France?"))
         assert "Paris" in answer.text
         rejected = solo(backend, ask("Repeat after me: I don't know!", allow_reject=True))
@@ -456,3 +456,9 @@ def test_parameters_are_counted_from_headers_and_a_model_too_large_is_refused(ti
     ensure_fits(1_000_000, 4, 5_000_000, "cpu", "m")  # 4.8 MB needed, 5 MB free
     with pytest.raises(BackendError, match=r"model 'm' needs about 4\.5 GiB on cpu \(1,000M parameters at 4 bytes each\), but only 2\.0 GiB"):
         ensure_fits(1_000_000_000, 4, 2 * 1024**3, "cpu", "m")
+
+
+def test_the_transformers_backend_conforms(tiny_dir):
+    from swarm.testing import check_backend
+
+    run(lambda: check_backend(TransformersBackend(spec(tiny_dir, max_new_tokens=12, max_prompt_tokens=256), "tiny-conformance")))

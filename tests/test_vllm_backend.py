@@ -223,7 +223,7 @@ def test_competence_sampling_through_vllm_writes_the_records_and_resumes(vllm_re
     import structlog
 
     import swarm.training.vllm_sampling as vs
-    from swarm.backends.offline import offline_model_dir
+    from swarm.offline import offline_model_dir
     from swarm.tasks.base import TaskItem
     from swarm.testbed.ladder import QUICK_RUNGS, _config
     from swarm.testbed.tokenizer import build_tokenizer
@@ -330,6 +330,17 @@ def backend(vllm_ready, loop):
 @pytest.fixture
 def run(loop, backend):
     return loop.run_until_complete
+
+
+def test_prompts_are_the_golden_ones(backend):
+    """The engine gets, token for token, what the transformers backend recorded for SmolLM2
+    (tests/golden/prompts.json): an agent moved between backends sees the same prompts."""
+    from test_prompt_golden import cases, golden
+
+    recorded = golden()["transformers"]["smollm2"]
+    for name, messages in cases().items():
+        request = GenerationRequest("golden", messages[-1]["content"], 0.5, True, messages)
+        assert backend._prompt_ids(request) == recorded[name]["ids"], name
 
 
 def test_answers_a_real_query(backend, run):

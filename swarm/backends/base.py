@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
+from typing import Any
 
 from swarm.errors import BackendError
 from swarm.prompts import REJECT_PHRASE
@@ -38,6 +39,11 @@ class Backend(abc.ABC):
 
     #: True when `reject_logprob` is available (one decoding step, no full generation).
     scores_first_token: bool = False
+
+    @classmethod
+    def from_spec(cls, spec: Any, agent_name: str, gamma: float) -> Backend:
+        """The backend a topology's backend block describes (`swarm.backends.BACKENDS` names the class)."""
+        return cls(spec, agent_name)
 
     async def start(self) -> None:  # noqa: B027 - optional hook
         """Load and warm up. Default: nothing to load."""

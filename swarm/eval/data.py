@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from swarm.tasks.base import TaskItem
-from swarm.testbed.tasks import FAMILIES, IN_DOMAIN_FAMILIES, held_out, training_stream
+from swarm.tasks.testbed_families import FAMILIES, IN_DOMAIN_FAMILIES, held_out, training_stream
 
 HELD_OUT_SEED, HELD_OUT_PER_CELL = 0, 200
 

@@ -14,16 +14,8 @@ import json
 from pathlib import Path
 
 from swarm.errors import SwarmError
-from swarm.prompts import SCENARIOS
+from swarm.prompts import scenario_label
 from swarm.topology import Topology
-
-_NAMES = {v: k for k, v in SCENARIOS.items()}
-
-
-def _scenario(alpha: float) -> str:
-    name = _NAMES.get(round(alpha, 6))
-    return f"{name} (alpha {alpha:g})" if name else f"alpha {alpha:g}"
-
 
 def model_card(model_dir: Path, agent: str) -> dict:
     if not model_dir.is_dir():
@@ -56,7 +48,7 @@ def trained_topology(base: Topology, trained_dir: Path, alphas: tuple[float, ...
         missing = [a for a in alphas if not any(abs(a - t) < 1e-6 for t in trained_for)]
         if missing:
             raise SwarmError(
-                f"agent {spec['name']!r}: {model_dir} was not trained for {', '.join(_scenario(a) for a in missing)} "
+                f"agent {spec['name']!r}: {model_dir} was not trained for {', '.join(scenario_label(a) for a in missing)} "
                 f"(its model card lists alpha {', '.join(f'{t:g}' for t in trained_for) or 'none'})")
         base_model = str(spec["backend"].get("model", ""))
         if recipe.get("model") and base_model and recipe["model"] != base_model:

@@ -10,7 +10,7 @@ models may have seen them). Three suites:
   set (math word problems, school-subject multiple choice, yes/no reasoning, arithmetic): GSM8K,
   MMLU, BIG-bench strategyqa and arithmetic. Out: open-ended knowledge and "is this knowable"
   questions that match no in-domain format: FreshQA, BIG-bench qa_wikidata and known_unknowns.
-- testbed: the testbed ladder's own families (swarm.testbed.tasks, which names `rev` its
+- testbed: the testbed ladder's own families (swarm.tasks.testbed_families, which names `rev` its
   out-of-domain family). In: add, sub, sum, max. Out: rev.
 - procedural: reasoning-gym families at graded difficulty. In: arithmetic word and expression
   tasks (basic_arithmetic, chain_sum, products, leg_counting, gsm_symbolic). Out: symbol and
@@ -27,8 +27,8 @@ from typing import Literal
 
 from swarm.tasks.base import Split, TaskItem
 from swarm.tasks.loaders import UnknownTask, load, rg_difficulties
-from swarm.testbed.tasks import IN_DOMAIN_FAMILIES as TESTBED_IN_DOMAIN
-from swarm.testbed.tasks import OOD_FAMILIES as TESTBED_OOD
+from swarm.tasks.testbed_families import IN_DOMAIN_FAMILIES as TESTBED_IN_DOMAIN
+from swarm.tasks.testbed_families import OOD_FAMILIES as TESTBED_OOD
 
 Group = Literal["in", "out"]
 GROUPS: tuple[Group, ...] = ("in", "out")

@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from swarm.testbed.tasks import (
+from swarm.tasks.testbed_families import (
     DIFFICULTIES,
     FAMILIES,
     IN_DOMAIN_FAMILIES,
@@ -46,7 +46,8 @@ from swarm.testbed.tasks import (
     reply_text,
     training_stream,
 )
-from swarm.testbed.tokenizer import build_tokenizer, prompt_text
+from swarm.prompts import Renderer, user_turn
+from swarm.testbed.tokenizer import build_tokenizer
 
 VERSION = 9  # bump when training or evaluation changes so that caches are rebuilt
 
@@ -315,12 +316,19 @@ def _train_rung(rung: Rung, seed: int, out: str, exclude: list[str], position: i
     return seconds
 
 
+def _pairs(tokenizer, items) -> list[tuple[str, str]]:
+    """(prompt, reply) of each item: the prompt as the tokenizer's chat template renders the question
+    (`swarm.prompts.Renderer`, as every backend and training render it), the worked reply."""
+    renderer = Renderer(tokenizer)
+    return [(renderer.text(user_turn(i.prompt)), reply_text(i)) for i in items]
+
+
 def _batches(tokenizer, stream):
     """Endless training batches, each a uniform mix of every family and difficulty. (Batches of
     one length, which waste no padding, trained worse: 3% against 7% for a small rung.)"""
     while True:
         items = [next(stream) for _ in range(BATCH)]
-        yield _encode(tokenizer, [(prompt_text(i.prompt), reply_text(i)) for i in items])
+        yield _encode(tokenizer, _pairs(tokenizer, items))
 
 
 def _train(rung: Rung, tokenizer, seed: int, exclude: set[str], position: int = 0):
@@ -372,7 +380,7 @@ def _evaluate_rung(path: str, seed: int, quick: bool) -> tuple[int, int, list[bo
     tokenizer = build_tokenizer()
     test = held_out(seed, EVAL_PER_CELL[quick])
     model = Qwen2ForCausalLM.from_pretrained(path)
-    solved = _evaluate(model, _encode(tokenizer, [(prompt_text(i.prompt), reply_text(i)) for i in test]))
+    solved = _evaluate(model, _encode(tokenizer, _pairs(tokenizer, test)))
     return sum(p.numel() for p in model.parameters()), _flops(model.config), solved
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from swarm.backends.offline import cache_dir, file_lock
+from swarm.offline import cache_dir, file_lock
 
 TESTBED_PREFIX = "testbed:"
 LADDERS = ("quick", "full")

@@ -34,12 +34,6 @@ CHAT_TEMPLATE = (
 )
 
 
-def prompt_text(question: str, alpha: float | None = None) -> str:
-    """The text the model sees before its reply: what the chat template renders for one user
-    message, after the scenario instruction for `alpha` when one is given."""
-    return (f"a={alpha:.2f} " if alpha is not None else "") + f"Q: {question}\nA: "
-
-
 def build_tokenizer():
     """A Qwen2Tokenizer (byte-level, as transformers' AutoTokenizer rebuilds it for a qwen2 model
     directory) whose vocabulary is single characters and which has no merges: one token per

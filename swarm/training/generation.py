@@ -1,7 +1,5 @@
-"""Prompts and batched generation for training, rendered exactly as the transformers backend
-renders them at inference: `swarm.prompts.build_messages`, then the model's chat template (a
-template without a system role gets the system text merged into the user turn), or the plain
-prompt of a base model with no template."""
+"""Prompts and batched generation for training, rendered exactly as every backend renders them at
+inference (`swarm.prompts.build_messages`, then `swarm.prompts.Renderer`)."""
 
 from __future__ import annotations
 
@@ -9,39 +7,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from swarm.prompts import build_messages, render_plain
+from swarm.prompts import Renderer, build_messages
 
 
-@dataclass
 class Prompter:
-    """Renders a query and a scenario into the text the reply continues."""
+    """Renders a query and a scenario into the text the reply continues: `swarm.prompts.Renderer`
+    over `build_messages`, as every backend renders it at inference."""
 
-    tokenizer: Any
-    merge_system: bool = False
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.renderer = Renderer(tokenizer)
 
     @property
     def templated(self) -> bool:
-        return bool(getattr(self.tokenizer, "chat_template", None))
+        return self.renderer.templated
 
     def render(self, query: str, alpha: float, allow_reject: bool = True) -> str:
-        messages = build_messages(query, alpha, allow_reject)
-        if not self.templated:
-            return render_plain(messages)
-        from swarm.backends.transformers import _merge_system
-
-        if self.merge_system:
-            messages = _merge_system(messages)
-        try:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        except Exception:
-            if self.merge_system:
-                raise
-            self.merge_system = True
-            return self.render(query, alpha, allow_reject)
+        return self.renderer.text(build_messages(query, alpha, allow_reject))
 
     def completion(self, reply: str) -> str:
-        """The training target after the prompt: a plain prompt ends 'Assistant:', so a space first."""
-        return reply if self.templated else " " + reply
+        """The training target after the prompt."""
+        return self.renderer.reply_prefix(reply)
 
 
 def load_tokenizer(path: Path):

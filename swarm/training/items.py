@@ -14,7 +14,7 @@ from swarm.training.recipe import Recipe, RecipeError
 def eval_items(recipe: Recipe) -> list[TaskItem]:
     t = recipe.tasks
     if t.source == "testbed":
-        from swarm.testbed.tasks import held_out
+        from swarm.tasks.testbed_families import held_out
 
         items = held_out(recipe.seed, t.eval_per_cell, tuple(t.families))
     else:
@@ -31,7 +31,7 @@ def ood_items(recipe: Recipe) -> list[TaskItem]:
     t = recipe.tasks
     if t.source != "testbed":
         return []
-    from swarm.testbed.tasks import OOD_FAMILIES, held_out
+    from swarm.tasks.testbed_families import OOD_FAMILIES, held_out
 
     return held_out(recipe.seed, t.eval_per_cell, tuple(OOD_FAMILIES))
 
@@ -40,7 +40,7 @@ def training_items(recipe: Recipe, exclude: list[TaskItem]) -> list[TaskItem]:
     t = recipe.tasks
     held = {i.prompt for i in exclude}
     if t.source == "testbed":
-        from swarm.testbed.tasks import training_stream
+        from swarm.tasks.testbed_families import training_stream
 
         stream = training_stream(recipe.seed, held, tuple(t.families))
         seen: set[str] = set()

@@ -14,14 +14,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from swarm.errors import FileError, TopologyError
-from swarm.prompts import SCENARIOS
+from swarm.errors import RecipeError
+from swarm.prompts import GAMMA, SCENARIOS
+from swarm.yamlfile import parse_yaml, read_text, validate
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
-
-
-class RecipeError(FileError):
-    """A recipe that cannot be used."""
 
 
 class TasksSpec(BaseModel):
@@ -44,7 +41,7 @@ class TasksSpec(BaseModel):
     @classmethod
     def _in_domain(cls, families: list[str], info) -> list[str]:
         if info.data.get("source", "testbed") == "testbed":
-            from swarm.testbed.tasks import FAMILIES, OOD_FAMILIES
+            from swarm.tasks.testbed_families import FAMILIES, OOD_FAMILIES
 
             for f in families:
                 if f in OOD_FAMILIES:
@@ -106,7 +103,7 @@ class SftSpec(BaseModel):
 class RlSpec(BaseModel):
     model_config = _STRICT
     enabled: bool = True
-    gamma: float = Field(0.5, ge=0, le=5, description="reject reward (1 - alpha) ** gamma")
+    gamma: float = Field(GAMMA, ge=0, le=5, description="reject reward (1 - alpha) ** gamma")
     prompts: int = Field(256, ge=1, description="RL prompts (query x sampled scenario), 50/50 answer/reject optimal")
     num_generations: int = Field(8, ge=2, description="completions per prompt (the GRPO group)")
     prompts_per_step: int = Field(8, ge=1)
@@ -197,24 +194,14 @@ def _model_dir(value: Path) -> Path:
 
 def parse_recipe(text: str, source: str = "<string>", base_dir: Path | None = None) -> Recipe:
     """Validate recipe YAML text; relative paths resolve against `base_dir` (default: the cwd)."""
-    from swarm.topology import _parse_yaml, _validate
-
-    try:
-        data, root = _parse_yaml(text, source)
-        return _validate(Recipe, data, source, root, base_dir)
-    except TopologyError as e:
-        raise RecipeError(e.source, e.path, e.problem, e.line) from None
+    data, root = parse_yaml(text, source, RecipeError)
+    return validate(Recipe, data, source, root, base_dir, RecipeError)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     """Read and validate a recipe file; relative paths resolve against its directory."""
-    from swarm.topology import _read_text
-
     path = Path(path)
-    try:
-        text = _read_text(path)
-    except TopologyError as e:
-        raise RecipeError(e.source, e.path, e.problem, e.line) from None
+    text = read_text(path, RecipeError)
     return parse_recipe(text, source=str(path), base_dir=path.resolve().parent)
 
 
@@ -222,12 +209,7 @@ def as_recipe(recipe: Recipe | str | os.PathLike[str] | dict) -> Recipe:
     if isinstance(recipe, Recipe):
         return recipe
     if isinstance(recipe, dict):
-        from swarm.topology import _validate
-
-        try:
-            return _validate(Recipe, recipe, "<recipe>", None, None)
-        except TopologyError as e:
-            raise RecipeError(e.source, e.path, e.problem, e.line) from None
+        return validate(Recipe, recipe, "<recipe>", None, None, RecipeError)
     return load_recipe(recipe)
 
 

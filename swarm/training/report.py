@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from swarm.prompts import is_rejection
+from swarm.prompts import GAMMA, is_rejection, reject_reward
 from swarm.tasks.base import TaskItem
 from swarm.tasks.verify import verify
 from swarm.training.generation import Prompter, generate, load_model, load_tokenizer
@@ -33,7 +33,7 @@ def prf(predicted: list[bool], truth: list[bool]) -> dict[str, float]:
 
 
 def evaluate(model_dir: Path, items: list[TaskItem], scenarios: list[float], max_new_tokens: int = 80,
-             batch_size: int = 64, gamma: float = 0.5) -> dict:
+             batch_size: int = 64, gamma: float = GAMMA) -> dict:
     """The stage's numbers on `items`; also the tokens generated to get them."""
     from tqdm.auto import tqdm
 
@@ -53,7 +53,7 @@ def evaluate(model_dir: Path, items: list[TaskItem], scenarios: list[float], max
         correct = [not rej and verify(i, r[0]) for i, r, rej in zip(items, res.texts, rejected)]
         answered = len(items) - sum(rejected)
         rewards = [reward(i, r[0], alpha, gamma) for i, r in zip(items, res.texts)]
-        oracle = [1.0 if ok else (1.0 - alpha) ** gamma for ok in forced_ok]
+        oracle = [1.0 if ok else reject_reward(alpha, gamma) for ok in forced_ok]
         by_difficulty: dict[int, list[bool]] = defaultdict(list)
         for item, rej in zip(items, rejected):
             by_difficulty[item.difficulty].append(not rej)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from swarm.prompts import ANSWER_TEMPLATE, REJECT_PHRASE, fold, is_rejection
+from swarm.prompts import ANSWER_TEMPLATE, GAMMA, REJECT_PHRASE, fold, is_rejection, reject_reward
 from swarm.tasks.base import TaskItem
 from swarm.tasks.verify import grade
 from swarm.training.competence import CompetenceRecord
@@ -26,10 +26,10 @@ def is_clean_rejection(response: str) -> bool:
     return fold(response).strip() == fold(REJECT_PHRASE)
 
 
-def reward(item: TaskItem, response: str, alpha: float, gamma: float = 0.5) -> float:
+def reward(item: TaskItem, response: str, alpha: float, gamma: float = GAMMA) -> float:
     """The self-awareness reward of one reply."""
     if is_clean_rejection(response):
-        return (1.0 - alpha) ** gamma
+        return reject_reward(alpha, gamma)
     if is_rejection(response) or not _TEMPLATE.search(response or ""):
         return 0.0  # a rejection with more text, or no answer in the template: a format failure
     g = grade(item, response)
@@ -38,7 +38,7 @@ def reward(item: TaskItem, response: str, alpha: float, gamma: float = 0.5) -> f
 
 def optimal_answer(p: float, alpha: float, gamma: float) -> bool:
     """Answering pays p in expectation, rejecting (1 - alpha) ** gamma."""
-    return p > (1.0 - alpha) ** gamma
+    return p > reject_reward(alpha, gamma)
 
 
 def rl_prompts(records: Sequence[CompetenceRecord], scenarios: Sequence[float], n: int, gamma: float,
@@ -100,7 +100,7 @@ def run_grpo(model_dir: Path, out_dir: Path, pairs: list[tuple[CompetenceRecord,
     model = AutoModelForCausalLM.from_pretrained(str(model_dir))
     trainer = GRPOTrainer(model=model, reward_funcs=self_awareness_reward, args=config, train_dataset=dataset,
                           processing_class=tokenizer)
-    resume = _last_checkpoint(ckpt)
+    resume = last_checkpoint(ckpt)
     if log:
         log.info("rl: GRPO", prompts=len(rows), steps=spec.max_steps, group=spec.num_generations, resume=str(resume) if resume else None)
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -113,7 +113,7 @@ def run_grpo(model_dir: Path, out_dir: Path, pairs: list[tuple[CompetenceRecord,
             "prompts": len(rows)}
 
 
-def _last_checkpoint(ckpt: Path) -> Path | None:
+def last_checkpoint(ckpt: Path) -> Path | None:
     from transformers.trainer_utils import get_last_checkpoint
 
     return Path(found) if ckpt.is_dir() and (found := get_last_checkpoint(str(ckpt))) else None

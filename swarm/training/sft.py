@@ -16,7 +16,7 @@ def run_sft(model_dir: Path, out_dir: Path, train: list[Example], validation: li
     from trl import SFTConfig, SFTTrainer
 
     from swarm.training.generation import Prompter, load_tokenizer
-    from swarm.training.rl import _last_checkpoint
+    from swarm.training.rl import last_checkpoint
 
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = "right"
@@ -44,7 +44,7 @@ def run_sft(model_dir: Path, out_dir: Path, train: list[Example], validation: li
                                  target_modules=spec.lora.target_modules, task_type="CAUSAL_LM")
     trainer = SFTTrainer(model=model, args=config, train_dataset=rows(train), eval_dataset=rows(validation),
                          processing_class=tokenizer, peft_config=peft_config)
-    resume = _last_checkpoint(ckpt)
+    resume = last_checkpoint(ckpt)
     if log:
         log.info("sft: training", examples=len(train), validation=len(validation), method=spec.method,
                  resume=str(resume) if resume else None)

@@ -40,7 +40,7 @@ def _import_vllm():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from swarm.backends.vllm import _import_vllm as names
+            from swarm.backends.vllm import vllm_names as names
 
             return names()
     except Exception as exc:  # noqa: BLE001 - a leftover torchvision raises RuntimeError, not ImportError

@@ -100,7 +100,7 @@ def _registry() -> dict[str, Callable[..., list[TaskItem]]]:
         reg[f"rg/{family}"] = lambda family=family, **kw: load_reasoning_gym(family, **kw)
     for name in HF_DATASETS:
         reg[f"hf/{name}"] = lambda name=name, **kw: load_hf(name, **kw)
-    from swarm.testbed.tasks import FAMILIES as TESTBED_FAMILIES
+    from swarm.tasks.testbed_families import FAMILIES as TESTBED_FAMILIES
 
     for family in TESTBED_FAMILIES:
         reg[f"testbed/{family}"] = lambda family=family, **kw: load_testbed(family, **kw)

@@ -1,4 +1,4 @@
-"""The testbed's procedural families (swarm.testbed.tasks) as a loader: ``testbed/<family>``.
+"""The testbed's procedural families (swarm.tasks.testbed_families) as a loader: ``testbed/<family>``.
 
 Splits, per family and difficulty:
 - test and validation: the two halves of the ladder's held-out set (``held_out(seed, 200)``, the
@@ -23,7 +23,7 @@ HELD_OUT_PER_CELL = 200  # the quick ladder's evaluation set per family x diffic
 
 def load_testbed(family: str, difficulty: int | None = None, n: int | None = None, seed: int = 0,
                  split: Split | None = None, limit: int | None = None) -> list[TaskItem]:
-    from swarm.testbed.tasks import DIFFICULTIES, FAMILIES, held_out, space_size, training_stream
+    from swarm.tasks.testbed_families import DIFFICULTIES, FAMILIES, held_out, space_size, training_stream
 
     if family not in FAMILIES:
         raise UnknownTask("testbed task family", family, FAMILIES)

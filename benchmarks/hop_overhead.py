@@ -393,7 +393,7 @@ async def gossip_join(ms: MemorySwarm, joiner: str, seed: str, max_rounds: int) 
 
     history = [knowing()]
     while history[-1] < len(nodes) and len(history) <= max_rounds:
-        await asyncio.gather(*(n.gossip_round() for n in nodes))
+        await asyncio.gather(*(n.upkeep.gossip_round() for n in nodes))
         history.append(knowing())
     rounds = len(history) - 1
     return {"rounds": rounds, "converged": history[-1] == len(nodes), "wall_s": time.perf_counter() - t0,

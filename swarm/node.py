@@ -1,4 +1,5 @@
 """AgentNode: the routing core. One per agent, free of Ray, speaking only through a Transport.
+Membership upkeep (joining, gossip, pings, suspicion, goodbye) is its `upkeep` (swarm.upkeep).
 
 A query arrives, the agent's policy answers or rejects it with the agent's own backend, and a
 rejected query goes to the next hop of the NeighbourTable. Each hop awaits the next, so the
@@ -10,7 +11,6 @@ an explicit error code.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from dataclasses import dataclass, field
@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 import structlog
 
 from swarm.backends.base import Backend
-from swarm.errors import BackendError, PeerUnreachable, ProtocolError, SwarmError
+from swarm.errors import BackendError, PeerUnreachable, ProtocolError
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
-from swarm.policies import Policy
-from swarm.protocol import (
-    Ack, Error, Gossip, Hop, Join, Leave, Member, Ping, Pong, Query, Result, Status, StatusRequest, View,
-    decode, encode, error_reply, expect,
-)
+from swarm.policies import Ask, Policy
+from swarm.protocol import Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
 from swarm.transport.base import Transport
+from swarm.upkeep import Upkeep
 
 log = structlog.get_logger("swarm.node")
 
@@ -83,28 +81,17 @@ class AgentNode:
         self.rng = random.Random(seed)
         self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
-        self._syncing = False
         self._stopped = asyncio.Event()
+        self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon)
+        self._handlers = {Query: self._on_query, StatusRequest: self._on_status, **self.upkeep.handlers()}
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self, seeds: list[str] = (), background: bool = True) -> None:
         """Load the backend, then announce ourselves through the first seed that answers."""
         await self.backend.start()
-        tried = [s for s in seeds if s != self.name]
-        for seed in tried:
-            try:
-                view = await self._call(seed, Join(member=self.membership.self_entry), View)
-            except (PeerUnreachable, ProtocolError, TimeoutError) as exc:
-                log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc) or "timeout")
-                continue
-            self._merge(view.members, spread=False)
-            break
-        else:
-            if tried:
-                raise SwarmError(f"agent {self.name!r} could not join: no seed answered (tried {', '.join(tried)})")
+        await self.upkeep.join(list(seeds))
         if background:
-            self._spawn(self._gossip_loop())
-            self._spawn(self._ping_loop())
+            self.upkeep.run_in_background()
         log.info("agent up", agent=self.name, members=len(self.membership.members))
 
     async def leave(self) -> None:
@@ -112,8 +99,7 @@ class AgentNode:
         flight, then stop. Peers do not abandon queries they already sent here: we drain them."""
         if self.membership.self_entry.state == "left":
             return
-        goodbye = encode(Leave(member=self.membership.set_self("left")))
-        await asyncio.gather(*(self._send_quietly(p.name, goodbye) for p in self.membership.peers()))
+        await self.upkeep.say_goodbye()
         deadline = time.monotonic() + self.config.drain_timeout_s
         while self.counters.in_flight and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -143,14 +129,14 @@ class AgentNode:
         handler = self._handlers.get(type(body))
         if handler is None:
             return encode(Error(code="unexpected_type", message=f"agent {self.name} does not accept {type(body).__name__} messages"), msg_id)
-        return encode(await handler(self, body), msg_id)
+        return encode(await handler(body), msg_id)
 
     # -- queries -------------------------------------------------------------------------------
     async def _on_query(self, q: Query) -> Result:
         with structlog.contextvars.bound_contextvars(query_id=q.query_id, agent=self.name, hop=len(q.visited)):
             self.counters.received += 1
             if q.sender and q.digest and q.digest != self.membership.digest():
-                self._sync_soon(q.sender)
+                self.upkeep.sync_soon(q.sender)
             if self.membership.self_entry.state != "alive":
                 return _failure(q, "refused", f"agent {self.name} is leaving", [Hop(agent=self.name, decision="refused")])
             if len(q.text) > self.config.max_query_chars:
@@ -189,11 +175,11 @@ class AgentNode:
             try:
                 reply = await self._forward(peer, onward, remaining)
             except PeerUnreachable as exc:
-                self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
+                self.upkeep.judge(peer, "dead" if exc.permanent else "suspect", str(exc))
                 trace.append(Hop(agent=peer, decision="unreachable", detail=str(exc)[:200]))
                 visited.append(peer)
             except ProtocolError as exc:  # it answered, but not with a Result we can use (e.g. a newer protocol)
-                self._judge(peer, "suspect", str(exc))
+                self.upkeep.judge(peer, "suspect", str(exc))
                 trace.append(Hop(agent=peer, decision="error", detail=str(exc)[:200]))
                 visited.append(peer)
             except TimeoutError:
@@ -222,7 +208,7 @@ class AgentNode:
         """Ask the policy; on a backend failure record it in the trace and return None."""
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                r = await self.policy.respond(q.query_id, q.text, q.alpha, self.backend, must_answer)
+                r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer), self.backend)
         except TimeoutError:
             trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
             return None
@@ -266,25 +252,7 @@ class AgentNode:
         finally:
             pending.discard(send)
 
-    # -- membership ----------------------------------------------------------------------------
-    async def _on_join(self, j: Join) -> View:
-        self._merge([j.member])
-        return View(digest=self.membership.digest(), members=self.membership.view())
-
-    async def _on_gossip(self, g: Gossip) -> Gossip | View:
-        self._merge(g.updates, spread=not g.full)
-        if g.full:
-            return View(digest=self.membership.digest(), members=self.membership.view())
-        return Gossip(digest=self.membership.digest(), updates=self.membership.take_updates(self.config.gossip_fanout))
-
-    async def _on_leave(self, msg: Leave) -> Ack:
-        self._merge([msg.member])
-        return Ack()
-
-    async def _on_ping(self, _: Ping) -> Pong:
-        me = self.membership.self_entry
-        return Pong(name=me.name, incarnation=me.incarnation)
-
+    # -- status --------------------------------------------------------------------------------
     async def _on_status(self, _: StatusRequest) -> Status:
         me, c = self.membership.self_entry, self.counters
         return Status(
@@ -294,101 +262,10 @@ class AgentNode:
             members=self.membership.view(),
         )
 
-    _handlers = {Query: _on_query, Join: _on_join, Gossip: _on_gossip, Leave: _on_leave, Ping: _on_ping, StatusRequest: _on_status}
-
-    def _merge(self, entries: list[Member], spread: bool = True) -> None:
-        for m in self.membership.merge_all(entries, spread):
-            self._note_change(m)
-
-    def _judge(self, peer: str, state: str, why: str) -> None:
-        if self.membership.mark(peer, state):
-            log.warning("peer judged " + state, agent=self.name, peer=peer, reason=why[:200])
-            self._note_change(self.membership.members[peer])
-
-    def _note_change(self, m: Member) -> None:
-        if m.name == self.name:
-            return
-        if m.state == "dead":
-            # Only death abandons queries already sent there: a leaving agent drains them.
-            for send in self._sending.pop(m.name, ()):
-                send.cancel()
-            self.transport.forget(m.name)
-        log.info("member " + m.state, agent=self.name, peer=m.name, incarnation=m.incarnation)
-
-    async def gossip_round(self) -> None:
-        """One push-pull exchange with a random peer; a full view exchange if we still disagree."""
-        peer = self.membership.random_peer(self.rng)
-        if peer is not None:
-            await self._gossip_with(peer.name)
-
-    async def _gossip_with(self, peer: str) -> None:
-        updates = self.membership.take_updates(self.config.gossip_fanout)
-        try:
-            reply = await self._call(peer, Gossip(digest=self.membership.digest(), updates=updates), Gossip)
-            self._merge(reply.updates)
-            if reply.digest != self.membership.digest() and not reply.updates and not updates:
-                # Epidemic spreading is over and we still disagree: exchange whole views once.
-                full = Gossip(digest=self.membership.digest(), updates=self.membership.view(), full=True)
-                self._merge((await self._call(peer, full, View)).members, spread=False)
-        except TimeoutError:
-            self._judge(peer, "suspect", "no reply to gossip")
-        except PeerUnreachable as exc:
-            self._judge(peer, "dead" if exc.permanent else "suspect", str(exc))
-        except ProtocolError as exc:
-            log.warning("gossip refused", agent=self.name, peer=peer, error=str(exc))
-
-    def _sync_soon(self, peer: str) -> None:
-        if not self._syncing:
-            self._syncing = True
-            self._spawn(self._sync(peer))
-
-    async def _sync(self, peer: str) -> None:
-        try:
-            await self._gossip_with(peer)
-        finally:
-            self._syncing = False
-
-    async def ping_round(self) -> None:
-        """Probe one random peer; no reply in time makes it a suspect, an old suspicion makes it dead."""
-        peer = self.membership.random_peer(self.rng)
-        if peer is not None:
-            try:
-                await self._call(peer.name, Ping(sender=self.name), Pong, control=False)
-            except TimeoutError:
-                self._judge(peer.name, "suspect", "no reply to ping")
-            except PeerUnreachable as exc:
-                self._judge(peer.name, "dead" if exc.permanent else "suspect", str(exc))
-            except ProtocolError:
-                pass
-        for name in self.membership.expire_suspects(self.config.suspect_timeout_s):
-            log.warning("suspect expired", agent=self.name, peer=name)
-            self._note_change(self.membership.members[name])
-
-    async def _gossip_loop(self) -> None:
-        await self._every(self.config.gossip_interval_s, self.gossip_round)
-
-    async def _ping_loop(self) -> None:
-        await self._every(self.config.ping_interval_s, self.ping_round)
-
-    async def _every(self, interval: float, step) -> None:
-        while not self._stopped.is_set():
-            # Jitter keeps the agents of a swarm from probing in lock step.
-            await asyncio.sleep(interval * self.rng.uniform(0.8, 1.2))
-            try:
-                await step()
-            except Exception as exc:  # a background round must never die silently
-                log.error("background round failed", agent=self.name, error=repr(exc))
-
-    async def _call(self, peer: str, body, reply_type, control: bool = True):
-        """One membership request, bounded by the ping timeout so a hung peer cannot stall us.
-        Pings travel on the query lane on purpose: a stuck query loop must fail them."""
-        async with asyncio.timeout(self.config.ping_timeout_s):
-            return expect(await self.transport.send(peer, encode(body), control=control), reply_type)
-
-    async def _send_quietly(self, peer: str, data: bytes) -> None:
-        with contextlib.suppress(PeerUnreachable, ProtocolError, TimeoutError):
-            async with asyncio.timeout(self.config.ping_timeout_s):
-                await self.transport.send(peer, data, control=True)
+    def _abandon(self, peer: str) -> None:
+        """`peer` died: stop waiting on the queries sent there (a leaving agent drains them instead)."""
+        for send in self._sending.pop(peer, ()):
+            send.cancel()
 
     def _spawn(self, coro) -> None:
         task = asyncio.ensure_future(coro)

@@ -56,7 +56,7 @@ class Query(_Body):
     text: str
     alpha: float = Field(ge=0.0, le=1.0)
     budget_s: float = Field(allow_inf_nan=False)
-    max_hops: int = Field(ge=1)
+    max_hops: int = Field(ge=1)  # the most agents it may visit, its entry included (forwards: at most max_hops - 1)
     visited: list[str] = Field(default_factory=list)
     sender: str = ""
     digest: str = ""  # the sender's membership digest: a mismatch triggers a gossip exchange

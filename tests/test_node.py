@@ -7,9 +7,10 @@ on MemoryNetwork; only the models are replaced, by ScriptedBackend or ReplayBack
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from swarm.backends.replay import ReplayBackend, ReplayTable
 from swarm.client import Answer, new_query
+from swarm.entry import GRACE_S
 from swarm.errors import DeadlineExceeded, NoCapableAgent, ProtocolError, QueryError, QueryTooLarge, SwarmError
 from swarm.node import AgentNode, NodeConfig
 from swarm.policies import SelfAware
@@ -55,6 +57,14 @@ async def send_query(swarm: MemorySwarm, entry: str, text: str, deadline_s: floa
     return expect(await swarm.network.deliver(entry, encode(q)), Result)
 
 
+@contextlib.asynccontextmanager
+async def started(swarm: MemorySwarm, background: bool = False) -> AsyncIterator[MemorySwarm]:
+    """The swarm, every node started (without gossip and ping loops unless `background`), stopped at the end."""
+    async with swarm:
+        await swarm.start_all(background=background)
+        yield swarm
+
+
 def cascade(config: NodeConfig = NodeConfig(), **kwargs: Any) -> MemorySwarm:
     swarm = MemorySwarm(config, **kwargs)
     swarm.node("small", 0.1, ScriptedBackend({"easy": "small: 1"}))
@@ -74,78 +84,71 @@ def backend(swarm: MemorySwarm, name: str) -> ScriptedBackend:
 
 def test_easy_query_is_answered_by_the_cheapest_agent() -> None:
     async def scenario() -> None:
-        swarm = cascade()
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("easy")
-        assert isinstance(answer, Answer)
-        assert (answer.agent, answer.text, answer.cost, answer.entry) == ("small", "small: 1", 0.1, "small")
-        assert decisions(answer.trace) == [("small", "answer")]
-        assert answer.path == ["small"]
-        assert answer.hops == 0
-        assert answer.tokens > 0
-        assert backend(swarm, "medium").calls == backend(swarm, "large").calls == 0
-        await swarm.stop()
+        async with started(cascade()) as swarm:
+            answer = await swarm.ask("easy")
+            assert isinstance(answer, Answer)
+            assert (answer.agent, answer.text, answer.cost, answer.entry) == ("small", "small: 1", 0.1, "small")
+            assert decisions(answer.trace) == [("small", "answer")]
+            assert answer.path == ["small"]
+            assert answer.hops == 0
+            assert answer.tokens > 0
+            assert backend(swarm, "medium").calls == backend(swarm, "large").calls == 0
 
     run(scenario)
 
 
 def test_harder_queries_travel_up_the_cascade_with_a_full_trace() -> None:
     async def scenario() -> None:
-        swarm = cascade()
-        await swarm.start_all(background=False)
-        medium = await swarm.ask("medium")
-        assert (medium.agent, medium.text, medium.cost) == ("medium", "medium: 2", 0.5)
-        assert decisions(medium.trace) == [("small", "reject"), ("medium", "answer")]
-        assert (medium.path, medium.hops) == (["small", "medium"], 1)
+        async with started(cascade()) as swarm:
+            medium = await swarm.ask("medium")
+            assert (medium.agent, medium.text, medium.cost) == ("medium", "medium: 2", 0.5)
+            assert decisions(medium.trace) == [("small", "reject"), ("medium", "answer")]
+            assert (medium.path, medium.hops) == (["small", "medium"], 1)
 
-        hard = await swarm.ask("hard")
-        assert (hard.agent, hard.text, hard.cost) == ("large", "large: 3", 0.9)
-        # The last agent has no stronger peer: it answers because it must, and says so.
-        assert decisions(hard.trace) == [("small", "reject"), ("medium", "reject"), ("large", "forced")]
-        assert (hard.path, hard.hops) == (["small", "medium", "large"], 2)
-        assert hard.tokens == sum(h.tokens_in + h.tokens_out for h in hard.trace) > 0
+            hard = await swarm.ask("hard")
+            assert (hard.agent, hard.text, hard.cost) == ("large", "large: 3", 0.9)
+            # The last agent has no stronger peer: it answers because it must, and says so.
+            assert decisions(hard.trace) == [("small", "reject"), ("medium", "reject"), ("large", "forced")]
+            assert (hard.path, hard.hops) == (["small", "medium", "large"], 2)
+            assert hard.tokens == sum(h.tokens_in + h.tokens_out for h in hard.trace) > 0
 
-        unknown = await swarm.ask("what is the meaning of life?")
-        assert unknown.agent == "large"
-        assert decisions(unknown.trace)[-1] == ("large", "forced")
-        assert unknown.text == "I cannot answer this."
+            unknown = await swarm.ask("what is the meaning of life?")
+            assert unknown.agent == "large"
+            assert decisions(unknown.trace)[-1] == ("large", "forced")
+            assert unknown.text == "I cannot answer this."
 
-        small = swarm.nodes["small"].counters
-        assert (small.received, small.answered, small.rejected, small.forwarded) == (3, 0, 3, 3)
-        large = swarm.nodes["large"].counters
-        assert (large.received, large.answered, large.forced) == (2, 2, 2)
-        status = expect(await swarm.network.deliver("medium", encode(StatusRequest())), Status)
-        assert (status.name, status.received, status.answered, status.rejected, status.forwarded) == ("medium", 3, 1, 2, 2)
-        assert status.in_flight == 0
-        assert [m.name for m in status.members] == ["large", "medium", "small"]
-        await swarm.stop()
+            small = swarm.nodes["small"].counters
+            assert (small.received, small.answered, small.rejected, small.forwarded) == (3, 0, 3, 3)
+            large = swarm.nodes["large"].counters
+            assert (large.received, large.answered, large.forced) == (2, 2, 2)
+            status = expect(await swarm.network.deliver("medium", encode(StatusRequest())), Status)
+            assert (status.name, status.received, status.answered, status.rejected, status.forwarded) == ("medium", 3, 1, 2, 2)
+            assert status.in_flight == 0
+            assert [m.name for m in status.members] == ["large", "medium", "small"]
 
     run(scenario)
 
 
 def test_query_entering_at_the_terminal_agent_is_forced() -> None:
     async def scenario() -> None:
-        swarm = cascade()
-        await swarm.start_all(background=False)
-        result = await send_query(swarm, "large", "easy")
-        assert result.ok and result.agent == "large"
-        assert decisions(result.trace) == [("large", "forced")]
-        # Entering in the middle skips cheaper agents: routing only goes to stronger peers.
-        result = await send_query(swarm, "medium", "hard")
-        assert decisions(result.trace) == [("medium", "reject"), ("large", "forced")]
-        await swarm.stop()
+        async with started(cascade()) as swarm:
+            result = await send_query(swarm, "large", "easy")
+            assert result.ok and result.agent == "large"
+            assert decisions(result.trace) == [("large", "forced")]
+            # Entering in the middle skips cheaper agents: routing only goes to stronger peers.
+            result = await send_query(swarm, "medium", "hard")
+            assert decisions(result.trace) == [("medium", "reject"), ("large", "forced")]
 
     run(scenario)
 
 
 def test_single_agent_swarm_answers_everything_forced() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        swarm.node("solo", 0.3, ScriptedBackend({"x": "solo: x"}))
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("y")
-        assert (answer.agent, decisions(answer.trace)) == ("solo", [("solo", "forced")])
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            swarm.node("solo", 0.3, ScriptedBackend({"x": "solo: x"}))
+            await swarm.start_all(background=False)
+            answer = await swarm.ask("y")
+            assert (answer.agent, decisions(answer.trace)) == ("solo", [("solo", "forced")])
 
     run(scenario)
 
@@ -190,45 +193,39 @@ def replay_swarm(table: ReplayTable) -> MemorySwarm:
 )
 def test_scenario_moves_the_answer_along_the_cascade(replay_table: ReplayTable, scenario_name: str, agent: str, trace: list) -> None:
     async def scenario() -> None:
-        swarm = replay_swarm(replay_table)
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("what is 12  *  12?", scenario=scenario_name)  # the table normalises spacing and case
-        assert answer.agent == agent
-        assert answer.text == f"{agent} says 144"
-        assert decisions(answer.trace) == trace
-        await swarm.stop()
+        async with started(replay_swarm(replay_table)) as swarm:
+            answer = await swarm.ask("what is 12  *  12?", scenario=scenario_name)  # the table normalises spacing and case
+            assert answer.agent == agent
+            assert answer.text == f"{agent} says 144"
+            assert decisions(answer.trace) == trace
 
     run(scenario)
 
 
 def test_cost_first_is_answered_cheaper_than_performance_first(replay_table: ReplayTable) -> None:
     async def scenario() -> None:
-        swarm = replay_swarm(replay_table)
-        await swarm.start_all(background=False)
-        cheap = await swarm.ask("What is 12 * 12?", scenario="cost_first")
-        careful = await swarm.ask("What is 12 * 12?", scenario="performance_first")
-        assert cheap.cost < careful.cost
-        assert cheap.hops < careful.hops
-        await swarm.stop()
+        async with started(replay_swarm(replay_table)) as swarm:
+            cheap = await swarm.ask("What is 12 * 12?", scenario="cost_first")
+            careful = await swarm.ask("What is 12 * 12?", scenario="performance_first")
+            assert cheap.cost < careful.cost
+            assert cheap.hops < careful.hops
 
     run(scenario)
 
 
 def test_rejection_threshold_is_inclusive(replay_table: ReplayTable) -> None:
     async def scenario() -> None:
-        swarm = replay_swarm(replay_table)
-        await swarm.start_all(background=False)
-        # alpha 0.75: threshold (0.25) ** 0.5 == 0.5 exactly; p == 0.5 rejects, p == 0.51 answers.
-        answer = await swarm.ask("Boundary?", alpha=0.75)
-        assert decisions(answer.trace) == [("m1", "reject"), ("m2", "answer")]
-        assert answer.text == "m2 boundary"
-        # alpha 0 (accuracy only): everyone with p <= 1 rejects, so the strongest is forced.
-        answer = await swarm.ask("Boundary?", alpha=0.0)
-        assert decisions(answer.trace) == [("m1", "reject"), ("m2", "reject"), ("m3", "forced")]
-        # alpha 1 (cost only): threshold 0, the cheapest answers.
-        answer = await swarm.ask("Boundary?", alpha=1.0)
-        assert answer.agent == "m1"
-        await swarm.stop()
+        async with started(replay_swarm(replay_table)) as swarm:
+            # alpha 0.75: threshold (0.25) ** 0.5 == 0.5 exactly; p == 0.5 rejects, p == 0.51 answers.
+            answer = await swarm.ask("Boundary?", alpha=0.75)
+            assert decisions(answer.trace) == [("m1", "reject"), ("m2", "answer")]
+            assert answer.text == "m2 boundary"
+            # alpha 0 (accuracy only): everyone with p <= 1 rejects, so the strongest is forced.
+            answer = await swarm.ask("Boundary?", alpha=0.0)
+            assert decisions(answer.trace) == [("m1", "reject"), ("m2", "reject"), ("m3", "forced")]
+            # alpha 1 (cost only): threshold 0, the cheapest answers.
+            answer = await swarm.ask("Boundary?", alpha=1.0)
+            assert answer.agent == "m1"
 
     run(scenario)
 
@@ -250,34 +247,30 @@ def ring_swarm(max_hops: int = 8) -> MemorySwarm:
 
 def test_graph_with_cycles_never_revisits_and_follows_links() -> None:
     async def scenario() -> None:
-        swarm = ring_swarm()
-        await swarm.start_all(background=False)
-        for entry in RING:
-            result = await send_query(swarm, entry, f"from {entry}")
-            assert result.ok
-            agents = [h.agent for h in result.trace]
-            assert len(agents) == len(set(agents)), f"an agent appears twice: {agents}"
-            assert agents[0] == entry and agents[-1] == result.agent
-            assert [d for _, d in decisions(result.trace)] == ["reject"] * (len(agents) - 1) + ["forced"]
-            for here, there in zip(agents, agents[1:]):
-                assert frozenset((here, there)) in EDGES, f"{here} -> {there} is not a link"
-                assert swarm.nodes[there].membership.self_entry.cost > swarm.nodes[here].membership.self_entry.cost
-        answer = await swarm.ask("from the client")
-        assert answer.path == RING  # always the cheapest stronger linked peer
-        await swarm.stop()
+        async with started(ring_swarm()) as swarm:
+            for entry in RING:
+                result = await send_query(swarm, entry, f"from {entry}")
+                assert result.ok
+                agents = [h.agent for h in result.trace]
+                assert len(agents) == len(set(agents)), f"an agent appears twice: {agents}"
+                assert agents[0] == entry and agents[-1] == result.agent
+                assert [d for _, d in decisions(result.trace)] == ["reject"] * (len(agents) - 1) + ["forced"]
+                for here, there in zip(agents, agents[1:]):
+                    assert frozenset((here, there)) in EDGES, f"{here} -> {there} is not a link"
+                    assert swarm.nodes[there].membership.self_entry.cost > swarm.nodes[here].membership.self_entry.cost
+            answer = await swarm.ask("from the client")
+            assert answer.path == RING  # always the cheapest stronger linked peer
 
     run(scenario)
 
 
 def test_graph_routes_around_a_dead_link_without_revisiting() -> None:
     async def scenario() -> None:
-        swarm = ring_swarm()
-        await swarm.start_all(background=False)
-        swarm.kill("n1")
-        answer = await swarm.ask("q")
-        assert decisions(answer.trace) == [("n0", "reject"), ("n1", "unreachable"), ("n3", "reject"), ("n4", "reject"), ("n5", "forced")]
-        assert answer.path == ["n0", "n3", "n4", "n5"]
-        await swarm.stop()
+        async with started(ring_swarm()) as swarm:
+            swarm.kill("n1")
+            answer = await swarm.ask("q")
+            assert decisions(answer.trace) == [("n0", "reject"), ("n1", "unreachable"), ("n3", "reject"), ("n4", "reject"), ("n5", "forced")]
+            assert answer.path == ["n0", "n3", "n4", "n5"]
 
     run(scenario)
 
@@ -285,15 +278,13 @@ def test_graph_routes_around_a_dead_link_without_revisiting() -> None:
 @pytest.mark.parametrize("max_hops", [1, 2, 3, 5])
 def test_hop_budget_is_respected(max_hops: int) -> None:
     async def scenario() -> None:
-        swarm = ring_swarm(max_hops=max_hops)
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("q")
-        # max_hops counts the agents that may hold the query: the one holding it when the budget
-        # is spent answers, forced.
-        assert answer.path == RING[:max_hops]
-        assert answer.hops == max_hops - 1
-        assert decisions(answer.trace)[-1] == (RING[max_hops - 1], "forced")
-        await swarm.stop()
+        async with started(ring_swarm(max_hops=max_hops)) as swarm:
+            answer = await swarm.ask("q")
+            # max_hops counts the agents that may hold the query: the one holding it when the budget
+            # is spent answers, forced.
+            assert answer.path == RING[:max_hops]
+            assert answer.hops == max_hops - 1
+            assert decisions(answer.trace)[-1] == (RING[max_hops - 1], "forced")
 
     run(scenario)
 
@@ -311,73 +302,67 @@ def three(config: NodeConfig = NodeConfig(), b_delay: float = 0.0, **kwargs: Any
 
 def test_peer_killed_before_the_query_is_routed_around_and_marked_dead() -> None:
     async def scenario() -> None:
-        swarm = three()
-        await swarm.start_all(background=False)
-        swarm.kill("b")
-        assert swarm.nodes["a"].membership.get("b").state == "alive"  # nobody noticed yet
-        answer = await swarm.ask("q")
-        assert (answer.agent, answer.text) == ("c", "c: q")
-        assert decisions(answer.trace) == [("a", "reject"), ("b", "unreachable"), ("c", "forced")]
-        assert answer.path == ["a", "c"]
-        assert swarm.nodes["a"].membership.get("b").state == "dead"
-        # The next query does not try b again.
-        again = await swarm.ask("q")
-        assert decisions(again.trace) == [("a", "reject"), ("c", "forced")]
-        await swarm.stop()
+        async with started(three()) as swarm:
+            swarm.kill("b")
+            assert swarm.nodes["a"].membership.get("b").state == "alive"  # nobody noticed yet
+            answer = await swarm.ask("q")
+            assert (answer.agent, answer.text) == ("c", "c: q")
+            assert decisions(answer.trace) == [("a", "reject"), ("b", "unreachable"), ("c", "forced")]
+            assert answer.path == ["a", "c"]
+            assert swarm.nodes["a"].membership.get("b").state == "dead"
+            # The next query does not try b again.
+            again = await swarm.ask("q")
+            assert decisions(again.trace) == [("a", "reject"), ("c", "forced")]
 
     run(scenario)
 
 
 def test_peer_killed_while_holding_the_query() -> None:
     async def scenario() -> None:
-        swarm = three(b_delay=2.0)
-        await swarm.start_all(background=False)
-        start = time.monotonic()
-        pending = asyncio.ensure_future(swarm.ask("q"))
-        assert await wait_until(lambda: backend(swarm, "b").calls == 1, 1.0)
-        swarm.kill("b")
-        answer = await pending
-        assert time.monotonic() - start < 1.0  # re-routed at once, not after b's generation
-        assert answer.agent == "c"
-        assert decisions(answer.trace) == [("a", "reject"), ("b", "unreachable"), ("c", "forced")]
-        assert swarm.nodes["a"].membership.get("b").state == "dead"
-        assert swarm.nodes["a"].counters.in_flight == 0
-        await swarm.stop()
+        async with started(three(b_delay=2.0)) as swarm:
+            start = time.monotonic()
+            pending = asyncio.ensure_future(swarm.ask("q"))
+            assert await wait_until(lambda: backend(swarm, "b").calls == 1, 1.0)
+            swarm.kill("b")
+            answer = await pending
+            assert time.monotonic() - start < 1.0  # re-routed at once, not after b's generation
+            assert answer.agent == "c"
+            assert decisions(answer.trace) == [("a", "reject"), ("b", "unreachable"), ("c", "forced")]
+            assert swarm.nodes["a"].membership.get("b").state == "dead"
+            assert swarm.nodes["a"].counters.in_flight == 0
 
     run(scenario)
 
 
 def test_ping_round_suspects_a_hung_peer_then_declares_it_dead() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(FAST)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.5, ScriptedBackend())
-        await swarm.start_all(background=False)
-        a = swarm.nodes["a"]
-        swarm.network.freeze("b")
-        await a.ping_round()
-        assert a.membership.get("b").state == "suspect"
-        await a.ping_round()  # not yet past suspect_timeout_s
-        assert a.membership.get("b").state in ("suspect", "dead")
-        await asyncio.sleep(FAST.suspect_timeout_s)
-        await a.ping_round()
-        assert a.membership.get("b").state == "dead"
-        swarm.network.thaw("b")
-        await swarm.stop()
+        async with MemorySwarm(FAST) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.5, ScriptedBackend())
+            await swarm.start_all(background=False)
+            a = swarm.nodes["a"]
+            swarm.network.freeze("b")
+            await a.upkeep.ping_round()
+            assert a.membership.get("b").state == "suspect"
+            await a.upkeep.ping_round()  # not yet past suspect_timeout_s
+            assert a.membership.get("b").state in ("suspect", "dead")
+            await asyncio.sleep(FAST.suspect_timeout_s)
+            await a.upkeep.ping_round()
+            assert a.membership.get("b").state == "dead"
+            swarm.network.thaw("b")
 
     run(scenario)
 
 
 def test_ping_round_marks_a_killed_peer_dead_at_once() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(FAST)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.5, ScriptedBackend())
-        await swarm.start_all(background=False)
-        swarm.kill("b")
-        await swarm.nodes["a"].ping_round()
-        assert swarm.nodes["a"].membership.get("b").state == "dead"
-        await swarm.stop()
+        async with MemorySwarm(FAST) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.5, ScriptedBackend())
+            await swarm.start_all(background=False)
+            swarm.kill("b")
+            await swarm.nodes["a"].upkeep.ping_round()
+            assert swarm.nodes["a"].membership.get("b").state == "dead"
 
     run(scenario)
 
@@ -446,34 +431,32 @@ def test_frozen_agent_with_running_loops_is_routed_around() -> None:
 
 def test_slow_only_path_gives_deadline_exceeded() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}, delay_s=5.0))
-        await swarm.start_all(background=False)
-        start = time.monotonic()
-        with pytest.raises(DeadlineExceeded) as info:
-            await asyncio.wait_for(swarm.ask("q", deadline_s=0.3), 2.0)
-        took = time.monotonic() - start
-        assert 0.25 <= took < 1.0
-        assert info.value.code == "deadline_exceeded"
-        assert info.value.trace and info.value.trace[0].agent == "a"
-        assert swarm.nodes["a"].counters.in_flight == 0
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}, delay_s=5.0))
+            await swarm.start_all(background=False)
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded) as info:
+                await asyncio.wait_for(swarm.ask("q", deadline_s=0.3), 2.0)
+            took = time.monotonic() - start
+            assert 0.25 <= took < 1.0
+            assert info.value.code == "deadline_exceeded"
+            assert info.value.trace and info.value.trace[0].agent == "a"
+            assert swarm.nodes["a"].counters.in_flight == 0
 
     run(scenario)
 
 
 def test_hanging_backend_at_the_entry_gives_deadline_exceeded() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}))
-        backend(swarm, "a").hang = True
-        await swarm.start_all(background=False)
-        with pytest.raises(DeadlineExceeded) as info:
-            await asyncio.wait_for(swarm.ask("q", deadline_s=0.2), 2.0)
-        assert decisions(info.value.trace) == [("a", "error")]
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}))
+            backend(swarm, "a").hang = True
+            await swarm.start_all(background=False)
+            with pytest.raises(DeadlineExceeded) as info:
+                await asyncio.wait_for(swarm.ask("q", deadline_s=0.2), 2.0)
+            assert decisions(info.value.trace) == [("a", "error")]
 
     run(scenario)
 
@@ -483,47 +466,44 @@ def test_hanging_backend_at_the_entry_gives_deadline_exceeded() -> None:
 
 def test_backend_failure_in_the_middle_moves_the_query_on() -> None:
     async def scenario() -> None:
-        swarm = three()
-        backend(swarm, "b").fail = True
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("q")
-        assert (answer.agent, answer.text) == ("c", "c: q")
-        assert decisions(answer.trace) == [("a", "reject"), ("b", "error"), ("c", "forced")]
-        assert "scripted backend failure" in answer.trace[1].detail
-        await swarm.stop()
+        async with three() as swarm:
+            backend(swarm, "b").fail = True
+            await swarm.start_all(background=False)
+            answer = await swarm.ask("q")
+            assert (answer.agent, answer.text) == ("c", "c: q")
+            assert decisions(answer.trace) == [("a", "reject"), ("b", "error"), ("c", "forced")]
+            assert "scripted backend failure" in answer.trace[1].detail
 
     run(scenario)
 
 
 def test_every_backend_failing_gives_no_capable_agent() -> None:
     async def scenario() -> None:
-        swarm = three()
-        for name in ("a", "b", "c"):
-            backend(swarm, name).fail = True
-        await swarm.start_all(background=False)
-        with pytest.raises(NoCapableAgent) as info:
-            await swarm.ask("q")
-        assert info.value.code == "no_capable_agent"
-        assert {h.agent for h in info.value.trace} == {"a", "b", "c"}
-        assert {h.decision for h in info.value.trace} == {"error"}
-        assert all(backend(swarm, n).calls >= 1 for n in ("a", "b", "c"))
-        assert all(n.counters.in_flight == 0 for n in swarm.nodes.values())
-        await swarm.stop()
+        async with three() as swarm:
+            for name in ("a", "b", "c"):
+                backend(swarm, name).fail = True
+            await swarm.start_all(background=False)
+            with pytest.raises(NoCapableAgent) as info:
+                await swarm.ask("q")
+            assert info.value.code == "no_capable_agent"
+            assert {h.agent for h in info.value.trace} == {"a", "b", "c"}
+            assert {h.decision for h in info.value.trace} == {"error"}
+            assert all(backend(swarm, n).calls >= 1 for n in ("a", "b", "c"))
+            assert all(n.counters.in_flight == 0 for n in swarm.nodes.values())
 
     run(scenario)
 
 
 def test_terminal_failure_falls_back_to_the_last_holder() -> None:
     async def scenario() -> None:
-        swarm = three()
-        backend(swarm, "c").fail = True
-        await swarm.start_all(background=False)
-        answer = await swarm.ask("r")  # nobody knows "r": a and b reject, c breaks
-        # c could not answer, so b, the last agent able to, answers anyway.
-        assert answer.agent == "b"
-        assert decisions(answer.trace)[-1] == ("b", "forced")
-        assert ("c", "error") in decisions(answer.trace)
-        await swarm.stop()
+        async with three() as swarm:
+            backend(swarm, "c").fail = True
+            await swarm.start_all(background=False)
+            answer = await swarm.ask("r")  # nobody knows "r": a and b reject, c breaks
+            # c could not answer, so b, the last agent able to, answers anyway.
+            assert answer.agent == "b"
+            assert decisions(answer.trace)[-1] == ("b", "forced")
+            assert ("c", "error") in decisions(answer.trace)
 
     run(scenario)
 
@@ -533,87 +513,82 @@ def test_terminal_failure_falls_back_to_the_last_holder() -> None:
 
 def test_join_spreads_by_gossip_and_the_newcomer_gets_traffic() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(FAST)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.3, ScriptedBackend())
-        swarm.node("c", 0.9, ScriptedBackend({"only-d": "c guesses"}))
-        await swarm.start_all()
-        before = await swarm.ask("only-d")
-        assert before.agent == "c"
+        async with MemorySwarm(FAST) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.3, ScriptedBackend())
+            swarm.node("c", 0.9, ScriptedBackend({"only-d": "c guesses"}))
+            await swarm.start_all()
+            before = await swarm.ask("only-d")
+            assert before.agent == "c"
 
-        d = await swarm.join("d", 0.5, ScriptedBackend({"only-d": "d knows"}), seeds=["c"])
-        assert {m.name for m in d.membership.view()} == {"a", "b", "c", "d"}  # the seed's view
-        assert swarm.nodes["c"].membership.get("d").state == "alive"
-        knows_d = lambda: all((m := n.membership.get("d")) is not None and m.state == "alive" for n in swarm.nodes.values())  # noqa: E731
-        assert await wait_until(knows_d, 1.0), "gossip did not spread the join"
+            d = await swarm.join("d", 0.5, ScriptedBackend({"only-d": "d knows"}), seeds=["c"])
+            assert {m.name for m in d.membership.view()} == {"a", "b", "c", "d"}  # the seed's view
+            assert swarm.nodes["c"].membership.get("d").state == "alive"
+            knows_d = lambda: all((m := n.membership.get("d")) is not None and m.state == "alive" for n in swarm.nodes.values())  # noqa: E731
+            assert await wait_until(knows_d, 1.0), "gossip did not spread the join"
 
-        answer = await swarm.ask("only-d")
-        assert (answer.agent, answer.text) == ("d", "d knows")
-        assert decisions(answer.trace) == [("a", "reject"), ("b", "reject"), ("d", "answer")]
-        await swarm.stop()
+            answer = await swarm.ask("only-d")
+            assert (answer.agent, answer.text) == ("d", "d knows")
+            assert decisions(answer.trace) == [("a", "reject"), ("b", "reject"), ("d", "answer")]
 
     run(scenario)
 
 
 def test_join_spreads_within_a_bounded_number_of_gossip_rounds() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        for i in range(8):
-            swarm.node(f"p{i}", 0.1 * (i + 1), ScriptedBackend(), seed=i)
-        await swarm.start_all(background=False)
-        await swarm.join("new", 0.05, ScriptedBackend(), seeds=["p3"], background=False)
-        for rounds in range(1, 11):
-            for node in list(swarm.nodes.values()):
-                await node.gossip_round()
-            if all(n.membership.get("new") is not None for n in swarm.nodes.values()):
-                break
-        else:
-            pytest.fail("9 agents did not all learn of the newcomer in 10 gossip rounds")
-        assert rounds <= 6, rounds
-        # All views converge to the same digest once the news has spread.
-        for _ in range(3):
-            for node in list(swarm.nodes.values()):
-                await node.gossip_round()
-        assert len({n.membership.digest() for n in swarm.nodes.values()}) == 1
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            for i in range(8):
+                swarm.node(f"p{i}", 0.1 * (i + 1), ScriptedBackend(), seed=i)
+            await swarm.start_all(background=False)
+            await swarm.join("new", 0.05, ScriptedBackend(), seeds=["p3"], background=False)
+            for rounds in range(1, 11):
+                for node in list(swarm.nodes.values()):
+                    await node.upkeep.gossip_round()
+                if all(n.membership.get("new") is not None for n in swarm.nodes.values()):
+                    break
+            else:
+                pytest.fail("9 agents did not all learn of the newcomer in 10 gossip rounds")
+            assert rounds <= 6, rounds
+            # All views converge to the same digest once the news has spread.
+            for _ in range(3):
+                for node in list(swarm.nodes.values()):
+                    await node.upkeep.gossip_round()
+            assert len({n.membership.digest() for n in swarm.nodes.values()}) == 1
 
     run(scenario)
 
 
 def test_join_with_no_reachable_seed_raises() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        swarm.node("a", 0.1, ScriptedBackend())
-        await swarm.start_all(background=False)
-        with pytest.raises(SwarmError, match="ghost"):
-            await swarm.join("d", 0.5, ScriptedBackend(), seeds=["ghost", "phantom"], background=False)
-        assert swarm.nodes["a"].membership.get("d") is None
-        # An unreachable seed is skipped when a later one answers.
-        e = await swarm.join("e", 0.6, ScriptedBackend(), seeds=["ghost", "a"], background=False)
-        assert e.membership.get("a") is not None
-        assert swarm.nodes["a"].membership.get("e").state == "alive"
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            await swarm.start_all(background=False)
+            with pytest.raises(SwarmError, match="ghost"):
+                await swarm.join("d", 0.5, ScriptedBackend(), seeds=["ghost", "phantom"], background=False)
+            assert swarm.nodes["a"].membership.get("d") is None
+            # An unreachable seed is skipped when a later one answers.
+            e = await swarm.join("e", 0.6, ScriptedBackend(), seeds=["ghost", "a"], background=False)
+            assert e.membership.get("a") is not None
+            assert swarm.nodes["a"].membership.get("e").state == "alive"
 
     run(scenario)
 
 
 def test_rejoin_under_the_same_name_outbids_the_dead_entry() -> None:
     async def scenario() -> None:
-        swarm = three()
-        await swarm.start_all(background=False)
-        swarm.kill("b")
-        await swarm.nodes["a"].ping_round()  # a's only other peers are b and c; retry until b is judged
-        while swarm.nodes["a"].membership.get("b").state != "dead":
-            await swarm.nodes["a"].ping_round()
-        b2 = await swarm.join("b", 0.5, ScriptedBackend({"q": "b2: q"}), seeds=["a"], background=False)
-        assert b2.membership.self_entry.incarnation >= 1  # outbid its old life
-        for _ in range(3):
-            await b2.gossip_round()
-            await swarm.nodes["a"].gossip_round()
-        assert swarm.nodes["a"].membership.get("b").state == "alive"
-        answer = await swarm.ask("q")
-        assert answer.agent == "b" and answer.text == "b2: q"
-        await swarm.stop()
+        async with started(three()) as swarm:
+            swarm.kill("b")
+            await swarm.nodes["a"].upkeep.ping_round()  # a's only other peers are b and c; retry until b is judged
+            while swarm.nodes["a"].membership.get("b").state != "dead":
+                await swarm.nodes["a"].upkeep.ping_round()
+            b2 = await swarm.join("b", 0.5, ScriptedBackend({"q": "b2: q"}), seeds=["a"], background=False)
+            assert b2.membership.self_entry.incarnation >= 1  # outbid its old life
+            for _ in range(3):
+                await b2.upkeep.gossip_round()
+                await swarm.nodes["a"].upkeep.gossip_round()
+            assert swarm.nodes["a"].membership.get("b").state == "alive"
+            answer = await swarm.ask("q")
+            assert answer.agent == "b" and answer.text == "b2: q"
 
     run(scenario)
 
@@ -623,67 +598,62 @@ def test_rejoin_under_the_same_name_outbids_the_dead_entry() -> None:
 
 def test_leaving_entry_finishes_in_flight_query_then_refuses() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(NodeConfig(drain_timeout_s=2.0))
-        swarm.node("a", 0.1, ScriptedBackend({"q": "a: q"}, delay_s=0.3))
-        swarm.node("b", 0.5, ScriptedBackend({"q2": "b: q2"}))
-        swarm.node("c", 0.9, ScriptedBackend())
-        await swarm.start_all(background=False)
-        a = swarm.nodes["a"]
-        in_flight = asyncio.ensure_future(swarm.ask("q"))
-        assert await wait_until(lambda: backend(swarm, "a").calls == 1, 1.0)
-        leaving = asyncio.ensure_future(a.leave())
-        await asyncio.sleep(0.02)
-        assert not leaving.done(), "leave must wait for the in-flight query"
-        assert a.membership.self_entry.state == "left"
-        # A query arriving now is refused at a...
-        refused = await send_query(swarm, "a", "q2")
-        assert (refused.ok, refused.error_code) == (False, "refused")
-        assert decisions(refused.trace) == [("a", "refused")]
-        # ...and a client routes around it.
-        other = await swarm.ask("q2")
-        assert (other.agent, other.entry) == ("b", "b")
-        assert "a" not in other.path
-        # The query a was already working on completes, answered by a.
-        answer = await in_flight
-        assert (answer.agent, answer.text) == ("a", "a: q")
-        assert decisions(answer.trace) == [("a", "answer")]
-        await asyncio.wait_for(leaving, 1.0)
-        assert a.counters.in_flight == 0
-        for peer in ("b", "c"):
-            assert swarm.nodes[peer].membership.get("a").state == "left"
-        await swarm.stop()
+        async with MemorySwarm(NodeConfig(drain_timeout_s=2.0)) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend({"q": "a: q"}, delay_s=0.3))
+            swarm.node("b", 0.5, ScriptedBackend({"q2": "b: q2"}))
+            swarm.node("c", 0.9, ScriptedBackend())
+            await swarm.start_all(background=False)
+            a = swarm.nodes["a"]
+            in_flight = asyncio.ensure_future(swarm.ask("q"))
+            assert await wait_until(lambda: backend(swarm, "a").calls == 1, 1.0)
+            leaving = asyncio.ensure_future(a.leave())
+            await asyncio.sleep(0.02)
+            assert not leaving.done(), "leave must wait for the in-flight query"
+            assert a.membership.self_entry.state == "left"
+            # A query arriving now is refused at a...
+            refused = await send_query(swarm, "a", "q2")
+            assert (refused.ok, refused.error_code) == (False, "refused")
+            assert decisions(refused.trace) == [("a", "refused")]
+            # ...and a client routes around it.
+            other = await swarm.ask("q2")
+            assert (other.agent, other.entry) == ("b", "b")
+            assert "a" not in other.path
+            # The query a was already working on completes, answered by a.
+            answer = await in_flight
+            assert (answer.agent, answer.text) == ("a", "a: q")
+            assert decisions(answer.trace) == [("a", "answer")]
+            await asyncio.wait_for(leaving, 1.0)
+            assert a.counters.in_flight == 0
+            for peer in ("b", "c"):
+                assert swarm.nodes[peer].membership.get("a").state == "left"
 
     run(scenario)
 
 
 def test_left_agent_is_skipped_by_its_peers() -> None:
     async def scenario() -> None:
-        swarm = three()
-        await swarm.start_all(background=False)
-        await swarm.leave("b")
-        assert "b" not in swarm.nodes
-        for peer in ("a", "c"):
-            assert swarm.nodes[peer].membership.get("b").state == "left"
-        answer = await swarm.ask("q")
-        assert decisions(answer.trace) == [("a", "reject"), ("c", "forced")]
-        await swarm.stop()
+        async with started(three()) as swarm:
+            await swarm.leave("b")
+            assert "b" not in swarm.nodes
+            for peer in ("a", "c"):
+                assert swarm.nodes[peer].membership.get("b").state == "left"
+            answer = await swarm.ask("q")
+            assert decisions(answer.trace) == [("a", "reject"), ("c", "forced")]
 
     run(scenario)
 
 
 def test_leaving_agent_drains_a_query_forwarded_to_it() -> None:
     async def scenario() -> None:
-        swarm = three(NodeConfig(drain_timeout_s=2.0), b_delay=0.3)
-        await swarm.start_all(background=False)
-        pending = asyncio.ensure_future(swarm.ask("q"))
-        assert await wait_until(lambda: backend(swarm, "b").calls == 1, 1.0)
-        await swarm.nodes["b"].leave()
-        answer = await pending
-        # b drained the query it held: its answer reaches the client, and its peers see a goodbye, not a death.
-        assert answer.agent == "b"
-        assert decisions(answer.trace) == [("a", "reject"), ("b", "answer")]
-        assert swarm.nodes["a"].membership.get("b").state == "left"
-        await swarm.stop()
+        async with started(three(NodeConfig(drain_timeout_s=2.0), b_delay=0.3)) as swarm:
+            pending = asyncio.ensure_future(swarm.ask("q"))
+            assert await wait_until(lambda: backend(swarm, "b").calls == 1, 1.0)
+            await swarm.nodes["b"].leave()
+            answer = await pending
+            # b drained the query it held: its answer reaches the client, and its peers see a goodbye, not a death.
+            assert answer.agent == "b"
+            assert decisions(answer.trace) == [("a", "reject"), ("b", "answer")]
+            assert swarm.nodes["a"].membership.get("b").state == "left"
 
     run(scenario)
 
@@ -696,35 +666,34 @@ def test_concurrent_queries_with_a_crash_are_never_lost(victim: str) -> None:
     n = 200
 
     async def scenario() -> None:
-        swarm = MemorySwarm(deadline_s=5.0)
-        swarm.node("a", 0.1, ScriptedBackend({f"q{i}": f"a{i}" for i in range(0, n, 5)}))
-        swarm.node("b", 0.5, ScriptedBackend({f"q{i}": f"b{i}" for i in range(0, n, 2)}, delay_s=0.03))
-        swarm.node("c", 0.9, ScriptedBackend({f"q{i}": f"c{i}" for i in range(n)}))
-        await swarm.start_all(background=False)
-        tasks = []
-        for i in range(n):
-            tasks.append(asyncio.ensure_future(swarm.ask(f"q{i}")))
-            if i % 10 == 9:
-                await asyncio.sleep(0.005)
-            if i == n // 2:
-                swarm.kill(victim)
-        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
-        assert len(outcomes) == n
-        unexpected = [o for o in outcomes if not isinstance(o, (Answer, QueryError))]
-        assert unexpected == []
-        answers = [o for o in outcomes if isinstance(o, Answer)]
-        assert len(answers) == n, [str(o) for o in outcomes if isinstance(o, QueryError)][:5]
-        assert len({a.query_id for a in answers}) == n
-        for i, answer in enumerate(outcomes):
-            assert answer.text == f"{answer.agent}{i}"  # the answer belongs to this query
-        by_agent = {name: sum(a.agent == name for a in answers) for name in ("a", "b", "c")}
-        assert by_agent["b"] > 0 and by_agent["c"] > 0, by_agent
-        assert any(h.decision == "unreachable" for a in answers for h in a.trace) or victim == "a"
-        for node in swarm.nodes.values():
-            assert node.counters.in_flight == 0
-        if victim == "b":
-            assert swarm.nodes["a"].membership.get("b").state == "dead"
-        await swarm.stop()
+        async with MemorySwarm(deadline_s=5.0) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend({f"q{i}": f"a{i}" for i in range(0, n, 5)}))
+            swarm.node("b", 0.5, ScriptedBackend({f"q{i}": f"b{i}" for i in range(0, n, 2)}, delay_s=0.03))
+            swarm.node("c", 0.9, ScriptedBackend({f"q{i}": f"c{i}" for i in range(n)}))
+            await swarm.start_all(background=False)
+            tasks = []
+            for i in range(n):
+                tasks.append(asyncio.ensure_future(swarm.ask(f"q{i}")))
+                if i % 10 == 9:
+                    await asyncio.sleep(0.005)
+                if i == n // 2:
+                    swarm.kill(victim)
+            outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+            assert len(outcomes) == n
+            unexpected = [o for o in outcomes if not isinstance(o, (Answer, QueryError))]
+            assert unexpected == []
+            answers = [o for o in outcomes if isinstance(o, Answer)]
+            assert len(answers) == n, [str(o) for o in outcomes if isinstance(o, QueryError)][:5]
+            assert len({a.query_id for a in answers}) == n
+            for i, answer in enumerate(outcomes):
+                assert answer.text == f"{answer.agent}{i}"  # the answer belongs to this query
+            by_agent = {name: sum(a.agent == name for a in answers) for name in ("a", "b", "c")}
+            assert by_agent["b"] > 0 and by_agent["c"] > 0, by_agent
+            assert any(h.decision == "unreachable" for a in answers for h in a.trace) or victim == "a"
+            for node in swarm.nodes.values():
+                assert node.counters.in_flight == 0
+            if victim == "b":
+                assert swarm.nodes["a"].membership.get("b").state == "dead"
 
     run(scenario, timeout=10.0)
 
@@ -734,30 +703,27 @@ def test_concurrent_queries_with_a_crash_are_never_lost(victim: str) -> None:
 
 def test_oversize_query_is_refused_before_sending() -> None:
     async def scenario() -> None:
-        swarm = cascade(max_query_chars=50)
-        await swarm.start_all(background=False)
-        sent = swarm.network.messages
-        with pytest.raises(QueryTooLarge, match="50"):
-            await swarm.ask("x" * 51)
-        assert swarm.network.messages == sent
-        assert all(n.counters.received == 0 for n in swarm.nodes.values())
-        answer = await swarm.ask("y" * 50)  # exactly at the limit is fine
-        assert answer.agent == "large"
-        await swarm.stop()
+        async with started(cascade(max_query_chars=50)) as swarm:
+            sent = swarm.network.messages
+            with pytest.raises(QueryTooLarge, match="50"):
+                await swarm.ask("x" * 51)
+            assert swarm.network.messages == sent
+            assert all(n.counters.received == 0 for n in swarm.nodes.values())
+            answer = await swarm.ask("y" * 50)  # exactly at the limit is fine
+            assert answer.agent == "large"
 
     run(scenario)
 
 
 def test_agent_refuses_a_query_over_its_own_limit() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(NodeConfig(max_query_chars=10), max_query_chars=1000)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.9, ScriptedBackend())
-        await swarm.start_all(background=False)
-        with pytest.raises(QueryError, match="query_too_large"):
-            await swarm.ask("z" * 11)
-        assert backend(swarm, "a").calls == 0 and swarm.nodes["b"].counters.received == 0
-        await swarm.stop()
+        async with MemorySwarm(NodeConfig(max_query_chars=10), max_query_chars=1000) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.9, ScriptedBackend())
+            await swarm.start_all(background=False)
+            with pytest.raises(QueryError, match="query_too_large"):
+                await swarm.ask("z" * 11)
+            assert backend(swarm, "a").calls == 0 and swarm.nodes["b"].counters.received == 0
 
     run(scenario)
 
@@ -767,19 +733,18 @@ def test_agent_refuses_a_query_over_its_own_limit() -> None:
 
 def test_peer_with_a_smaller_query_limit_is_not_retried_in_a_loop() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(deadline_s=0.5)
-        swarm.node("a", 0.1, ScriptedBackend())
-        strict = AgentNode(Member(name="b", cost=0.5), SelfAware(), ScriptedBackend(), swarm.network.transport(), NodeConfig(max_query_chars=5))
-        swarm.network.register(strict)
-        swarm.nodes["b"] = strict
-        swarm.node("c", 0.9, ScriptedBackend({"a long query": "c: long"}))
-        await swarm.start_all(background=False)
-        try:
-            answer = await swarm.ask("a long query")
-            assert answer.agent == "c"
-        finally:
-            assert strict.counters.received <= 2, f"b was asked {strict.counters.received} times"
-        await swarm.stop()
+        async with MemorySwarm(deadline_s=0.5) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            strict = AgentNode(Member(name="b", cost=0.5), SelfAware(), ScriptedBackend(), swarm.network.transport(), NodeConfig(max_query_chars=5))
+            swarm.network.register(strict)
+            swarm.nodes["b"] = strict
+            swarm.node("c", 0.9, ScriptedBackend({"a long query": "c: long"}))
+            await swarm.start_all(background=False)
+            try:
+                answer = await swarm.ask("a long query")
+                assert answer.agent == "c"
+            finally:
+                assert strict.counters.received <= 2, f"b was asked {strict.counters.received} times"
 
     run(scenario)
 
@@ -796,64 +761,59 @@ class _NewerAgent:
 
 def test_peer_answering_with_a_protocol_error_is_routed_around() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm()
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("c", 0.9, ScriptedBackend({"q": "c: q"}))
-        await swarm.start_all(background=False)
-        swarm.network.register(_NewerAgent())
-        for node in swarm.nodes.values():
-            node.membership.merge(Member(name="z", cost=0.5))
-        answer = await swarm.ask("q")
-        assert answer.agent == "c"
-        await swarm.stop()
+        async with MemorySwarm() as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("c", 0.9, ScriptedBackend({"q": "c: q"}))
+            await swarm.start_all(background=False)
+            swarm.network.register(_NewerAgent())
+            for node in swarm.nodes.values():
+                node.membership.merge(Member(name="z", cost=0.5))
+            answer = await swarm.ask("q")
+            assert answer.agent == "c"
 
     run(scenario)
 
 
 def test_gossip_round_with_a_hung_peer_is_bounded() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(FAST)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.5, ScriptedBackend())
-        await swarm.start_all(background=False)
-        swarm.network.freeze("b")
-        try:
-            await asyncio.wait_for(swarm.nodes["a"].gossip_round(), 1.0)
-        finally:
-            swarm.network.thaw("b")
-        await swarm.stop()
+        async with MemorySwarm(FAST) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.5, ScriptedBackend())
+            await swarm.start_all(background=False)
+            swarm.network.freeze("b")
+            try:
+                await asyncio.wait_for(swarm.nodes["a"].upkeep.gossip_round(), 1.0)
+            finally:
+                swarm.network.thaw("b")
 
     run(scenario)
 
 
 def test_join_moves_past_a_hung_seed() -> None:
     async def scenario() -> None:
-        swarm = MemorySwarm(FAST)
-        swarm.node("a", 0.1, ScriptedBackend())
-        swarm.node("b", 0.5, ScriptedBackend())
-        await swarm.start_all(background=False)
-        swarm.network.freeze("a")
-        try:
-            d = await asyncio.wait_for(swarm.join("d", 0.7, ScriptedBackend(), seeds=["a", "b"], background=False), 1.0)
-        finally:
-            swarm.network.thaw("a")
-        assert d.membership.get("b") is not None
-        await swarm.stop()
+        async with MemorySwarm(FAST) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.5, ScriptedBackend())
+            await swarm.start_all(background=False)
+            swarm.network.freeze("a")
+            try:
+                d = await asyncio.wait_for(swarm.join("d", 0.7, ScriptedBackend(), seeds=["a", "b"], background=False), 1.0)
+            finally:
+                swarm.network.thaw("a")
+            assert d.membership.get("b") is not None
 
     run(scenario)
 
 
 def test_ask_at_a_hung_entry_still_ends_by_its_deadline() -> None:
     async def scenario() -> None:
-        swarm = three()
-        await swarm.start_all(background=False)
-        swarm.network.freeze("a")
-        try:
-            with pytest.raises(DeadlineExceeded):
-                await asyncio.wait_for(swarm.ask("q", deadline_s=0.2), 1.0)
-        finally:
-            swarm.network.thaw("a")
-        await swarm.stop()
+        async with started(three()) as swarm:
+            swarm.network.freeze("a")
+            try:
+                with pytest.raises(DeadlineExceeded):
+                    await asyncio.wait_for(swarm.ask("q", deadline_s=0.2), 0.2 + GRACE_S + 1.0)
+            finally:
+                swarm.network.thaw("a")
 
     run(scenario)
 

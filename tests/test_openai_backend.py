@@ -18,7 +18,7 @@ from swarm.backends.base import GenerationRequest
 from swarm.backends.openai_http import RETRY_AFTER_CAP_S, OpenAIBackend, _retry_after
 from swarm.client import Answer
 from swarm.errors import BackendError, QueryError
-from swarm.policies import AlwaysAnswer, Confidence, SelfAware
+from swarm.policies import AlwaysAnswer, Ask, Confidence, SelfAware
 from swarm.prompts import REJECT_PHRASE, build_messages
 from swarm.specs import OpenAIBackendSpec
 from swarm.testing import MemorySwarm, ScriptedBackend
@@ -95,7 +95,7 @@ def test_a_reply_starting_with_the_reject_phrase_is_a_rejection(server: OpenAISe
         backend = OpenAIBackend(spec(server.base_url), "big")
         await backend.start()
         try:
-            return [await SelfAware().respond("q", text, 0.5, backend, must_answer=False) for text in ("unknown question", "Name a prime.")]
+            return [await SelfAware().respond(Ask("q", text, 0.5), backend) for text in ("unknown question", "Name a prime.")]
         finally:
             await backend.close()
 
@@ -116,7 +116,7 @@ def test_logprobs_are_asked_for_and_parsed(server: OpenAIServer) -> None:
         backend = OpenAIBackend(spec(server.base_url), "big")
         await backend.start()
         try:
-            return await Confidence().respond("q", "What is 2 + 2?", 0.5, backend, must_answer=False)
+            return await Confidence().respond(Ask("q", "What is 2 + 2?", 0.5), backend)
         finally:
             await backend.close()
 
@@ -343,3 +343,9 @@ def test_endpoint_going_down_mid_run_loses_no_query(server: OpenAIServer) -> Non
         assert decisions(answer) == [("small", "reject"), ("mid", "reject"), ("big", "error"), ("mid", "forced")]
         assert "failed after 2 attempts" in answer.trace[2].detail
     assert len(server.chat_requests) == 4  # nothing reached the endpoint once it was down
+
+
+def test_the_openai_backend_conforms(server: OpenAIServer) -> None:
+    from swarm.testing import check_backend
+
+    run(lambda: check_backend(OpenAIBackend(spec(server.base_url), "remote")), timeout=60)

@@ -10,7 +10,7 @@ import pytest
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.build import build_parts
 from swarm.errors import BackendError
-from swarm.policies import AlwaysAnswer, Confidence, SelfAware, Verbalized, build_policy, reject_log_odds
+from swarm.policies import AlwaysAnswer, Ask, Confidence, SelfAware, Verbalized, build_policy, reject_log_odds
 from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, render_plain, scenario_alpha, says_yes
 from swarm.specs import ConfidencePolicySpec, SelfAwarePolicySpec, VerbalizedPolicySpec
 from swarm.testing import ScriptedBackend
@@ -36,7 +36,7 @@ class Recorder(Backend):
 
 
 def respond(policy, backend, alpha=0.5, must=False, text="q"):
-    return asyncio.run(policy.respond("id", text, alpha, backend, must))
+    return asyncio.run(policy.respond(Ask("id", text, alpha, must), backend))
 
 
 @pytest.mark.parametrize("reply, rejected", [

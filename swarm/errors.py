@@ -20,6 +20,10 @@ class TopologyError(FileError):
     """A topology or agent-spec file that cannot be used."""
 
 
+class RecipeError(FileError):
+    """A training recipe that cannot be used."""
+
+
 class ProtocolError(SwarmError):
     """A message that cannot be decoded or does not match its schema."""
 

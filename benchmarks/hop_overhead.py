@@ -369,7 +369,7 @@ async def route_memory(ms: MemorySwarm, backends: dict[str, ScriptedBackend], n_
 
     async def one(entry: str, text: str, answerer: str, steps: int) -> tuple[bool, int]:
         async with sem:
-            r = expect(await ms.network.deliver(entry, encode(new_query(text, 0.5, 60.0, ms.max_hops, 32768))), Result)
+            r = expect(await ms.network.deliver(entry, encode(new_query(text, 0.5, 60.0, ms.client.limits.max_hops, 32768))), Result)
             hops = sum(h.decision not in ("unreachable", "refused") for h in r.trace) - 1
             return r.ok and r.agent == answerer and hops == steps, hops
 

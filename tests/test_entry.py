@@ -52,6 +52,44 @@ class ScriptedFaults(Transport):
     def forget(self, peer: str) -> None:
         self.inner.forget(peer)
 
+    # The blocking side of the Ray transport, which the sync face of Swarm drives.
+    def submit(self, peer: str, data: bytes):
+        import ray
+
+        fault = self.faults.get(peer)
+        if fault == "dead":
+            return PeerUnreachable(peer, "scripted: dead")
+        if fault == "refused":
+            _, query = decode(data)
+            return ray.put(encode(Result(query_id=query.query_id, ok=False, agent=peer, error_code="refused", error="leaving")))
+        if fault == "wedged":
+            return _never.remote()
+        return self.inner.submit(peer, data)
+
+    def reply(self, ref, peer: str):
+        return self.inner.reply(ref, peer)
+
+
+def _sleep_long() -> bytes:
+    time.sleep(DEADLINE_S + GRACE_S + 30)
+    return b""
+
+
+class _Never:
+    """A reply that does not come in time: a Ray task asleep past the deadline (no CPU reserved)."""
+
+    def remote(self):
+        import sys
+
+        import ray
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+        return ray.remote(num_cpus=0)(_sleep_long).remote()
+
+
+_never = _Never()
+
 
 SCENARIOS: dict[str, tuple[dict[str, str], Outcome]] = {
     "dead entry": ({"m1": "dead"}, ("answer", "m2")),

@@ -8,8 +8,9 @@ actors (start, leave, kill, status).
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -22,10 +23,10 @@ from swarm.client import Answer
 from swarm.cluster.actor import create_actor
 from swarm.cluster.connect import actor_names, connect, namespace_of
 from swarm.cluster.transport import RayTransport
-from swarm.entry import EntryClient, LoopThread, QueryLimits
-from swarm.errors import QueryError, SwarmError
+from swarm.entry import Attempt, EntryClient, LoopThread, Outcome, QueryLimits
+from swarm.errors import PeerUnreachable, QueryError, SwarmError
 from swarm.logging import configure_logging
-from swarm.protocol import Gossip, Member, Status, StatusRequest, encode, expect
+from swarm.protocol import Gossip, Member, Query, Status, StatusRequest, encode, expect
 from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
 
 log = structlog.get_logger("swarm.api")
@@ -162,6 +163,7 @@ class Swarm:
         self._loop = LoopThread(f"swarm-{name}")
         weakref.finalize(self, self._loop.close)  # a handle dropped without shutdown() leaves no thread behind
         self.failed: dict[str, str] = {}  # agents that did not start: name -> why
+        self._closed = False
 
     def __enter__(self) -> Self:
         return self
@@ -172,7 +174,10 @@ class Swarm:
     # -- asking ----------------------------------------------------------------------------------
     def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         """Route one query through the swarm. Raises QueryError (NoCapableAgent, DeadlineExceeded) when unanswerable."""
-        return self._loop.run(self._client.ask(text, scenario, alpha, deadline_s))
+        [outcome] = self._drive([self._client.query(text, scenario, alpha, deadline_s)], 1, None)
+        if isinstance(outcome, QueryError):
+            raise outcome
+        return outcome
 
     def ask_many(
         self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
@@ -186,11 +191,58 @@ class Swarm:
         itself. Together they address one agent directly, as a centralized router would."""
         if entry is not None and entry not in self.entries():
             raise SwarmError(f"swarm {self.name!r} has no live agent named {entry!r} (agents: {', '.join(sorted(self.entries()))})")
-        return self._loop.run(self._client.ask_many(texts, scenario, alpha, deadline_s, concurrency, entry, must_answer))
+        queries = [self._client.query(t, scenario, alpha, deadline_s, must_answer) for t in texts]
+        return self._drive(queries, concurrency, entry)
 
     async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
         return await self._client.ask(text, scenario, alpha, deadline_s)
+
+    def _drive(self, queries: list[Query], concurrency: int, entry: str | None) -> list[Answer | QueryError]:
+        """The entry client's `attempts` for each query, at most `concurrency` at a time, driven by
+        blocking on Ray (`ray.wait` over every reply awaited), each given up on at its own deadline."""
+        if self._closed:
+            raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
+        if self._client.stale():
+            self._refresh_view()
+        transport: RayTransport = self._client.transport  # type: ignore[assignment] - or one with its submit and reply
+        outcomes: list[Answer | QueryError | None] = [None] * len(queries)
+        pending: dict[ray.ObjectRef, tuple[int, Generator[Attempt, Outcome, Answer], str, float]] = {}
+
+        def advance(i: int, steps: Generator[Attempt, Outcome, Answer], outcome: Outcome) -> None:
+            while True:
+                try:
+                    at, data, wait_s = steps.send(outcome)
+                except StopIteration as done:
+                    outcomes[i] = done.value
+                    return
+                except QueryError as exc:
+                    outcomes[i] = exc
+                    return
+                sent = transport.submit(at, data)
+                if not isinstance(sent, PeerUnreachable):
+                    pending[sent] = (i, steps, at, time.monotonic() + wait_s)
+                    return
+                outcome = sent
+
+        waiting = list(range(len(queries)))[::-1]
+        while waiting or pending:
+            while waiting and len(pending) < max(1, concurrency):
+                i = waiting.pop()
+                advance(i, self._client.attempts(queries[i], entry), None)
+            if not pending:
+                continue
+            first_deadline = min(d for *_, d in pending.values())
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, first_deadline - time.monotonic()))
+            for ref in ready:
+                i, steps, at, _ = pending.pop(ref)
+                advance(i, steps, transport.reply(ref, at))
+            now = time.monotonic()
+            for ref, (i, steps, _, deadline) in list(pending.items()):
+                if now >= deadline:
+                    del pending[ref]
+                    advance(i, steps, TimeoutError())
+        return outcomes  # type: ignore[return-value]
 
     # -- membership ------------------------------------------------------------------------------
     def entries(self) -> list[str]:
@@ -270,6 +322,7 @@ class Swarm:
                 pass
         self._handles.clear()
         self._loop.close()
+        self._closed = True
 
     # -- internals -------------------------------------------------------------------------------
     def _adopt(self, name: str, handle: ray.actor.ActorHandle) -> None:

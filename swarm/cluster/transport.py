@@ -38,16 +38,38 @@ class RayTransport(Transport):
 
     async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
         handle = await self._resolve(peer)
-        method = handle.control if control else handle.handle
         try:
-            return await method.remote(data)
-        except ActorDiedError as exc:
+            return await (handle.control if control else handle.handle).remote(data)
+        except RayError as exc:
+            raise self._unreachable(peer, exc) from None
+
+    # -- the same, for a driver that blocks on Ray instead of awaiting (the sync face of Swarm) --
+    def submit(self, peer: str, data: bytes) -> ray.ObjectRef | PeerUnreachable:
+        """Send a query without waiting: the reference its reply will arrive in (wait with `ray.wait`,
+        read with `reply`), or the PeerUnreachable that stopped it from going out."""
+        handle = self._handles.get(peer)
+        if handle is None:
+            try:
+                handle = self._handles[peer] = ray.get_actor(peer, namespace=self.namespace)
+            except ValueError:
+                return PeerUnreachable(peer, f"no actor named {peer!r} in namespace {self.namespace!r}")
+        return handle.handle.remote(data)
+
+    def reply(self, ref: ray.ObjectRef, peer: str) -> bytes | PeerUnreachable:
+        """The reply of a submitted query that `ray.wait` found ready, or why there is none."""
+        try:
+            return ray.get(ref)
+        except RayError as exc:
+            return self._unreachable(peer, exc)
+
+    def _unreachable(self, peer: str, exc: RayError) -> PeerUnreachable:
+        if isinstance(exc, ActorDiedError):
             self.forget(peer)
-            raise PeerUnreachable(peer, f"actor died ({type(exc).__name__})", permanent=True) from None
-        except (ActorUnavailableError, RayActorError) as exc:
-            raise PeerUnreachable(peer, f"actor unavailable ({type(exc).__name__})", permanent=False) from None
-        except RayError as exc:  # the peer's handler itself broke: treat as a sick peer, not a dead one
-            raise PeerUnreachable(peer, f"call failed ({type(exc).__name__})", permanent=False) from None
+            return PeerUnreachable(peer, f"actor died ({type(exc).__name__})", permanent=True)
+        if isinstance(exc, ActorUnavailableError | RayActorError):
+            return PeerUnreachable(peer, f"actor unavailable ({type(exc).__name__})", permanent=False)
+        # the peer's handler itself broke: treat as a sick peer, not a dead one
+        return PeerUnreachable(peer, f"call failed ({type(exc).__name__})", permanent=False)
 
     def forget(self, peer: str) -> None:
         self._handles.pop(peer, None)

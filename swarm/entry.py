@@ -19,6 +19,7 @@ path), and told locally what the client itself saw (a dead or leaving entry).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import math
 import threading
@@ -67,31 +68,43 @@ class EntryClient:
         self._refreshed_at = -math.inf
         self._refreshing: asyncio.Task | None = None
         self._entries: tuple[int, list[str]] = (-1, [])
+        # A sync face, its refresh thread and an async face may share one client: the view is read
+        # and changed under this lock (each hold is a few dictionary operations).
+        self._lock = threading.Lock()
 
     # -- the view ------------------------------------------------------------------------------
     def entries(self) -> list[str]:
         """Live agents, cheapest first: where queries enter."""
-        version, names = self._entries
-        if version != self.view.version:
-            live = self.view.peers(("alive",))
-            names = [m.name for m in sorted(live, key=lambda m: (m.cost, m.name))]
-            self._entries = (self.view.version, names)
-        return list(names)
+        with self._lock:
+            version, names = self._entries
+            if version != self.view.version:
+                version = self.view.version
+                names = [m.name for m in sorted(self.view.peers(("alive",)), key=lambda m: (m.cost, m.name))]
+                self._entries = (version, names)
+            return list(names)
+
+    def known(self, states: Iterable[str] = ("alive", "suspect")) -> list[Member]:
+        """The agents the view holds in these states, cheapest first."""
+        with self._lock:
+            return sorted(self.view.peers(states), key=lambda m: (m.cost, m.name))
 
     def learn(self, members: Iterable[Member]) -> None:
         """Merge what an agent reported (a newer incarnation wins; at equal incarnation, the worse state)."""
-        self.view.merge_all(members, spread=False)
+        with self._lock:
+            self.view.merge_all(members, spread=False)
 
     def mark(self, name: str, state: str) -> None:
         """What the client saw itself: an entry that died ('dead') or is leaving ('left')."""
-        self.view.mark(name, state)
+        with self._lock:
+            self.view.mark(name, state)
 
-    async def refresh(self, also: Iterable[str] = ()) -> bool:
-        """Take the whole view of the cheapest agent that answers (after the known ones, the agents
-        named in `also`, for a client that knows names only); False when none did."""
+    async def refresh(self, first: Iterable[str] = (), also: Iterable[str] = ()) -> bool:
+        """Take the whole view of the first agent that answers: those named in `first`, then the
+        known ones (alive before suspect, cheapest first), then those named in `also` (for a client
+        that knows names only); False when none did."""
         self._refreshed_at = time.monotonic()
-        known = [m.name for m in sorted(self.view.peers(("alive", "suspect")), key=lambda m: (m.cost, m.name))]
-        for name in dict.fromkeys([*known, *also]):
+        known = [m.name for m in self.known(("alive",))] + [m.name for m in self.known(("suspect",))]
+        for name in dict.fromkeys([*first, *known, *also]):
             try:
                 async with asyncio.timeout(_ASK_VIEW_S):
                     view = expect(await self.transport.send(name, _FULL_VIEW, control=True), View)
@@ -102,14 +115,23 @@ class EntryClient:
         return False
 
     def stale(self) -> bool:
-        """The view is older than VIEW_TTL_S (and no refresh is under way)."""
-        return time.monotonic() - self._refreshed_at >= VIEW_TTL_S and not (self._refreshing and not self._refreshing.done())
+        """The last refresh began more than VIEW_TTL_S ago."""
+        return time.monotonic() - self._refreshed_at >= VIEW_TTL_S
 
-    def _refresh_if_stale(self) -> None:
-        if self.stale():
-            self._refreshing = asyncio.ensure_future(self._refresh_quietly())
+    def claim_refresh(self) -> bool:
+        """True (once) when the view is stale: the caller then starts a refresh; others wait their turn."""
+        if not self.stale():
+            return False
+        self._refreshed_at = time.monotonic()
+        return True
 
-    async def _refresh_quietly(self) -> None:
+    def refresh_soon(self) -> None:
+        """A stale view starts refreshing in the background, on the running loop (queries never wait for it)."""
+        if self.claim_refresh():
+            self._refreshing = asyncio.ensure_future(self.refresh_quietly())
+
+    async def refresh_quietly(self) -> None:
+        """`refresh`, for the background: a failure is logged, never raised."""
         try:
             await self.refresh()
         except Exception as exc:  # noqa: BLE001 - a background refresh must never die silently
@@ -153,7 +175,7 @@ class EntryClient:
     async def send(self, q: Query, entry: str | None = None) -> Answer:
         """Hand `q` to the cheapest live entry (or to `entry` only), the next one on death or refusal,
         until the deadline plus the grace period: `attempts` driven by awaiting the transport."""
-        self._refresh_if_stale()
+        self.refresh_soon()
         steps = self.attempts(q, entry)
         outcome: Outcome = None
         while True:
@@ -208,12 +230,29 @@ class LoopThread:
         self._thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.submit(coro).result()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Start `coro` on the loop without waiting for it."""
         if not self._thread.is_alive():
             coro.close()
             raise SwarmError("this swarm handle is closed")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
     def close(self) -> None:
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
+        """Cancel what still runs there, stop the loop and its thread, release the loop."""
+        if not self._thread.is_alive():
+            return
+        with contextlib.suppress(concurrent.futures.TimeoutError, RuntimeError):
+            asyncio.run_coroutine_threadsafe(self._wind_down(), self.loop).result(timeout=5)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    async def _wind_down(self) -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.loop.shutdown_default_executor()

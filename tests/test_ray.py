@@ -253,3 +253,19 @@ def test_ask_async_gives_up_on_a_wedged_entry_agent_at_the_deadline(launched):
         asyncio.run(s.ask_async("What is 17 + 25?", deadline_s=0.5))
     assert time.monotonic() - began < _GRACE_S + 3.0
     time.sleep(max(0.0, began + _GRACE_S + 6.0 - time.monotonic()))  # let m1 wake before teardown
+
+
+def test_a_sync_ask_with_a_stale_view_still_ends_by_its_deadline(launched):
+    """A stale view is refreshed in the background: a wedged cheapest agent (the first one asked for
+    the view, and the entry) does not hold a sync ask past its deadline plus the client's grace."""
+    from swarm.entry import GRACE_S
+
+    s = launched(cascade("wedged-sync", agents=2))
+    s._handle("m1").freeze.remote(GRACE_S + 8.0)
+    time.sleep(0.3)
+    s._client._refreshed_at = -math.inf  # stale: this ask starts a refresh, which asks the wedged m1 first
+    began = time.monotonic()
+    with pytest.raises(swarm.DeadlineExceeded, match="no reply from entry agent m1"):
+        s.ask("What is 17 + 25?", deadline_s=0.5)
+    assert time.monotonic() - began < 0.5 + GRACE_S + 1.0
+    time.sleep(max(0.0, began + GRACE_S + 8.0 - time.monotonic()))  # let m1 wake before teardown

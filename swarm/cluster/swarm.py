@@ -196,6 +196,8 @@ class Swarm:
 
     async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
+        if self._closed:
+            raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
         return await self._client.ask(text, scenario, alpha, deadline_s)
 
     def _drive(self, queries: list[Query], concurrency: int, entry: str | None) -> list[Answer | QueryError]:
@@ -203,8 +205,8 @@ class Swarm:
         blocking on Ray (`ray.wait` over every reply awaited), each given up on at its own deadline."""
         if self._closed:
             raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
-        if self._client.stale():
-            self._refresh_view()
+        if self._client.claim_refresh():  # in the background, on the loop thread: never on a query's clock
+            self._loop.submit(self._client.refresh_quietly())
         transport: RayTransport = self._client.transport  # type: ignore[assignment] - or one with its submit and reply
         outcomes: list[Answer | QueryError | None] = [None] * len(queries)
         pending: dict[ray.ObjectRef, tuple[int, Generator[Attempt, Outcome, Answer], str, float]] = {}
@@ -246,7 +248,11 @@ class Swarm:
 
     # -- membership ------------------------------------------------------------------------------
     def entries(self) -> list[str]:
-        """Live agents, cheapest first: where queries enter."""
+        """Live agents, cheapest first: where queries enter (the view refreshed first when it is stale)."""
+        if self._closed:
+            return []
+        if self._client.stale():
+            self._refresh_view()
         return self._client.entries()
 
     def add_agent(self, spec: AgentSpec | dict | str | Path, seeds: list[str] | None = None) -> str:
@@ -265,7 +271,7 @@ class Swarm:
             ray.kill(handle)
             raise
         self._adopt(spec.name, handle)
-        self._refresh_view()
+        self._refresh_view(first=[spec.name])  # the newcomer's own view holds it for sure
         log.info("agent added", swarm=self.name, agent=spec.name, seeds=seeds)
         return spec.name
 
@@ -286,15 +292,15 @@ class Swarm:
     def kill_agent(self, name: str) -> None:
         """Crash an agent with no goodbye (for failure experiments): peers find out by themselves."""
         ray.kill(self._handle(name))
-        self._handles.pop(name, None)
+        self._forget(name, "dead")
 
     def status(self) -> list[AgentStatus]:
         """Every agent's state, load and decisions, including agents other processes added."""
         self._refresh_view()
-        gone = {m.name for m in self._client.view.peers(("left", "dead"))}
+        gone = {m.name for m in self._client.known(("left", "dead"))}
         for name in gone & set(self._handles):  # left or died, whoever removed it
             self._handles.pop(name)
-        names = sorted({m.name for m in self._client.view.peers(("alive", "suspect"))} | set(self._handles))
+        names = sorted({m.name for m in self._client.known(("alive", "suspect"))} | set(self._handles))
         refs = {}
         for name in names:
             try:
@@ -306,8 +312,8 @@ class Swarm:
             try:
                 s = expect(ray.get(ref, timeout=10), Status)
             except (RayError, GetTimeoutError, SwarmError):
-                member = self._client.view.get(name)
-                out.append(AgentStatus(name, "unreachable", member.cost if member else 0.0))
+                cost = next((m.cost for m in self._client.known(("alive", "suspect", "left", "dead")) if m.name == name), 0.0)
+                out.append(AgentStatus(name, "unreachable", cost))
                 continue
             out.append(AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))))
             self._client.learn(s.members)
@@ -320,6 +326,8 @@ class Swarm:
                 ray.kill(self._handles.get(name) or ray.get_actor(name, namespace=self.namespace))
             except (ValueError, RayError):
                 pass
+        for name in self._handles:
+            self._transport.forget(name)
         self._handles.clear()
         self._loop.close()
         self._closed = True
@@ -342,9 +350,9 @@ class Swarm:
                 raise SwarmError(f"swarm {self.name!r} has no agent named {name!r} (agents: {', '.join(sorted(self._handles))})") from None
         return self._handles[name]
 
-    def _refresh_view(self) -> bool:
-        """Learn membership now from the cheapest agent that answers (queries refresh it in the background)."""
-        return self._loop.run(self._client.refresh(also=sorted(self._handles)))
+    def _refresh_view(self, first: list[str] = ()) -> bool:
+        """Learn membership now from the first agent that answers (queries refresh it in the background)."""
+        return self._loop.run(self._client.refresh(first=first, also=sorted(self._handles)))
 
     def _await_started(self, refs: dict[str, ray.ObjectRef], allow_partial: bool = False) -> dict[str, str]:
         """Wait for agents to load and announce themselves, logging each; returns the failures."""

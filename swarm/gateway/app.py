@@ -111,6 +111,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         return JSONResponse({"object": "list", "data": data})
 
     async def health(request: Request) -> Response:
+        entry.refresh_soon()  # an idle gateway's view is brought up to date by the next health check
         live = entry.entries()
         body = {"status": "ok" if live else "unavailable", "swarm": swarm_name, "live_agents": live,
                 "in_flight": admission.in_flight, "waiting": admission.waiting}

@@ -50,10 +50,6 @@ def disconnect() -> None:
     ray.shutdown()
 
 
-def connected() -> bool:
-    return ray.is_initialized()
-
-
 @contextmanager
 def private_ray(address: str | None) -> Iterator[None]:
     """Ray for one experiment: with no `address` and no Ray running in this process, a private

@@ -300,7 +300,8 @@ class Swarm:
         gone = {m.name for m in self._client.known(("left", "dead"))}
         for name in gone & set(self._handles):  # left or died, whoever removed it
             self._handles.pop(name)
-        names = sorted({m.name for m in self._client.known(("alive", "suspect"))} | set(self._handles))
+        costs = {m.name: m.cost for m in self._client.known(("alive", "suspect"))}
+        names = sorted(set(costs) | set(self._handles))
         refs = {}
         for name in names:
             try:
@@ -312,8 +313,7 @@ class Swarm:
             try:
                 s = expect(ray.get(ref, timeout=10), Status)
             except (RayError, GetTimeoutError, SwarmError):
-                cost = next((m.cost for m in self._client.known(("alive", "suspect", "left", "dead")) if m.name == name), 0.0)
-                out.append(AgentStatus(name, "unreachable", cost))
+                out.append(AgentStatus(name, "unreachable", costs.get(name, 0.0)))
                 continue
             out.append(AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))))
             self._client.learn(s.members)

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PROBED = ("ood", "modularity")  # the experiments that run the probe swarm
 EXPERIMENTS = {"ood": ["--per-cell", "50"], "behaviour": [], "live": [], "modularity": [], "latency": []}
 
 
@@ -28,6 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("experiments", nargs="*", help=f"default: all of {', '.join(EXPERIMENTS)}")
     p.add_argument("--trained", type=Path, default=Path("results/training"), help="the self-aware agents (swarm train's output)")
+    p.add_argument("--probes", type=Path, default=Path("results/training"), help="the agents' probes (swarm probe's output); "
+                   "ood runs the probe swarm beside the others, modularity runs it instead of the self-aware one")
     args = p.parse_args(argv)
     unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
     if unknown:
@@ -37,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.experiments:
         print(f"== {name}", flush=True)
         subprocess.run([sys.executable, "-m", "swarm.cli", "eval", name, "--out", f"benchmarks/results/{name}", "--overwrite",
-                        "--trained", str(args.trained), *EXPERIMENTS[name], "--summary", f"benchmarks/results/eval_{name}.json"],
+                        "--trained", str(args.trained), *(["--probes", str(args.probes)] if name in PROBED else []), *EXPERIMENTS[name], "--summary", f"benchmarks/results/eval_{name}.json"],
                        check=True, cwd=ROOT, env=env)
     return 0
 

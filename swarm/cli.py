@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, eval.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, probe, eval.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -143,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     c = command("train", _train, "self-awareness training (competence sampling, SFT, RL) of one agent per recipe; resumable")
     c.add_argument("recipes", type=Path, nargs="+", help="recipe YAML files (see recipes/)")
     c.add_argument("--address", help="run the recipes as Ray tasks on this cluster (default: one after another here)")
+
+    c = command("probe", _probe, "fit each recipe's agent a probe of P(I know) on its frozen model's hidden states, "
+                "with a calibration report; the model is not changed")
+    c.add_argument("recipes", type=Path, nargs="+", help="recipe YAML files (see recipes/); the probe lands in <output_dir>/probe")
 
     from swarm.eval import cli as eval_cli
 
@@ -312,6 +316,19 @@ def _train(args) -> int:
     configure_logging()
     for result in train_many(recipes, args.address):
         print(f"{result.model_dir}  (report: {result.model_dir.parent / 'report.md'})")
+    return 0
+
+
+def _probe(args) -> int:
+    from swarm.training.probe import train_probe
+    from swarm.logging import configure_logging
+    from swarm.training import load_recipe
+
+    recipes = [load_recipe(p) for p in args.recipes]  # every recipe checked before any work starts
+    configure_logging()
+    for recipe in recipes:
+        out = train_probe(recipe)
+        print(f"{out}  (report: {out / 'report.md'})")
     return 0
 
 

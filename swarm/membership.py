@@ -84,10 +84,12 @@ class Membership:
         self._set(current.model_copy(update={"state": state}))
         return True
 
-    def set_self(self, state: MemberState) -> Member:
-        """Announce a change of our own state (alive again, or left) with a fresh incarnation."""
+    def set_self(self, state: MemberState | None = None, **changes) -> Member:
+        """Announce a change of our own entry (alive again, left, a new value curve) with a fresh incarnation."""
         me = self.self_entry
-        self._set(me.model_copy(update={"state": state, "incarnation": me.incarnation + 1}))
+        if state is not None:
+            changes["state"] = state
+        self._set(me.model_copy(update={**changes, "incarnation": me.incarnation + 1}))
         return self.self_entry
 
     def expire_suspects(self, timeout: float) -> list[str]:

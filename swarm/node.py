@@ -82,7 +82,7 @@ class AgentNode:
         self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
-        self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon)
+        self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve)
         self._handlers = {Query: self._on_query, StatusRequest: self._on_status, **self.upkeep.handlers()}
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -159,7 +159,7 @@ class AgentNode:
         visited = [*q.visited, self.name]
         peer = self._next_hop(q, visited)
         trace: list[Hop] = []
-        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace)
+        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer)
         if response is not None and not response.rejected:
             return self._answered(q, response, trace, forced=peer is None)
         if response is not None:
@@ -204,11 +204,12 @@ class AgentNode:
     def _next_hop(self, q: Query, visited: list[str]) -> str | None:
         return self.table.next_hop(visited) if len(visited) < q.max_hops else None
 
-    async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop]):
+    async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None."""
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer), self.backend)
+                r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
+                                                  self._curve_of(peer)), self.backend)
         except TimeoutError:
             trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
             return None
@@ -225,6 +226,28 @@ class AgentNode:
         if r.rejected:
             trace.append(Hop(agent=self.name, decision="reject", seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
         return r
+
+    # -- value curves (swarm.assess.curves) ---------------------------------------------------
+    def _curve_of(self, peer: str | None) -> tuple[float, ...] | None:
+        m = self.membership.get(peer) if peer is not None else None
+        return tuple(m.curve) if m is not None and m.curve else None
+
+    def advertise_curve(self) -> bool:
+        """Recompute our value curve from the next agent's (backward induction) and advertise it
+        when it changed (a fresh incarnation spreads it); True when it changed. Called whenever
+        the view changes, so curves re-settle after a join, a leave or a death."""
+        me = self.membership.self_entry
+        if me.state != "alive":
+            return False
+        nxt = self.table.next_hop([self.name])
+        successor = self._curve_of(nxt)
+        curve = self.policy.curve(me.cost, successor) if nxt is None or successor is not None else None
+        new = [round(v, 4) for v in curve] if curve else []
+        if new == me.curve:
+            return False
+        self.membership.set_self(curve=new)
+        log.info("value curve advertised", agent=self.name, next=nxt, at_balance=new[10] if new else None)
+        return True
 
     def _answered(self, q: Query, r, trace: list[Hop], forced: bool) -> Result:
         decision = "forced" if forced else "answer"

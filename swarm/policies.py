@@ -17,8 +17,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
-from swarm.errors import BackendError
-from swarm.prompts import REJECT_PHRASE, SCENARIOS, build_messages, default_thresholds, is_rejection, says_yes, self_check_messages
+from swarm.errors import BackendError, SwarmError
+from swarm.prompts import (
+    ANSWER_RE,
+    REJECT_PHRASE,
+    SCENARIOS,
+    build_messages,
+    default_thresholds,
+    is_rejection,
+    reject_reward,
+    says_yes,
+    self_check_messages,
+)
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class Ask:
     text: str
     alpha: float
     must_answer: bool = False
+    cost: float = 0.0  # this agent's
+    pass_curve: tuple[float, ...] | None = None  # the value curve of the agent a rejected query goes to (None: unknown)
 
     def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
                    **options: Any) -> GenerationRequest:
@@ -52,6 +64,11 @@ class Policy(abc.ABC):
 
     def check(self, backend: Backend) -> None:  # noqa: B027 - optional hook
         """Raise BackendError at launch when this policy cannot work with `backend`."""
+
+    def curve(self, cost: float, successor: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        """The value curve this agent advertises (`swarm.assess.curves`), given the next agent's
+        (None: nobody after it); None when the policy cannot value its decisions (no validation data)."""
+        return None
 
     @abc.abstractmethod
     async def respond(self, ask: Ask, backend: Backend) -> Response: ...
@@ -135,6 +152,66 @@ class Verbalized(Policy):
         return _response(False, *gens)
 
 
+class ProbePolicy(Policy):
+    """P(I know) from a probe on the prompt's hidden states (`swarm.assess`); one prefill decides and
+    an answer continues from it, a rejection generates no token. With bar "curve" it answers when
+    P - alpha * cost >= the next agent's advertised value, and skips even the prefill when no P it
+    ever gave on its validation data could clear that."""
+
+    def __init__(self, path: str, bar: str = "curve", unfamiliar: str = "pass", require_template: bool = False) -> None:
+        from swarm.assess.probe import Probe
+
+        try:
+            self.probe = Probe.load(path)
+        except SwarmError as exc:
+            raise BackendError(str(exc), fatal=True) from None
+        self.bar, self.unfamiliar, self.require_template = bar, unfamiliar, require_template
+        self.p_max = float(self.probe.val_p.max()) if len(self.probe.val_p) else 1.0
+
+    def check(self, backend: Backend) -> None:
+        if not backend.reads_states:
+            raise BackendError(f"policy probe needs a backend that exposes hidden states; {type(backend).__name__} does not "
+                               "(use policy confidence or self_aware with it)")
+
+    def curve(self, cost: float, successor: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        from swarm.assess.curves import value_curve
+
+        return tuple(value_curve(self.probe.val_p, self.probe.val_correct, cost, list(successor) if successor else None))
+
+    def answers(self, p_know: float, ask: Ask) -> bool:
+        from swarm.assess.curves import answers
+
+        successor = ask.pass_curve if self.bar == "curve" else None
+        return answers(p_know, ask.alpha, ask.cost, list(successor) if successor else None, reject_reward(ask.alpha))
+
+    def judge(self, ask: Ask, seen: dict) -> Callable[[Any], bool]:
+        def decide(states) -> bool:
+            p = float(self.probe.p_know(states[None])[0])
+            familiar = self.unfamiliar == "trust" or bool(self.probe.familiar(states[None])[0])
+            seen.update(p_know=p, familiar=familiar)
+            return self.answers(p if familiar else 0.0, ask)
+        return decide
+
+    async def respond(self, ask: Ask, backend: Backend) -> Response:
+        if ask.must_answer:
+            gen = await backend.generate(ask.generation(False))
+            return _response(False, gen)
+        if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
+            return Response(True, "", 0, 0, 0.0)
+        seen: dict = {}
+        gen = await backend.assess(ask.generation(False), self.judge(ask, seen))
+        if gen.finish_reason == "reject":
+            return _response(True, gen)
+        return _response(not usable(gen.text, self.require_template), gen)
+
+
+def usable(text: str, require_template: bool = False) -> bool:
+    """Can a reply stand as an answer? Never when empty; with `require_template`, only in the answer template."""
+    if not text.strip():
+        return False
+    return not require_template or bool(ANSWER_RE.search(text))
+
+
 def reject_log_odds(logp: float) -> float:
     """log P / (1 - P) for P = exp(logp), numerically safe at both ends."""
     logp = min(logp, -1e-12)
@@ -147,6 +224,7 @@ POLICIES: dict[str, Callable[[Any], Policy]] = {
     "always_answer": lambda spec: AlwaysAnswer(spec.reject_phrase),
     "confidence": lambda spec: Confidence(spec.signal, dict(spec.thresholds)),
     "verbalized": lambda spec: Verbalized(spec.reject_phrase),
+    "probe": lambda spec: ProbePolicy(spec.path, spec.bar, spec.unfamiliar, spec.require_template),
 }
 
 

@@ -15,6 +15,7 @@ ScenarioName = Literal["performance_first", "balance", "cost_first"]
 GAMMA = 0.5  # the paper's exponent of the rejection reward
 REJECT_PHRASE = "I don't know!"
 ANSWER_TEMPLATE = "The answer is: {answer}"
+ANSWER_RE = re.compile(re.escape(ANSWER_TEMPLATE.split("{answer}")[0].strip()), re.IGNORECASE)  # a reply in the template
 _YES = re.compile(r"^\W*(yes|y|true|sure|i can)\b", re.IGNORECASE)
 
 

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarm.errors import ProtocolError
 
-PROTOCOL_VERSION = (1, 0)
+PROTOCOL_VERSION = (1, 1)  # 1.1: Member.curve
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 MemberState = Literal["alive", "suspect", "dead", "left"]
@@ -35,6 +35,9 @@ class Member(_Body):
     state: MemberState = "alive"
     incarnation: int = 0
     links: list[str] = Field(default_factory=list)
+    # What a query handed to this agent is worth (utility) at each alpha of swarm.assess.curves.GRID; empty: not advertised.
+    # A change comes with a fresh incarnation, so gossip and the digest carry it like any other change.
+    curve: list[float] = Field(default_factory=list)
 
 
 class Hop(_Body):

@@ -191,6 +191,34 @@ class AlwaysAnswerPolicySpec(BaseModel):
     reject_phrase: str = Field("I don't know!", min_length=1)
 
 
-_POLICIES = (SelfAwarePolicySpec, ConfidencePolicySpec, VerbalizedPolicySpec, AlwaysAnswerPolicySpec)
+class ProbePolicySpec(BaseModel):
+    """A calibrated P(I know) read from the frozen model's hidden states by a probe (`swarm probe
+    RECIPE` fits it): one prefill decides, and an answer continues from that prefill. The bar knows
+    the pool: answer when P - alpha * cost beats the value of passing on, the curve the next agent
+    advertises (`swarm.assess.curves`)."""
+
+    model_config = STRICT
+    kind: Literal["probe"]
+    path: str = Field(min_length=1, description="the probe's directory (probe.json, probe.safetensors), "
+                                                "relative to the topology file")
+    bar: Literal["curve", "fixed"] = Field(
+        "curve", description="curve: answer when P - alpha * cost >= the next agent's advertised value of the query "
+        "(the fixed bar when it advertises none); fixed: answer when P >= (1 - alpha) ** 0.5 (the paper's bar)")
+    unfamiliar: Literal["pass", "trust"] = Field(
+        "pass", description="pass: a query farther from the probe's training queries than 99% of them is passed on "
+        "(P counts as 0); trust: use P anyway")
+    require_template: bool = Field(False, description="a reply without the answer template ('The answer is: ...') "
+                                                      "is not an answer: it is passed on (flagged when this agent must answer)")
+
+    @field_validator("path")
+    @classmethod
+    def _probe_exists(cls, path: str, info: ValidationInfo) -> str:
+        resolved = _resolve(Path(path), info, "probe directory")
+        if (info.context or {}).get("base_dir") is not None and not (resolved / "probe.json").is_file():
+            raise ValueError(f"probe directory {str(resolved)!r} holds no probe.json (fit one with `swarm probe RECIPE`)")
+        return str(resolved)
+
+
+_POLICIES = (SelfAwarePolicySpec, ConfidencePolicySpec, VerbalizedPolicySpec, AlwaysAnswerPolicySpec, ProbePolicySpec)
 PolicySpec = Annotated[Union[_POLICIES], Field(discriminator="kind")]  # noqa: UP007
 POLICY_KINDS: tuple[str, ...] = tuple(get_args(p.model_fields["kind"].annotation)[0] for p in _POLICIES)

@@ -27,10 +27,11 @@ log = structlog.get_logger("swarm.upkeep")
 
 class Upkeep:
     def __init__(self, membership: Membership, transport: Transport, config: Any, rng: random.Random,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], None], on_dead: Callable[[str], None]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, Any]], None], on_dead: Callable[[str], None],
+                 on_view: Callable[[], Any] = lambda: None) -> None:
         self.membership, self.transport, self.config, self.rng = membership, transport, config, rng
         self.name = membership.me
-        self.spawn, self.on_dead = spawn, on_dead
+        self.spawn, self.on_dead, self.on_view = spawn, on_dead, on_view  # on_view: after any change of a peer's entry
         self._syncing = False
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -44,7 +45,9 @@ class Upkeep:
                 log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc) or "timeout")
                 continue
             self.merge(view.members, spread=False)
+            self.on_view()
             return
+        self.on_view()
         if tried:
             raise SwarmError(f"agent {self.name!r} could not join: no seed answered (tried {', '.join(tried)})")
 
@@ -78,13 +81,17 @@ class Upkeep:
 
 
     def merge(self, entries: list[Member], spread: bool = True) -> None:
-        for m in self.membership.merge_all(entries, spread):
+        changed = self.membership.merge_all(entries, spread)
+        for m in changed:
             self._note_change(m)
+        if any(m.name != self.name for m in changed):
+            self.on_view()
 
     def judge(self, peer: str, state: str, why: str) -> None:
         if self.membership.mark(peer, state):
             log.warning("peer judged " + state, agent=self.name, peer=peer, reason=why[:200])
             self._note_change(self.membership.members[peer])
+            self.on_view()
 
     def _note_change(self, m: Member) -> None:
         if m.name == self.name:
@@ -142,6 +149,7 @@ class Upkeep:
         for name in self.membership.expire_suspects(self.config.suspect_timeout_s):
             log.warning("suspect expired", agent=self.name, peer=name)
             self._note_change(self.membership.members[name])
+            self.on_view()
 
     async def _every(self, interval: float, step) -> None:
         while True:

@@ -462,3 +462,35 @@ def test_the_transformers_backend_conforms(tiny_dir):
     from swarm.testing import check_backend
 
     run(lambda: check_backend(TransformersBackend(spec(tiny_dir, max_new_tokens=12, max_prompt_tokens=256), "tiny-conformance")))
+
+
+def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
+    """A probe's judge reads each row's states; answering rows continue from the prefill and reply
+    exactly as a plain generate would; rejecting rows generate no token at all."""
+    texts = ["What is the capital of France?", "The answer is", "I don't know", "capital of France is"]
+    plain = [solo(tiny, ask(t)) for t in texts]
+    seen: list[tuple[int, ...]] = []
+
+    def judge(answer: bool):
+        def decide(states) -> bool:
+            seen.append(states.shape)
+            return answer
+        return decide
+
+    calls = count_generate_calls(tiny)
+    try:
+        async def both():
+            return await asyncio.gather(*(tiny.assess(ask(t), judge(i % 2 == 0)) for i, t in enumerate(texts)))
+
+        out = run(both)
+    finally:
+        del tiny.model.generate  # the instance attribute: back to the class's method
+    layers, hidden = tiny.model.config.num_hidden_layers + 1, tiny.model.config.hidden_size
+    assert seen == [(layers, 2 * hidden)] * 4
+    assert calls == [2]  # one generate, for the two answering rows only
+    for i, (g, p) in enumerate(zip(out, plain)):
+        assert g.tokens_in == p.tokens_in
+        if i % 2 == 0:
+            assert (g.text, g.tokens_out, g.finish_reason) == (p.text, p.tokens_out, p.finish_reason)
+        else:
+            assert (g.text, g.tokens_out, g.finish_reason) == ("", 0, "reject")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class Backend(abc.ABC):
 
     #: True when `reject_logprob` is available (one decoding step, no full generation).
     scores_first_token: bool = False
+    #: True when `assess` is available (a probe reads the prompt's hidden states).
+    reads_states: bool = False
 
     @classmethod
     def from_spec(cls, spec: Any, agent_name: str, gamma: float) -> Backend:
@@ -55,6 +58,14 @@ class Backend(abc.ABC):
         """log P(the first token of the reject phrase) at the first decoding step, and the prompt's
         token count. Only backends with `scores_first_token` implement it."""
         raise BackendError(f"{type(self).__name__} cannot score first tokens; use the policy's decide: generate")
+
+    async def assess(self, request: GenerationRequest, judge: Callable[[Any], bool]) -> Generation:
+        """One prefill of the request's prompt whose hidden states (`swarm.backends.hf_states`: an array
+        [layers + 1, 2 * hidden]) `judge` turns into the decision: True, and generation continues from
+        that prefill (no second one) and the answer is returned; False, and no token is generated
+        (tokens_out 0, finish_reason "reject"). Only backends with `reads_states` implement it."""
+        raise BackendError(f"{type(self).__name__} cannot expose hidden states to a probe; use another policy (confidence, "
+                           "or self_aware)")
 
     async def close(self) -> None:  # noqa: B027 - optional hook
         """Release the model. Default: nothing to release."""

@@ -78,6 +78,13 @@ class _Row:
 
 
 @dataclass(frozen=True)
+class _AssessRow:
+    ids: list[int]
+    max_new: int
+    judge: Any  # states -> answer?
+
+
+@dataclass(frozen=True)
 class _ScoreRow:
     ids: list[int]
     target: int  # the reject phrase's first token
@@ -85,6 +92,7 @@ class _ScoreRow:
 
 class TransformersBackend(Backend):
     scores_first_token = True
+    reads_states = True
 
     def __init__(self, spec: TransformersBackendSpec, agent_name: str) -> None:
         self.spec, self.agent_name = spec, agent_name
@@ -97,6 +105,7 @@ class TransformersBackend(Backend):
         self._lock = threading.Lock()  # one forward pass at a time, whichever batcher calls
         self._batcher: MicroBatcher[_Row, Generation] | None = None
         self._scorer: MicroBatcher[_ScoreRow, tuple[float, int]] | None = None
+        self._assessor: MicroBatcher[_AssessRow, Generation] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -113,6 +122,7 @@ class TransformersBackend(Backend):
                       chat_template=self._renderer.templated, context=self.context)
         self._batcher = MicroBatcher(self._generate_batch, self.spec.max_batch, self.spec.max_wait_ms)
         self._scorer = MicroBatcher(self._score_batch, self.spec.max_batch, self.spec.max_wait_ms)
+        self._assessor = MicroBatcher(self._assess_batch, self.spec.max_batch, self.spec.max_wait_ms)
         warm = time.monotonic()
         ids, _ = self._prompt(_WARM_UP)
         await asyncio.to_thread(self._generate_rows, [_Row(ids, 2, True, None)])
@@ -121,10 +131,10 @@ class TransformersBackend(Backend):
 
     async def close(self) -> None:
         closed = BackendError(f"agent {self.agent_name!r}: backend closed", fatal=True)
-        for batcher in (self._batcher, self._scorer):
+        for batcher in (self._batcher, self._scorer, self._assessor):
             if batcher is not None:
                 await batcher.close(closed)
-        self._batcher = self._scorer = None
+        self._batcher = self._scorer = self._assessor = None
         device = self.model.device if self.model is not None else None
         self.model = self.tokenizer = None
         gc.collect()
@@ -223,6 +233,14 @@ class TransformersBackend(Backend):
         assert self._scorer is not None
         return await self._scorer.submit(_ScoreRow(ids, self._reply_start_token(ids, text, request.reject_phrase)))
 
+    async def assess(self, request: GenerationRequest, judge) -> Generation:
+        ids, _ = self._checked_prompt(request)
+        assert self._assessor is not None
+        return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge))
+
+    async def _assess_batch(self, rows: list[_AssessRow]) -> list[Generation]:
+        return await asyncio.to_thread(self._assess_rows, rows)
+
     async def _generate_batch(self, rows: list[_Row]) -> list[Generation]:
         return await asyncio.to_thread(self._generate_rows, rows)
 
@@ -263,6 +281,46 @@ class TransformersBackend(Backend):
             results.append(Generation(text, len(row.ids), n, seconds / len(rows), row_logprobs, reason))
         self.log.debug("batch generated", rows=len(rows), seconds=round(seconds, 3), tokens_out=sum(r.tokens_out for r in results))
         return results
+
+    def _assess_rows(self, rows: list[_AssessRow]) -> list[Generation]:
+        """One prefill for the batch; each row's judge reads its states; the rows that answer continue
+        from the prefill's cache (all but its last position, which generate feeds again to get the
+        first token's logits), the others generate nothing."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        from swarm.backends.hf_states import prefill
+        from swarm.backends.hf_generation import RowStop
+
+        with self._lock:
+            model, tokenizer = self._loaded()
+            started = time.perf_counter()
+            states, cache, input_ids, mask = prefill(model, [r.ids for r in rows], tokenizer.pad_token_id)
+            decided = time.perf_counter()
+            answer = [bool(r.judge(states[i])) for i, r in enumerate(rows)]
+            keep = [i for i, a in enumerate(answer) if a]
+            texts: dict[int, tuple[str, int, str]] = {}
+            if keep:
+                if len(keep) < len(rows):
+                    cache.batch_select_indices(torch.tensor(keep, device=input_ids.device))
+                cache.crop(-1)
+                prompt_len = input_ids.shape[1]
+                limits = [rows[i].max_new for i in keep]
+                stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep))
+                sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
+                with torch.inference_mode():
+                    out = model.generate(input_ids=input_ids[keep], attention_mask=mask[keep], cache=cache, max_new_tokens=max(limits),
+                                         **sampling, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(self._eos) or None,
+                                         stopping_criteria=StoppingCriteriaList([stop]))
+                for j, i in enumerate(keep):
+                    tokens = out[j, prompt_len:].tolist()
+                    n, reason = self._row_end(tokens, rows[i].max_new, None)
+                    texts[i] = (tokenizer.decode(tokens[:n], skip_special_tokens=True).strip(), n, reason)
+            ended = time.perf_counter()
+        prefill_share = (decided - started) / len(rows)
+        generate_share = (ended - decided) / max(len(keep), 1)
+        return [Generation(texts[i][0], len(r.ids), texts[i][1], prefill_share + generate_share, (), texts[i][2]) if i in texts
+                else Generation("", len(r.ids), 0, prefill_share, (), "reject") for i, r in enumerate(rows)]
 
     def _row_end(self, tokens: list[int], limit: int, rejected_at: int | None) -> tuple[int, str]:
         """(tokens generated by this row, its finish reason)."""

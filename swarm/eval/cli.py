@@ -22,6 +22,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--trained", type=Path, help="the self-aware swarm: the topology's agents but the terminal one replaced by the models "
                    "`swarm train` wrote into TRAINED/<agent>/model (e.g. results/training); main, ood, behaviour and latency "
                    "run it beside the untrained swarm, live and modularity run it instead")
+    c.add_argument("--probes", type=Path, help="the probe swarm: the topology's own models, each agent deciding with the probe "
+                   "`swarm probe` wrote into PROBES/<agent>/probe (e.g. results/training); main and ood run it beside the others")
     c.add_argument("--duration", type=float, default=d.duration_s, help="live: seconds of the query stream")
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)
@@ -37,7 +39,8 @@ def run(args) -> int:
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume exclude each other")
     configure_logging()
-    s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained, args.duration, args.rate)
+    s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained,
+                 args.probes, args.duration, args.rate)
     paths = run_experiment(args.experiment, args.out, s, args.overwrite, args.resume)
     for p in paths:
         print(p)

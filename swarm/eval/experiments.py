@@ -60,6 +60,7 @@ class Settings:
     address: str | None = None
     methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
     trained: Path | None = None  # `swarm train` output dirs (DIR/<agent>/model): also run the self-aware swarm
+    probes: Path | None = None  # `swarm probe` output dirs (DIR/<agent>/probe): also run the probe swarm (same models)
     duration_s: float = 90.0  # live: length of the query stream
     rate: float = 2.0  # live: queries per second
 
@@ -117,6 +118,9 @@ _RUNNERS = {"live": _live, "modularity": _modularity, "latency": _latency}
 
 
 LEARNED = ("knn", "forc", "routellm-mf", "frugalgpt")  # the methods that train on the training items' labels
+ROUTERS = (*LEARNED[:3], "frugalgpt", "automix")  # the centralized routers and cascades the swarm is compared with
+PROBE = "swarm-probe"  # the same agents, each deciding with its probe and value curve (Settings.probes)
+RECOMMENDED = PROBE  # the configuration the README recommends
 METHODS = ("oracle", "smallest", "largest", "random", *LEARNED, "automix", "swarm")
 
 
@@ -175,6 +179,11 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
         from swarm.eval.trained import trained_topology
 
         trained_topo = trained_topology(topo, s.trained, alphas)
+    probe_topo = None
+    if s.probes is not None:
+        from swarm.eval.trained import probe_topology
+
+        probe_topo = probe_topology(topo, s.probes)
     test, train = held_out_items(s.per_cell, families), training_items(s.train)
     began = time.monotonic()
     with private_ray(s.address):
@@ -198,6 +207,12 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
                 trained_labels = trained_forced_labels(swarm, trained_topo, test, labels_test, out / "records" / f"test-{name}-trained", say)
                 records["swarm-trained"] = {a: run_method(SelfRouting("swarm-trained"), swarm, test, a, out / "records" / name, progress=say)
                                             for a in alphas}
+                swarm.shutdown()
+            if probe_topo is not None:
+                swarm = launch(probe_topo, address=s.address, name=f"eval-{uuid.uuid4().hex[:8]}")
+                say(f"probe swarm {swarm.name} up ({probe_topo.name}, probes from {s.probes}; the same models)")
+                records[PROBE] = {a: run_method(SelfRouting(PROBE), swarm, test, a, out / "records" / name, progress=say)
+                                  for a in alphas}
         finally:
             swarm.shutdown()
     agents = list(costs)
@@ -209,6 +224,8 @@ def methods_experiment(name: str, out: Path, s: Settings) -> list[Path]:
         "settings": {"per_cell": s.per_cell, "train": s.train, "seed": s.seed}, "seconds": time.monotonic() - began,
         "forced_accuracy": {"train": _forced_acc(labels_train, agents), "test": _forced_acc(labels_test, agents)},
         "methods": {},
+        "routers": [m for m in ROUTERS if m in records],  # the centralized routers and cascades
+        "recommended": RECOMMENDED if RECOMMENDED in records else None,
     }
     if trained_topo is not None:
         summary["trained"] = {"dir": str(s.trained), "topology": trained_topo.model_dump(mode="json"),

@@ -50,6 +50,12 @@ from swarm.tasks.testbed_families import IN_DOMAIN_FAMILIES
 ROUTERS = ("knn", "forc", "routellm-mf")
 
 
+def _variant(s) -> str:
+    if s.probes is not None:
+        return f" with the probes of {s.probes} (the same models)"
+    return f" with the self-aware agents of {s.trained}" if s.trained is not None else ""
+
+
 def _router(name: str, seed: int):
     from swarm.eval.baselines import FORCRouter, KNNRouter, MFRouter
 
@@ -81,7 +87,11 @@ def run_modularity(out: Path, s) -> list[Path]:
     alphas = tuple(s.alphas) or (0.5,)
     topo = load_topology(s.topology)
     swarm_method = "swarm"
-    if s.trained is not None:  # the self-aware swarm; the routers then route among the same (trained) agents
+    if s.probes is not None:  # the probe swarm (the models untouched; a newcomer brings its own probe): it wins over --trained
+        from swarm.eval.trained import probe_topology
+
+        topo, swarm_method = probe_topology(topo, s.probes), "swarm-probe"
+    elif s.trained is not None:  # the self-aware swarm; the routers then route among the same (trained) agents
         from swarm.eval.trained import trained_topology
 
         topo, swarm_method = trained_topology(topo, s.trained, alphas), "swarm-trained"
@@ -149,7 +159,7 @@ def run_modularity(out: Path, s) -> list[Path]:
 
     summary = {
         "experiment": "modularity", "title": "modularity: 4 agents -> 2 -> 2 + a new one, no agent retrained",
-        "setup": (f"topology {s.topology}{f' with the self-aware agents of {s.trained}' if s.trained is not None else ''}; test: {len(test)} in-domain items ({s.per_cell} per family x difficulty of held_out(0, 200)); "
+        "setup": (f"topology {s.topology}{_variant(s)}; test: {len(test)} in-domain items ({s.per_cell} per family x difficulty of held_out(0, 200)); "
                   f"routers trained on {len(train)} items of training_stream(0); removed {', '.join(removed)} (gracefully), then added "
                   f"{newcomer} (a copy of {newcomer_of}'s spec under a new name); seed {s.seed}"),
         "alphas": list(alphas), "topology": topo.model_dump(mode="json"), "seconds": time.monotonic() - began,

@@ -1,4 +1,5 @@
-"""The self-aware swarm: a topology's agents swapped for the models `swarm train` wrote.
+"""The self-aware swarm: a topology's agents swapped for the models `swarm train` wrote; and the
+probe swarm: the same models, each agent deciding with the probe `swarm probe` fitted (`probe_topology`).
 
 `trained_topology(base, DIR, alphas)` keeps the base topology (costs, backends' settings, routing,
 defaults) and, for every agent but the terminal one (the most expensive, which always answers),
@@ -55,4 +56,18 @@ def trained_topology(base: Topology, trained_dir: Path, alphas: tuple[float, ...
             raise SwarmError(f"agent {spec['name']!r}: {model_dir} was trained from {recipe['model']}, but the topology's agent runs {base_model}")
         spec["backend"]["model"] = str(model_dir)
         spec["policy"] = {"kind": "self_aware"}
+    return Topology.model_validate(data)
+
+
+def probe_topology(base: Topology, probes_dir: Path, name: str | None = None) -> Topology:
+    """`base`, same models, with every agent under the `probe` policy reading `probes_dir/<agent>/probe`
+    (`swarm probe` writes it): the models are untouched, so every router runs on the same agents."""
+    probes_dir = Path(probes_dir)
+    data = base.model_dump(mode="json")
+    data["name"] = name or f"{base.name}-probe"[:41]
+    for spec in data["agents"]:
+        path = (probes_dir / spec["name"] / "probe").resolve()
+        if not (path / "probe.json").is_file():
+            raise SwarmError(f"agent {spec['name']!r}: no probe at {path} (run `swarm probe` on its recipe first)")
+        spec["policy"] = {"kind": "probe", "path": str(path), "require_template": True}
     return Topology.model_validate(data)

@@ -142,16 +142,8 @@ def _train(recipe: Recipe) -> TrainResult:
         (out / "report.md").write_text(markdown(recipe.name, reports))
 
     # 1. competence sampling
-    with costs.measure("competence"):
-        c = recipe.competence
-        if (out / "competence.done").exists():
-            from swarm.training.competence import read_table
-
-            table = read_table(out / "competence.jsonl")
-        else:
-            table = _sample(recipe, base_model, train_set, log)
-            costs.set_tokens("competence", sum(r.tokens for r in table))  # counts the samples of an interrupted run too
-            (out / "competence.done").write_text("")
+    c = recipe.competence
+    table = competence_stage(recipe, base_model, train_set, costs, log)
     mean_p = sum(r.p for r in table) / len(table)
     log.info("competence", queries=len(table), mean_p=round(mean_p, 4), p0=sum(r.p == 0 for r in table), p1=sum(r.p == 1 for r in table))
     report("base", base_model)
@@ -204,6 +196,21 @@ def _train(recipe: Recipe) -> TrainResult:
     return TrainResult(final, reports, costs.stages, sizes)
 
 
+def competence_stage(recipe: Recipe, base_model: Path, train_set: list, costs: Costs, log) -> list:
+    """The competence file of the recipe's training queries (sampled once; the self-awareness
+    training and the probe (`swarm.training.probe`) both read it)."""
+    out = recipe.output_dir
+    with costs.measure("competence"):
+        if (out / "competence.done").exists():
+            from swarm.training.competence import read_table
+
+            return read_table(out / "competence.jsonl")
+        table = _sample(recipe, base_model, train_set, log)
+        costs.set_tokens("competence", sum(r.tokens for r in table))  # counts the samples of an interrupted run too
+        (out / "competence.done").write_text("")
+        return table
+
+
 def _comparable(recipe_json: dict) -> dict:
     """A recorded recipe as far as results go: threads and the sampling engine change speed, not what is learnt."""
     out = {k: v for k, v in recipe_json.items() if k != "threads"}
@@ -212,8 +219,13 @@ def _comparable(recipe_json: dict) -> dict:
 
 
 def _sample(recipe: Recipe, base_model: Path, train_set: list, log) -> list:
-    """Competence sampling with the recipe's engine; `auto` falls back to transformers when vLLM
-    cannot run the model or fails to start (the records sampled so far are kept: it resumes)."""
+    return sample_items(recipe, base_model, train_set, recipe.output_dir / "competence.jsonl", log)
+
+
+def sample_items(recipe: Recipe, base_model: Path, train_set: list, path: Path, log) -> list:
+    """Competence sampling of `train_set` into `path` with the recipe's engine; `auto` falls back to
+    transformers when vLLM cannot run the model or fails to start (the records sampled so far are
+    kept: it resumes)."""
     from swarm.training.generation import load_model, load_tokenizer
     from swarm.training.vllm_sampling import (
         VLLMSampler,
@@ -221,14 +233,14 @@ def _sample(recipe: Recipe, base_model: Path, train_set: list, log) -> list:
         resolve_engine,
     )
 
-    c, out = recipe.competence, recipe.output_dir
+    c = recipe.competence
     try:
         engine = resolve_engine(c.engine, base_model, log)
     except VLLMUnavailable as exc:
         raise RecipeError(recipe.name, "competence.engine", f"vllm: {exc}") from None
     log.info("competence sampling", queries=len(train_set), n=c.samples, engine=engine)
     tokenizer = load_tokenizer(base_model)
-    args = (train_set, out / "competence.jsonl", c.samples, c.temperature, c.max_new_tokens, c.batch_size, log)
+    args = (train_set, path, c.samples, c.temperature, c.max_new_tokens, c.batch_size, log)
     if engine == "vllm":
         try:
             with VLLMSampler(base_model, tokenizer, kv_cache_space_gb=c.kv_cache_space_gb) as sampler:

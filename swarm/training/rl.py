@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from swarm.prompts import ANSWER_TEMPLATE, GAMMA, REJECT_PHRASE, fold, is_rejection, reject_reward
+from swarm.prompts import ANSWER_RE, GAMMA, REJECT_PHRASE, fold, is_rejection, reject_reward
 from swarm.tasks.base import TaskItem
 from swarm.tasks.verify import grade
 from swarm.training.competence import CompetenceRecord
 from swarm.training.items import from_json, to_json
 
-_TEMPLATE = re.compile(re.escape(ANSWER_TEMPLATE.split("{answer}")[0].strip()), re.IGNORECASE)
 
 
 def is_clean_rejection(response: str) -> bool:
@@ -30,7 +28,7 @@ def reward(item: TaskItem, response: str, alpha: float, gamma: float = GAMMA) ->
     """The self-awareness reward of one reply."""
     if is_clean_rejection(response):
         return reject_reward(alpha, gamma)
-    if is_rejection(response) or not _TEMPLATE.search(response or ""):
+    if is_rejection(response) or not ANSWER_RE.search(response or ""):
         return 0.0  # a rejection with more text, or no answer in the template: a format failure
     g = grade(item, response)
     return 1.0 if g.extracted is not None and g.correct else 0.0

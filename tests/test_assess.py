@@ -1,0 +1,248 @@
+"""The calibrated self-assessment (swarm.assess): its measures against scikit-learn, value curves by
+backward induction, the probe's files, and curves that re-settle by gossip after a join, a leave
+and a kill (in memory, real nodes and real probes fitted on synthetic states)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from swarm.assess.calibration import auroc, decision_table, ece
+from swarm.assess.curves import GRID, answers, at, value_curve
+from swarm.assess.probe import Probe, fit_probe
+from swarm.errors import BackendError, SwarmError
+from swarm.node import NodeConfig
+from swarm.policies import Ask, ProbePolicy
+from swarm.prompts import reject_reward
+from swarm.testing import MemorySwarm, ScriptedBackend
+
+
+def test_auroc_matches_scikit_learn_with_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.random(300) < 0.4
+    scores = np.round(rng.random(300) + labels * 0.3, 1)  # rounded: many ties
+    assert auroc(scores, labels) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+    assert auroc([0.1, 0.2], [True, True]) == 0.5
+
+
+def test_ece_of_a_calibrated_and_of_an_overconfident_score() -> None:
+    p = np.array([0.25] * 4 + [0.75] * 4)
+    y = np.array([1, 0, 0, 0, 1, 1, 1, 0])
+    assert ece(p, y) == pytest.approx(0.0)
+    assert ece(np.ones(8), y) == pytest.approx(0.5)
+
+
+def test_decision_table_rows_are_the_policy_and_the_trivial_ones() -> None:
+    correct = np.array([1, 1, 0, 0, 1], bool)
+    p_know = np.array([0.9, 0.8, 0.1, 0.95, 0.2])
+    rows = decision_table(p_know, correct, [0.5])["0.5"]
+    bar = reject_reward(0.5)
+    assert rows["always-answer"] == {"reward": 0.6, "answer_rate": 1.0, "f1": 0.0}
+    assert rows["always-reject"]["reward"] == pytest.approx(round(bar, 4)) and rows["always-reject"]["answer_rate"] == 0.0
+    # the probe answers items 0, 1 and 3 (P >= 0.707): 2 correct of 3 answered, two rejections
+    assert rows["probe"]["reward"] == pytest.approx(round((1 + 1 + 0 + 2 * bar) / 5, 4))
+    assert rows["per-agent oracle"]["reward"] == pytest.approx(round((3 + 2 * bar) / 5, 4))  # answers exactly the correct ones
+
+
+def test_value_curves_by_backward_induction() -> None:
+    # the terminal agent: accuracy - alpha * cost at every alpha
+    last = value_curve(np.array([0.5, 0.5]), np.array([1, 0]), 0.9, None)
+    assert last == pytest.approx([0.5 - a * 0.9 for a in GRID], abs=1e-5)
+    # an agent before it answers a query when P - alpha * cost beats the terminal's value
+    p, correct = np.array([0.95, 0.2]), np.array([1.0, 0.0])
+    mine = value_curve(p, correct, 0.1, last)
+    j = GRID.index(0.5)  # V_last(0.5) = 0.05: both answered (0.95 - 0.05 and 0.2 - 0.05 beat it)
+    assert mine[j] == pytest.approx(((1 - 0.05) + (0 - 0.05)) / 2)
+    j = GRID.index(0.0)  # V_last(0) = 0.5: the doubtful query is passed on
+    assert mine[j] == pytest.approx((1 + 0.5) / 2)
+    assert at(mine, 0.0) == pytest.approx(mine[0]) and at(mine, 0.025) == pytest.approx((mine[0] + mine[1]) / 2)
+    assert answers(0.9, 0.0, 0.1, last, bar=1.0) and not answers(0.4, 0.0, 0.1, last, bar=0.0)
+    assert answers(0.8, 0.5, 0.1, None, bar=reject_reward(0.5)) and not answers(0.7, 0.5, 0.1, None, bar=reject_reward(0.5))
+
+
+def synthetic_probe(directory: Path, accuracy: float, seed: int) -> Path:
+    """A real probe fitted on random states whose labels follow one direction: validation data whose
+    accuracy the curves read."""
+    rng = np.random.default_rng(seed)
+    states = rng.normal(size=(120, 2, 6)).astype(np.float32)
+    p = 1 / (1 + np.exp(-(states[:, 1, 0] * 2 + np.log(accuracy / (1 - accuracy)))))
+    correct = rng.random(120) < p
+    probe, _ = fit_probe(directory.name, "synthetic", states, p, correct, seed=seed, l2s=(0.1,), k=3)
+    probe.save(directory)
+    return directory
+
+
+def test_probe_files_round_trip_and_missing_ones_are_a_clear_error(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(40, 2, 6)).astype(np.float32)
+    fitted, _ = fit_probe("a", "synthetic", states, rng.random(40), rng.random(40) < 0.5, l2s=(0.1,), k=2)
+    fitted.save(tmp_path / "a")
+    probe = Probe.load(tmp_path / "a")
+    for read in ("p_know", "distance", "familiar"):  # the same numbers after the round trip
+        assert np.array_equal(getattr(probe, read)(states), getattr(fitted, read)(states)), read
+    assert fitted.familiar(states).mean() >= 0.95  # its own training queries are familiar
+    d = tmp_path / "a"
+    states = np.random.default_rng(1).normal(size=(5, 2, 6)).astype(np.float32)
+    assert np.all((probe.p_know(states) > 0) & (probe.p_know(states) < 1))
+    assert len(probe.val_p) == len(probe.val_correct) == 40
+    with pytest.raises(SwarmError, match="shape"):
+        probe.p_know(np.zeros((1, 3, 6), np.float32))
+    with pytest.raises(SwarmError, match="lacks probe.json"):
+        Probe.load(tmp_path / "nowhere")
+    with pytest.raises(BackendError, match="exposes hidden states"):
+        ProbePolicy(str(d)).check(ScriptedBackend())
+
+
+def test_a_policy_whose_curve_says_pass_does_not_even_prefill(tmp_path: Path) -> None:
+    policy = ProbePolicy(str(synthetic_probe(tmp_path / "a", 0.6, 0)))
+    backend = ScriptedBackend({"q": "The answer is: 1"})
+    hopeless = tuple(1.0 for _ in GRID)  # passing on is worth a sure correct answer for free
+    r = asyncio.run(policy.respond(Ask("id", "q", 0.5, cost=0.1, pass_curve=hopeless), backend))
+    assert r.rejected and (r.tokens_in, r.tokens_out) == (0, 0) and backend.calls == 0
+
+
+CONFIG = NodeConfig(gossip_interval_s=0.02, ping_interval_s=0.02, ping_timeout_s=0.1, suspect_timeout_s=0.2, drain_timeout_s=1.0)
+
+
+def settled(swarm: MemorySwarm) -> bool:
+    """Every live agent advertises the curve its successor's advertised curve implies, and every
+    agent sees every other's current curve."""
+    nodes = swarm.nodes
+    order = sorted(nodes.values(), key=lambda n: n.membership.self_entry.cost)
+    expected: list[float] | None = None
+    for node in reversed(order):
+        val = node.policy.probe
+        curve = value_curve(val.val_p, val.val_correct, node.membership.self_entry.cost, expected)
+        expected = [round(v, 4) for v in curve]
+        if node.membership.self_entry.curve != expected:
+            return False
+    return all(o.membership.get(n.name) is not None and o.membership.get(n.name).curve == n.membership.self_entry.curve
+               for o in order for n in order)
+
+
+async def rounds_until_settled(swarm: MemorySwarm, limit: int = 40) -> int:
+    for r in range(limit):
+        if settled(swarm):
+            return r
+        for node in list(swarm.nodes.values()):
+            await node.upkeep.gossip_round()
+            await node.upkeep.ping_round()
+        await asyncio.sleep(0.03)  # lets suspicion of a killed agent expire
+    raise AssertionError(f"curves did not settle in {limit} rounds: "
+                         + "; ".join(f"{n}: {node.membership.self_entry.curve[:3]}" for n, node in swarm.nodes.items()))
+
+
+def test_value_curves_resettle_by_gossip_after_a_join_a_leave_and_a_kill(tmp_path: Path) -> None:
+    probes = {name: synthetic_probe(tmp_path / name, acc, i)
+              for i, (name, acc) in enumerate([("xs", 0.3), ("s", 0.5), ("m", 0.7), ("l", 0.9), ("new", 0.6)])}
+
+    async def scenario() -> list[int]:
+        swarm = MemorySwarm(CONFIG)
+        for name, cost in [("xs", 0.1), ("s", 0.35), ("m", 0.55), ("l", 0.9)]:
+            swarm.node(name, cost, ScriptedBackend(), ProbePolicy(str(probes[name])))
+        async with swarm:
+            await swarm.start_all(background=False)
+            counts = [await rounds_until_settled(swarm)]
+            before = swarm.nodes["xs"].membership.self_entry.curve
+            await swarm.join("new", 0.45, ScriptedBackend(), ["xs"], ProbePolicy(str(probes["new"])), background=False)
+            counts.append(await rounds_until_settled(swarm))
+            assert swarm.nodes["s"].membership.self_entry.curve != before  # s now passes to "new", not to m
+            await swarm.leave("m")
+            counts.append(await rounds_until_settled(swarm))
+            swarm.kill("l")
+            counts.append(await rounds_until_settled(swarm))
+            assert swarm.nodes["new"].membership.self_entry.curve == [
+                round(v, 4) for v in value_curve(swarm.nodes["new"].policy.probe.val_p, swarm.nodes["new"].policy.probe.val_correct, 0.45, None)]
+            return counts
+
+    counts = asyncio.run(asyncio.wait_for(scenario(), 30))
+    print("rounds to settle:", counts)
+    assert counts[0] <= 12 and max(counts[1:]) <= 25, counts
+
+
+# -- on a real model: the quick testbed ladder's tb-xs ------------------------------------------
+
+@pytest.mark.slow
+def test_probe_training_leaves_the_model_untouched_and_reports_calibration(tmp_path: Path, quick_ladder) -> None:
+    import hashlib
+    import json
+
+    from swarm.training.probe import train_probe
+    from swarm.testbed.models import testbed_model_dir
+
+    model_dir = testbed_model_dir("testbed:quick/tb-xs")
+
+    def digest() -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(model_dir.iterdir()) if p.is_file()}
+
+    before = digest()
+    out = train_probe({"name": "tb-xs", "model": "testbed:quick/tb-xs", "output_dir": str(tmp_path / "tb-xs"), "threads": 1,
+                       "tasks": {"train_queries": 80, "eval_per_cell": 2}, "competence": {"samples": 2, "temperature": 0.5}})
+    assert digest() == before  # the model's weights (and every other file of it) are untouched
+    report = json.loads((out / "calibration.json").read_text())
+    for name in ("in_domain", "ood", "general", "validation"):
+        row = report["sets"][name]
+        assert 0.0 <= row["auroc"] <= 1.0 and 0.0 <= row["ece"] <= 1.0, (name, row)
+    for name in ("in_domain", "ood", "general"):
+        for alpha, rows in report["sets"][name]["decisions"].items():
+            assert set(rows) == {"probe", "always-answer", "always-reject", "per-agent oracle"}
+            assert rows["always-reject"]["reward"] == pytest.approx(round(reject_reward(float(alpha)), 4))
+            assert rows["per-agent oracle"]["reward"] >= max(rows["always-answer"]["reward"], rows["always-reject"]["reward"])
+    assert set(report["held_out_family"]) == {"add", "sub", "sum", "max"}
+    assert report["sets"]["general"]["familiar"] <= 0.1  # questions from outside the testbed look unfamiliar
+    assert "| in_domain | 0.5 | always-reject |" in (out / "report.md").read_text()
+    assert Probe.load(out).meta.agent == "tb-xs"
+
+
+@pytest.mark.slow
+def test_a_probe_agent_answers_as_the_bare_model_and_a_rejection_generates_no_token(tmp_path: Path, quick_ladder) -> None:
+    from swarm.backends.transformers import TransformersBackend
+    from swarm.eval.data import held_out_items
+    from swarm.specs import TransformersBackendSpec
+
+    items = held_out_items(1)[:16]
+    probe_dir = synthetic_states_probe(tmp_path)
+    backend = TransformersBackend(TransformersBackendSpec(kind="transformers", model="testbed:quick/tb-xs", max_new_tokens=60, threads=1), "tb-xs")
+    policy = ProbePolicy(str(probe_dir), bar="fixed", unfamiliar="trust")
+
+    async def scenario():
+        await backend.start()
+        try:
+            plain = [await backend.generate(Ask(str(i), it.prompt, 0.5).generation(False)) for i, it in enumerate(items)]
+            forced = [await policy.respond(Ask(str(i), it.prompt, 0.5, must_answer=True), backend) for i, it in enumerate(items)]
+            decided = await asyncio.gather(*(policy.respond(Ask(str(i), it.prompt, 0.5), backend) for i, it in enumerate(items)))
+            return plain, forced, decided
+        finally:
+            await backend.close()
+
+    plain, forced, decided = asyncio.run(scenario())
+    assert [f.text for f in forced] == [p.text for p in plain]  # forced answers: exactly the bare model's
+    assert {r.rejected for r in decided} == {True, False}  # the probe answered some and passed others on
+    for r, p in zip(decided, plain):
+        if r.rejected:
+            assert r.tokens_out == 0 and r.tokens_in == p.tokens_in  # one prefill, no generated token
+        else:
+            assert (r.text, r.tokens_out) == (p.text, p.tokens_out)  # continued from that prefill, as a plain generate
+
+
+def synthetic_states_probe(tmp_path: Path) -> Path:
+    """A probe on tb-xs's real hidden states whose labels split the queries by one feature: it answers some, rejects others."""
+    from swarm.backends.hf_states import prompt_states
+    from swarm.training.probe import _prompts
+    from swarm.eval.data import training_items
+    from swarm.testbed.models import testbed_model_dir
+    from swarm.training.generation import load_model, load_tokenizer
+
+    d = testbed_model_dir("testbed:quick/tb-xs")
+    tok, model = load_tokenizer(d), load_model(d)
+    states = prompt_states(model, _prompts(tok, training_items(60)), tok.pad_token_id)
+    feature = states[:, -1, 0]
+    correct = feature > np.median(feature)
+    probe, _ = fit_probe("tb-xs", "testbed:quick/tb-xs", states, correct.astype(float), correct, l2s=(0.01,), k=3)
+    probe.save(tmp_path / "probe")
+    return tmp_path / "probe"

@@ -254,8 +254,9 @@ class AgentNode:
         self.counters.forced += forced
         self.counters.answered += 1
         self.observer.decided(decision)
-        trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
-        log.debug("answered", decision=decision)
+        trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
+                         detail=f"flagged: {r.flag}" if r.flag else ""))
+        log.debug("answered", decision=decision, flag=r.flag or None)
         return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)
 
     async def _forward(self, peer: str, q: Query, timeout: float) -> Result:

@@ -38,6 +38,7 @@ class Response:
     tokens_in: int
     tokens_out: int
     seconds: float
+    flag: str = ""  # why an answer the agent had to give is not a real one (e.g. "empty reply"); shown in its trace hop
 
 
 @dataclass(frozen=True)
@@ -74,9 +75,15 @@ class Policy(abc.ABC):
     async def respond(self, ask: Ask, backend: Backend) -> Response: ...
 
 
-def _response(rejected: bool, *gens: Generation) -> Response:
+def _response(rejected: bool, *gens: Generation, must_answer: bool = False, require_template: bool = False) -> Response:
+    """The policy's verdict over its backend calls. A reply that is not a usable answer (`usable`)
+    is never an answer: it is a rejection, or, when the agent must answer, an answer flagged as such."""
     last = gens[-1]
-    return Response(rejected, last.text, sum(g.tokens_in for g in gens), sum(g.tokens_out for g in gens), sum(g.seconds for g in gens))
+    flag = "" if usable(last.text, require_template) else ("empty reply" if not last.text.strip() else "no answer template")
+    if flag and not must_answer:
+        rejected = True
+    return Response(rejected, last.text, sum(g.tokens_in for g in gens), sum(g.tokens_out for g in gens), sum(g.seconds for g in gens),
+                    flag if must_answer else "")
 
 
 class SelfAware(Policy):
@@ -98,7 +105,7 @@ class SelfAware(Policy):
             if reject_log_odds(logp) > self.margin:
                 return Response(True, self.reject_phrase, tokens_in, 1, 0.0)
         gen = await backend.generate(request)
-        return _response(allow and self.is_rejection(gen.text), gen)
+        return _response(allow and self.is_rejection(gen.text), gen, must_answer=not allow)
 
 
 class AlwaysAnswer(SelfAware):
@@ -134,7 +141,8 @@ class Confidence(Policy):
         gen = await backend.generate(ask.generation(False, logprobs=True))
         if not ask.must_answer and not gen.token_logprobs:
             raise BackendError(f"policy confidence needs token log-probabilities, and {type(backend).__name__} returned none")
-        return _response(not ask.must_answer and self.confidence(gen.token_logprobs) < self.threshold(ask.alpha), gen)
+        return _response(not ask.must_answer and self.confidence(gen.token_logprobs) < self.threshold(ask.alpha), gen,
+                         must_answer=ask.must_answer)
 
 
 class Verbalized(Policy):
@@ -149,24 +157,39 @@ class Verbalized(Policy):
             if not says_yes(check.text):
                 return Response(True, self.reject_phrase, check.tokens_in, check.tokens_out, check.seconds)
         gens.append(await backend.generate(ask.generation(False)))
-        return _response(False, *gens)
+        return _response(False, *gens, must_answer=ask.must_answer)
 
 
 class ProbePolicy(Policy):
-    """P(I know) from a probe on the prompt's hidden states (`swarm.assess`); one prefill decides and
-    an answer continues from it, a rejection generates no token. With bar "curve" it answers when
-    P - alpha * cost >= the next agent's advertised value, and skips even the prefill when no P it
-    ever gave on its validation data could clear that."""
+    """P(I know) from a probe on the prompt's hidden states (`swarm.assess`), in two stages:
 
-    def __init__(self, path: str, bar: str = "curve", unfamiliar: str = "pass", require_template: bool = False) -> None:
+    1. one prefill: the probe's P. When even the most confident reply could not make answering
+       worth more than passing on, the agent passes on here, having generated no token.
+    2. (confirm: token_confidence) otherwise it answers, continuing from that prefill, and fuses
+       P with its reply's least likely token: a reply it turns out unsure of is passed on after all.
+
+    With bar "curve" answering must beat P - alpha * cost >= the next agent's advertised value;
+    when nothing it ever scored on its validation data could, it passes on without a prefill."""
+
+    def __init__(self, path: str, bar: str = "curve", unfamiliar: str = "token_confidence", require_template: bool = False,
+                 confirm: str = "token_confidence") -> None:
         from swarm.assess.probe import Probe
 
         try:
             self.probe = Probe.load(path)
         except SwarmError as exc:
             raise BackendError(str(exc), fatal=True) from None
-        self.bar, self.unfamiliar, self.require_template = bar, unfamiliar, require_template
-        self.p_max = float(self.probe.val_p.max()) if len(self.probe.val_p) else 1.0
+        self.probe_path, self.bar, self.unfamiliar, self.require_template = path, bar, unfamiliar, require_template
+        self.confirm = confirm == "token_confidence"
+        if (self.confirm or unfamiliar == "token_confidence") and (not self.probe.meta.fusion or self.probe.val_min_logprob is None):
+            raise BackendError(f"probe in {path!r} has no token-confidence fusion: fit it again with `swarm probe`, or set "
+                               "confirm: none", fatal=True)
+        val = self.val_p()
+        self.p_max = float(val.max()) if len(val) else 1.0
+
+    def val_p(self):
+        """The P the agent decides on, on its validation data."""
+        return self.probe.val_fused if self.confirm else self.probe.val_p
 
     def check(self, backend: Backend) -> None:
         if not backend.reads_states:
@@ -176,7 +199,7 @@ class ProbePolicy(Policy):
     def curve(self, cost: float, successor: tuple[float, ...] | None) -> tuple[float, ...] | None:
         from swarm.assess.curves import value_curve
 
-        return tuple(value_curve(self.probe.val_p, self.probe.val_correct, cost, list(successor) if successor else None))
+        return tuple(value_curve(self.val_p(), self.probe.val_correct, cost, list(successor) if successor else None))
 
     def answers(self, p_know: float, ask: Ask) -> bool:
         from swarm.assess.curves import answers
@@ -185,24 +208,37 @@ class ProbePolicy(Policy):
         return answers(p_know, ask.alpha, ask.cost, list(successor) if successor else None, reject_reward(ask.alpha))
 
     def judge(self, ask: Ask, seen: dict) -> Callable[[Any], bool]:
+        """Stage 1, on the prefill's states: is answering worth generating?"""
         def decide(states) -> bool:
             p = float(self.probe.p_know(states[None])[0])
             familiar = self.unfamiliar == "trust" or bool(self.probe.familiar(states[None])[0])
             seen.update(p_know=p, familiar=familiar)
-            return self.answers(p if familiar else 0.0, ask)
+            if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence
+                return self.answers(float(self.probe.token_p(0.0)) if self.unfamiliar == "token_confidence" else 0.0, ask)
+            return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
         return decide
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
         if ask.must_answer:
             gen = await backend.generate(ask.generation(False))
-            return _response(False, gen)
+            return _response(False, gen, must_answer=True, require_template=self.require_template)
         if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
             return Response(True, "", 0, 0, 0.0)
         seen: dict = {}
-        gen = await backend.assess(ask.generation(False), self.judge(ask, seen))
+        gen = await backend.assess(ask.generation(False, logprobs=self.confirm or self.unfamiliar == "token_confidence"),
+                                   self.judge(ask, seen))
         if gen.finish_reason == "reject":
+            return Response(True, "", gen.tokens_in, 0, gen.seconds)
+        if not usable(gen.text, self.require_template):
             return _response(True, gen)
-        return _response(not usable(gen.text, self.require_template), gen)
+        low = min(gen.token_logprobs) if gen.token_logprobs else -20.0
+        if seen["familiar"] and self.confirm:  # stage 2: the reply's own confidence
+            p = float(self.probe.fused(seen["p_know"], low))
+        elif not seen["familiar"] and self.unfamiliar == "token_confidence":
+            p = float(self.probe.token_p(low))
+        else:
+            return _response(False, gen, require_template=self.require_template)
+        return _response(not self.answers(p, ask), gen, require_template=self.require_template)
 
 
 def usable(text: str, require_template: bool = False) -> bool:
@@ -224,7 +260,7 @@ POLICIES: dict[str, Callable[[Any], Policy]] = {
     "always_answer": lambda spec: AlwaysAnswer(spec.reject_phrase),
     "confidence": lambda spec: Confidence(spec.signal, dict(spec.thresholds)),
     "verbalized": lambda spec: Verbalized(spec.reject_phrase),
-    "probe": lambda spec: ProbePolicy(spec.path, spec.bar, spec.unfamiliar, spec.require_template),
+    "probe": lambda spec: ProbePolicy(spec.path, spec.bar, spec.unfamiliar, spec.require_template, spec.confirm),
 }
 
 

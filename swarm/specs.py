@@ -204,11 +204,15 @@ class ProbePolicySpec(BaseModel):
     bar: Literal["curve", "fixed"] = Field(
         "curve", description="curve: answer when P - alpha * cost >= the next agent's advertised value of the query "
         "(the fixed bar when it advertises none); fixed: answer when P >= (1 - alpha) ** 0.5 (the paper's bar)")
-    unfamiliar: Literal["pass", "trust"] = Field(
-        "pass", description="pass: a query farther from the probe's training queries than 99% of them is passed on "
-        "(P counts as 0); trust: use P anyway")
+    unfamiliar: Literal["token_confidence", "pass", "trust"] = Field(
+        "token_confidence", description="a query farther from the probe's training queries than 99% of them is one the "
+        "probe cannot judge. token_confidence: decide on the reply's least likely token alone (generated, then kept or "
+        "passed on); pass: pass it on (P counts as 0); trust: use the probe's P anyway")
     require_template: bool = Field(False, description="a reply without the answer template ('The answer is: ...') "
-                                                      "is not an answer: it is passed on (flagged when this agent must answer)")
+                                                      "is not an answer: it is passed on")
+    confirm: Literal["token_confidence", "none"] = Field(
+        "token_confidence", description="token_confidence: once the answer is generated, fuse P with the reply's least "
+        "likely token and pass the query on after all when the reply turns out unsure; none: decide on the prompt alone")
 
     @field_validator("path")
     @classmethod

@@ -12,7 +12,7 @@ import pytest
 
 from swarm.assess.calibration import auroc, decision_table, ece
 from swarm.assess.curves import GRID, answers, at, value_curve
-from swarm.assess.probe import Probe, fit_probe
+from swarm.assess.probe import Probe, fit_fusion, fit_probe
 from swarm.errors import BackendError, SwarmError
 from swarm.node import NodeConfig
 from swarm.policies import Ask, ProbePolicy
@@ -40,7 +40,7 @@ def test_ece_of_a_calibrated_and_of_an_overconfident_score() -> None:
 def test_decision_table_rows_are_the_policy_and_the_trivial_ones() -> None:
     correct = np.array([1, 1, 0, 0, 1], bool)
     p_know = np.array([0.9, 0.8, 0.1, 0.95, 0.2])
-    rows = decision_table(p_know, correct, [0.5])["0.5"]
+    rows = decision_table({"probe": p_know}, correct, [0.5])["0.5"]
     bar = reject_reward(0.5)
     assert rows["always-answer"] == {"reward": 0.6, "answer_rate": 1.0, "f1": 0.0}
     assert rows["always-reject"]["reward"] == pytest.approx(round(bar, 4)) and rows["always-reject"]["answer_rate"] == 0.0
@@ -70,9 +70,11 @@ def synthetic_probe(directory: Path, accuracy: float, seed: int) -> Path:
     accuracy the curves read."""
     rng = np.random.default_rng(seed)
     states = rng.normal(size=(120, 2, 6)).astype(np.float32)
+    states[:, :, 3:] = states[:, :, :3]  # training queries span half the space: the other half is unfamiliar
     p = 1 / (1 + np.exp(-(states[:, 1, 0] * 2 + np.log(accuracy / (1 - accuracy)))))
     correct = rng.random(120) < p
     probe, _ = fit_probe(directory.name, "synthetic", states, p, correct, seed=seed, l2s=(0.1,), k=3)
+    fit_fusion(probe, np.where(correct, -0.1, -2.0) + rng.normal(scale=0.5, size=120))
     probe.save(directory)
     return directory
 
@@ -94,8 +96,16 @@ def test_probe_files_round_trip_and_missing_ones_are_a_clear_error(tmp_path: Pat
         probe.p_know(np.zeros((1, 3, 6), np.float32))
     with pytest.raises(SwarmError, match="lacks probe.json"):
         Probe.load(tmp_path / "nowhere")
+    with pytest.raises(BackendError, match="no token-confidence fusion"):
+        ProbePolicy(str(d))
     with pytest.raises(BackendError, match="exposes hidden states"):
-        ProbePolicy(str(d)).check(ScriptedBackend())
+        ProbePolicy(str(d), confirm="none", unfamiliar="pass").check(ScriptedBackend())
+    fit_fusion(fitted, np.linspace(-3, 0, 40))
+    fitted.save(d)
+    loaded = Probe.load(d)
+    assert np.array_equal(loaded.val_fused, fitted.val_fused)
+    p = np.array([0.2, 0.8])
+    assert np.all(loaded.best_fused(p) >= loaded.fused(p, np.array([-1.0, -1.0])))  # surer tokens, higher P
 
 
 def test_a_policy_whose_curve_says_pass_does_not_even_prefill(tmp_path: Path) -> None:
@@ -116,8 +126,8 @@ def settled(swarm: MemorySwarm) -> bool:
     order = sorted(nodes.values(), key=lambda n: n.membership.self_entry.cost)
     expected: list[float] | None = None
     for node in reversed(order):
-        val = node.policy.probe
-        curve = value_curve(val.val_p, val.val_correct, node.membership.self_entry.cost, expected)
+        policy = node.policy
+        curve = value_curve(policy.val_p(), policy.probe.val_correct, node.membership.self_entry.cost, expected)
         expected = [round(v, 4) for v in curve]
         if node.membership.self_entry.curve != expected:
             return False
@@ -157,7 +167,7 @@ def test_value_curves_resettle_by_gossip_after_a_join_a_leave_and_a_kill(tmp_pat
             swarm.kill("l")
             counts.append(await rounds_until_settled(swarm))
             assert swarm.nodes["new"].membership.self_entry.curve == [
-                round(v, 4) for v in value_curve(swarm.nodes["new"].policy.probe.val_p, swarm.nodes["new"].policy.probe.val_correct, 0.45, None)]
+                round(v, 4) for v in value_curve(swarm.nodes["new"].policy.val_p(), swarm.nodes["new"].policy.probe.val_correct, 0.45, None)]
             return counts
 
     counts = asyncio.run(asyncio.wait_for(scenario(), 30))
@@ -190,7 +200,7 @@ def test_probe_training_leaves_the_model_untouched_and_reports_calibration(tmp_p
         assert 0.0 <= row["auroc"] <= 1.0 and 0.0 <= row["ece"] <= 1.0, (name, row)
     for name in ("in_domain", "ood", "general"):
         for alpha, rows in report["sets"][name]["decisions"].items():
-            assert set(rows) == {"probe", "always-answer", "always-reject", "per-agent oracle"}
+            assert set(rows) == {"probe + token confidence", "probe (prompt only)", "always-answer", "always-reject", "per-agent oracle"}
             assert rows["always-reject"]["reward"] == pytest.approx(round(reject_reward(float(alpha)), 4))
             assert rows["per-agent oracle"]["reward"] >= max(rows["always-answer"]["reward"], rows["always-reject"]["reward"])
     assert set(report["held_out_family"]) == {"add", "sub", "sum", "max"}
@@ -208,7 +218,7 @@ def test_a_probe_agent_answers_as_the_bare_model_and_a_rejection_generates_no_to
     items = held_out_items(1)[:16]
     probe_dir = synthetic_states_probe(tmp_path)
     backend = TransformersBackend(TransformersBackendSpec(kind="transformers", model="testbed:quick/tb-xs", max_new_tokens=60, threads=1), "tb-xs")
-    policy = ProbePolicy(str(probe_dir), bar="fixed", unfamiliar="trust")
+    policy = ProbePolicy(str(probe_dir), bar="fixed", unfamiliar="trust", confirm="none")  # decides on the prefill alone
 
     async def scenario():
         await backend.start()
@@ -246,3 +256,49 @@ def synthetic_states_probe(tmp_path: Path) -> Path:
     probe, _ = fit_probe("tb-xs", "testbed:quick/tb-xs", states, correct.astype(float), correct, l2s=(0.01,), k=3)
     probe.save(tmp_path / "probe")
     return tmp_path / "probe"
+
+
+class StatesBackend(ScriptedBackend):
+    """Hands the policy's judge fixed hidden states and replies with tokens of one log-probability:
+    the two stages of the probe policy, without a model (the transformers backend's own assess is
+    tested on a real model in test_transformers_backend.py)."""
+
+    reads_states = True
+
+    def __init__(self, states: np.ndarray, logprob: float) -> None:
+        super().__init__()
+        self.states, self.logprob, self.prefills = states, logprob, 0
+
+    async def assess(self, request, judge):
+        from swarm.backends.base import Generation
+
+        self.prefills += 1
+        if not judge(self.states):
+            return Generation("", 10, 0, 0.0, (), "reject")
+        return Generation("The answer is: 5", 10, 5, 0.0, (self.logprob,) * 5 if request.logprobs else ())
+
+
+def test_the_probe_policy_decides_in_two_stages(tmp_path: Path) -> None:
+    policy = ProbePolicy(str(synthetic_probe(tmp_path / "a", 0.5, 0)), bar="fixed")
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5  # the direction the synthetic labels follow: P high
+    doubtful = -sure
+    stranger = np.concatenate([np.ones((2, 3)), -np.ones((2, 3))], axis=1).astype(np.float32)  # the half no training query spans
+    ask = Ask("id", "q", 0.5)
+
+    def respond(states, logprob, **kwargs):
+        backend = StatesBackend(states, logprob)
+        r = asyncio.run(ProbePolicy(policy.probe_path, bar="fixed", **kwargs).respond(ask, backend) if kwargs
+                        else policy.respond(ask, backend))
+        return r, backend.prefills
+
+    answered, _ = respond(sure, -0.01)
+    assert not answered.rejected and answered.tokens_out == 5
+    unsure, _ = respond(sure, -12.0)  # stage 2: its reply turns out unsure, so it passes the query on after all
+    assert unsure.rejected and unsure.tokens_out == 5
+    early, prefills = respond(doubtful, -0.01)  # stage 1: not worth generating
+    assert early.rejected and early.tokens_out == 0 and prefills == 1
+    assert not respond(stranger, -0.01)[0].rejected  # unfamiliar: the reply's own confidence decides
+    assert respond(stranger, -12.0)[0].rejected
+    passed, _ = respond(stranger, -0.01, unfamiliar="pass")
+    assert passed.rejected and passed.tokens_out == 0

@@ -41,7 +41,7 @@ def respond(policy, backend, alpha=0.5, must=False, text="q"):
 
 @pytest.mark.parametrize("reply, rejected", [
     ("I don't know!", True), ("  i DON'T know! because", True), ("I don\u2019t know!", True),
-    ("I don't think so. The answer is: 3", False), ("The answer is: 42", False), ("", False),
+    ("I don't think so. The answer is: 3", False), ("The answer is: 42", False), ("", True), (" \n", True),  # empty: never an answer
 ])
 def test_self_aware_reads_the_first_words(reply, rejected):
     backend = Recorder([reply])
@@ -146,3 +146,11 @@ def test_prompt_helpers():
     assert says_yes("Yes") and says_yes(" yes!") and not says_yes("no") and not says_yes("yesterday")
     plain = render_plain(build_messages("What?", 0.5, True))
     assert plain.startswith("System: Cost weight") and plain.endswith("User: What?\n\nAssistant:")
+
+
+@pytest.mark.parametrize("policy", [SelfAware(), Confidence(), Verbalized()], ids=["self_aware", "confidence", "verbalized"])
+def test_an_empty_reply_is_never_an_answer_and_is_flagged_when_it_must_be_given(policy):
+    r = respond(policy, Recorder(["yes", ""] if isinstance(policy, Verbalized) else [""], logprobs=(-0.01,)))
+    assert r.rejected and r.flag == ""
+    forced = respond(policy, Recorder([""], logprobs=(-0.01,)), must=True)
+    assert not forced.rejected and forced.text == "" and forced.flag == "empty reply"

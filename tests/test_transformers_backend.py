@@ -468,7 +468,7 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
     """A probe's judge reads each row's states; answering rows continue from the prefill and reply
     exactly as a plain generate would; rejecting rows generate no token at all."""
     texts = ["What is the capital of France?", "The answer is", "I don't know", "capital of France is"]
-    plain = [solo(tiny, ask(t)) for t in texts]
+    plain = [solo(tiny, ask(t, logprobs=True)) for t in texts]
     seen: list[tuple[int, ...]] = []
 
     def judge(answer: bool):
@@ -480,7 +480,7 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
     calls = count_generate_calls(tiny)
     try:
         async def both():
-            return await asyncio.gather(*(tiny.assess(ask(t), judge(i % 2 == 0)) for i, t in enumerate(texts)))
+            return await asyncio.gather(*(tiny.assess(ask(t, logprobs=True), judge(i % 2 == 0)) for i, t in enumerate(texts)))
 
         out = run(both)
     finally:
@@ -492,5 +492,6 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
         assert g.tokens_in == p.tokens_in
         if i % 2 == 0:
             assert (g.text, g.tokens_out, g.finish_reason) == (p.text, p.tokens_out, p.finish_reason)
+            assert g.token_logprobs == pytest.approx(p.token_logprobs, abs=1e-4)  # what the policy's second stage reads
         else:
-            assert (g.text, g.tokens_out, g.finish_reason) == ("", 0, "reject")
+            assert (g.text, g.tokens_out, g.finish_reason, g.token_logprobs) == ("", 0, "reject", ())

@@ -68,16 +68,17 @@ def per_agent_oracle(p_true, correct, alpha: float, gamma: float = GAMMA) -> dic
     return best
 
 
-def decision_table(p_know, correct, alphas, p_true=None, gamma: float = GAMMA) -> dict[str, dict[str, dict]]:
-    """Per alpha, the rows: probe (answers when P >= (1 - alpha) ** gamma), always-answer,
-    always-reject, and per-agent oracle (on `p_true` when given, else on the forced correctness)."""
-    p, c = np.asarray(p_know), np.asarray(correct, dtype=bool)
+def decision_table(policies: dict[str, np.ndarray], correct, alphas, p_true=None, gamma: float = GAMMA) -> dict[str, dict[str, dict]]:
+    """Per alpha, the rows: each named policy's P (it answers when P >= (1 - alpha) ** gamma),
+    always-answer, always-reject, and per-agent oracle (on `p_true` when given, else on the forced
+    correctness)."""
+    c = np.asarray(correct, dtype=bool)
     truth = np.asarray(p_true if p_true is not None else c.astype(float))
     out = {}
     for alpha in alphas:
         bar = reject_reward(alpha, gamma)
         out[f"{alpha:g}"] = {
-            "probe": decision_row(p >= bar, c, alpha, gamma),
+            **{name: decision_row(np.asarray(p) >= bar, c, alpha, gamma) for name, p in policies.items()},
             "always-answer": decision_row(np.ones(len(c), bool), c, alpha, gamma),
             "always-reject": decision_row(np.zeros(len(c), bool), c, alpha, gamma),
             "per-agent oracle": per_agent_oracle(truth, c, alpha, gamma),

@@ -2,7 +2,9 @@
 
 A logistic regression (torch, L-BFGS, L2) on standardised states of chosen layers, fitted to the
 competence file's p(x) (soft labels), then Platt-scaled on out-of-fold scores against the agent's
-greedy correctness (what it will actually reply). Beside it, a training-free unfamiliarity signal:
+greedy correctness (what it will actually reply). A second, two-feature logistic regression fuses
+the probe's P with the reply's least likely token (the `confidence` policy's min_token signal):
+once an agent has generated an answer it can still pass the query on (`fused`). Beside it, a training-free unfamiliarity signal:
 the distance from a query's states to its k-th nearest training query (in a PCA basis fitted on
 the training states); beyond the distance that 99% of training queries stay within, the agent
 does not trust its probe and passes the query on.
@@ -38,6 +40,7 @@ class ProbeMeta:
     n_layers: int  # hidden states returned (layers + 1)
     trained_on: dict = field(default_factory=dict)  # queries, families, label source
     selection: dict = field(default_factory=dict)  # the candidates measured and the choice
+    fusion: dict = field(default_factory=dict)  # mean, scale, weight (2 each), bias: P and min-token log P -> P
 
 
 class Probe:
@@ -48,6 +51,7 @@ class Probe:
         self.basis, self.bank = arrays["basis"], arrays["bank"]
         # the agent's validation data (out-of-fold P and greedy correctness on its training queries): its value curve's input
         self.val_p, self.val_correct = arrays["val_p"], arrays["val_correct"]
+        self.val_min_logprob = arrays.get("val_min_logprob")  # the least likely token of each greedy reply
 
     # -- reading ----------------------------------------------------------------------------
     def _x(self, states: np.ndarray) -> np.ndarray:
@@ -64,6 +68,28 @@ class Probe:
         a, b = self.meta.platt
         return _sigmoid(a * self.logits(states) + b)
 
+    def fused(self, p_know, min_logprob) -> np.ndarray:
+        """P(my reply is correct) once the reply exists: the probe's P with the reply's least likely token's log P."""
+        f = self.meta.fusion
+        if not f:
+            raise SwarmError(f"probe of agent {self.meta.agent!r} has no token-confidence fusion (fit it again with `swarm probe`)")
+        z = (_fusion_x(p_know, min_logprob) - np.asarray(f["mean"])) / np.asarray(f["scale"])
+        return _sigmoid(z @ np.asarray(f["weight"]) + f["bias"])
+
+    def token_p(self, min_logprob) -> np.ndarray:
+        """P(my reply is correct) from the reply's least likely token alone: what an agent trusts on a
+        query too unfamiliar for its probe (calibrated on the validation data)."""
+        t = self.meta.fusion["token_only"]
+        return _sigmoid(np.clip(np.asarray(min_logprob, dtype=np.float64), -20.0, 0.0) * t["weight"] + t["bias"])
+
+    def best_fused(self, p_know) -> np.ndarray:
+        """The fused P if the reply turns out as confident as a reply can be (every token certain)."""
+        return self.fused(p_know, np.zeros_like(np.asarray(p_know, dtype=np.float64)))
+
+    @property
+    def val_fused(self) -> np.ndarray:
+        return self.fused(self.val_p, self.val_min_logprob)
+
     def distance(self, states: np.ndarray) -> np.ndarray:
         """Unfamiliarity: distance to the k-th nearest training query (unit vectors in the PCA basis)."""
         return _kth_distance(_unit(self._x(states) @ self.basis), self.bank, OOD_K)
@@ -78,6 +104,8 @@ class Probe:
         directory.mkdir(parents=True, exist_ok=True)
         arrays = {"mean": self.mean, "scale": self.scale, "weight": self.weight, "bias": np.array([self.bias], np.float32),
                   "basis": self.basis, "bank": self.bank, "val_p": self.val_p, "val_correct": self.val_correct}
+        if self.val_min_logprob is not None:
+            arrays["val_min_logprob"] = self.val_min_logprob
         # safetensors writes an array's buffer as if it were C-ordered: a transposed view would come back scrambled
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / "probe.safetensors"))
         (directory / "probe.json").write_text(json.dumps(asdict(self.meta), indent=2))
@@ -117,6 +145,24 @@ def _kth_distance(queries: np.ndarray, bank: np.ndarray, k: int, skip_self: bool
     d = np.sqrt(np.maximum(2.0 - 2.0 * queries @ bank.T, 0.0))
     k = min(k + skip_self, bank.shape[0]) - 1
     return np.partition(d, k, axis=1)[:, k]
+
+
+def _fusion_x(p_know, min_logprob) -> np.ndarray:
+    p, low = np.broadcast_arrays(np.asarray(p_know, dtype=np.float64), np.asarray(min_logprob, dtype=np.float64))
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.stack([np.log(p / (1 - p)), np.clip(low, -20.0, 0.0)], axis=-1)
+
+
+def fit_fusion(probe: Probe, min_logprob: np.ndarray) -> None:
+    """Fit the probe's token-confidence fusion on its validation data (out-of-fold P, the greedy
+    replies' least likely token, their correctness) and keep `min_logprob` as validation data."""
+    x = _fusion_x(probe.val_p, min_logprob)
+    mean, scale = x.mean(axis=0), np.maximum(x.std(axis=0), 1e-6)
+    w, b = logistic((x - mean) / scale, probe.val_correct.astype(np.float64), l2=1e-3)
+    t, tb = logistic(x[:, 1:], probe.val_correct.astype(np.float64), l2=1e-3)
+    probe.meta.fusion = {"mean": mean.tolist(), "scale": scale.tolist(), "weight": w.astype(float).tolist(), "bias": b,
+                         "token_only": {"weight": float(t[0]), "bias": tb}}
+    probe.val_min_logprob = np.asarray(min_logprob, dtype=np.float32)
 
 
 def logistic(x: np.ndarray, y: np.ndarray, l2: float, iters: int = 200) -> tuple[np.ndarray, float]:

@@ -82,6 +82,7 @@ class _AssessRow:
     ids: list[int]
     max_new: int
     judge: Any  # states -> answer?
+    logprobs: bool
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class TransformersBackend(Backend):
     async def assess(self, request: GenerationRequest, judge) -> Generation:
         ids, _ = self._checked_prompt(request)
         assert self._assessor is not None
-        return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge))
+        return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge, request.logprobs))
 
     async def _assess_batch(self, rows: list[_AssessRow]) -> list[Generation]:
         return await asyncio.to_thread(self._assess_rows, rows)
@@ -287,10 +288,10 @@ class TransformersBackend(Backend):
         from the prefill's cache (all but its last position, which generate feeds again to get the
         first token's logits), the others generate nothing."""
         import torch
-        from transformers import StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList
 
+        from swarm.backends.hf_generation import LogprobRecorder, RowStop
         from swarm.backends.hf_states import prefill
-        from swarm.backends.hf_generation import RowStop
 
         with self._lock:
             model, tokenizer = self._loaded()
@@ -299,7 +300,7 @@ class TransformersBackend(Backend):
             decided = time.perf_counter()
             answer = [bool(r.judge(states[i])) for i, r in enumerate(rows)]
             keep = [i for i, a in enumerate(answer) if a]
-            texts: dict[int, tuple[str, int, str]] = {}
+            texts: dict[int, tuple[str, int, str, tuple[float, ...]]] = {}
             if keep:
                 if len(keep) < len(rows):
                     cache.batch_select_indices(torch.tensor(keep, device=input_ids.device))
@@ -307,19 +308,24 @@ class TransformersBackend(Backend):
                 prompt_len = input_ids.shape[1]
                 limits = [rows[i].max_new for i in keep]
                 stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep))
+                recorder = LogprobRecorder() if any(rows[i].logprobs for i in keep) else None
                 sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
                 with torch.inference_mode():
                     out = model.generate(input_ids=input_ids[keep], attention_mask=mask[keep], cache=cache, max_new_tokens=max(limits),
                                          **sampling, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(self._eos) or None,
-                                         stopping_criteria=StoppingCriteriaList([stop]))
+                                         stopping_criteria=StoppingCriteriaList([stop]),
+                                         logits_processor=LogitsProcessorList([recorder] if recorder else []), return_dict_in_generate=True)
+                generated = out.sequences[:, prompt_len:]
+                logprobs = recorder.logprobs(generated) if recorder else None
                 for j, i in enumerate(keep):
-                    tokens = out[j, prompt_len:].tolist()
+                    tokens = generated[j].tolist()
                     n, reason = self._row_end(tokens, rows[i].max_new, None)
-                    texts[i] = (tokenizer.decode(tokens[:n], skip_special_tokens=True).strip(), n, reason)
+                    row_logprobs = tuple(logprobs[j][:n]) if logprobs is not None and rows[i].logprobs else ()
+                    texts[i] = (tokenizer.decode(tokens[:n], skip_special_tokens=True).strip(), n, reason, row_logprobs)
             ended = time.perf_counter()
         prefill_share = (decided - started) / len(rows)
         generate_share = (ended - decided) / max(len(keep), 1)
-        return [Generation(texts[i][0], len(r.ids), texts[i][1], prefill_share + generate_share, (), texts[i][2]) if i in texts
+        return [Generation(texts[i][0], len(r.ids), texts[i][1], prefill_share + generate_share, texts[i][3], texts[i][2]) if i in texts
                 else Generation("", len(r.ids), 0, prefill_share, (), "reject") for i, r in enumerate(rows)]
 
     def _row_end(self, tokens: list[int], limit: int, rejected_at: int | None) -> tuple[int, str]:

@@ -25,7 +25,7 @@ import numpy as np
 import structlog
 
 from swarm.assess.calibration import auroc, decision_table, ece
-from swarm.assess.probe import Probe, candidate_layers, fit_probe
+from swarm.assess.probe import Probe, candidate_layers, fit_fusion, fit_probe
 from swarm.prompts import SCENARIOS, Renderer, build_messages
 from swarm.training.recipe import Recipe, as_recipe
 
@@ -58,7 +58,9 @@ def train_probe(recipe: Recipe | str | os.PathLike[str] | dict) -> Path:
     tokenizer, model = load_tokenizer(base_model), load_model(base_model)
     sets = {"train": train_set, "in_domain": held, "ood": ood_items(recipe), "general": _general(recipe)}
     with costs.measure("forced"):
-        correct = {name: _forced(model, tokenizer, items, out / f"forced-{name}.json", recipe, log) for name, items in sets.items()}
+        forced = {name: _forced(model, tokenizer, items, out / f"forced-{name}.json", recipe, log) for name, items in sets.items()}
+        correct = {name: f[0] for name, f in forced.items()}
+        min_logprob = {name: f[1] for name, f in forced.items()}
     with costs.measure("states"):
         from swarm.backends.hf_states import VERSION
 
@@ -71,10 +73,11 @@ def train_probe(recipe: Recipe | str | os.PathLike[str] | dict) -> Path:
     with costs.measure("fit"):
         probe, val_p = fit_probe(recipe.name, recipe.model, states["train"], targets, correct["train"], seed=recipe.seed,
                                  progress=lambda m: log.info("probe candidate", result=m))
+        fit_fusion(probe, min_logprob["train"])
         probe.save(out)
         log.info("probe fitted", layers=probe.meta.layers, l2=probe.meta.l2, chosen=probe.meta.selection["chosen"])
         held_family = _held_out_families(recipe, probe, states, targets, correct, sets)
-    report = calibration_report(probe, val_p, states, correct, p_true, held_family, sets)
+    report = calibration_report(probe, states, correct, min_logprob, p_true, held_family)
     report["costs"] = costs.stages
     (out / "calibration.json").write_text(json.dumps(report, indent=2))
     (out / "report.md").write_text(markdown(recipe.name, report))
@@ -95,20 +98,38 @@ def _prompts(tokenizer, items) -> list[list[int]]:
     return [renderer.prompt(build_messages(i.prompt, 0.5, allow_reject=False))[0] for i in items]
 
 
-def _forced(model, tokenizer, items, path: Path, recipe: Recipe, log) -> np.ndarray:
-    """Whether the agent's greedy reply to each item is correct (cached in `path`)."""
+def _forced(model, tokenizer, items, path: Path, recipe: Recipe, log) -> tuple[np.ndarray, np.ndarray]:
+    """Whether the agent's greedy reply to each item is correct, and the log P of the reply's least
+    likely token (end of sequence included, as the serving backend counts it); cached in `path`."""
     if path.exists():
-        return np.array(json.loads(path.read_text()), dtype=bool)
+        cached = json.loads(path.read_text())
+        return np.array(cached["correct"], dtype=bool), np.array(cached["min_logprob"], dtype=np.float64)
+    import torch
+    from transformers import LogitsProcessorList
+
+    from swarm.backends.hf_generation import LogprobRecorder, left_pad
     from swarm.tasks.verify import verify
-    from swarm.training.generation import Prompter, generate
 
     log.info("forced replies", queries=len(items), set=path.stem)
-    prompter = Prompter(tokenizer)
-    res = generate(model, tokenizer, [prompter.render(i.prompt, 0.5, allow_reject=False) for i in items],
-                   max_new_tokens=recipe.eval.max_new_tokens, batch_size=recipe.eval.batch_size)
-    ok = [verify(i, r[0]) for i, r in zip(items, res.texts)]
-    path.write_text(json.dumps(ok))
-    return np.array(ok, dtype=bool)
+    eos = model.generation_config.eos_token_id
+    eos = {i for i in [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id] if i is not None}
+    rows, ok, low = _prompts(tokenizer, items), [], []
+    for start in range(0, len(rows), recipe.eval.batch_size):
+        ids, mask = left_pad(rows[start:start + recipe.eval.batch_size], tokenizer.pad_token_id, model.device)
+        recorder = LogprobRecorder()
+        with torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=recipe.eval.max_new_tokens, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(eos),
+                                 logits_processor=LogitsProcessorList([recorder]), return_dict_in_generate=True)
+        generated = out.sequences[:, ids.shape[1]:]
+        logprobs = recorder.logprobs(generated)
+        for i, item in enumerate(items[start:start + recipe.eval.batch_size]):
+            tokens = generated[i].tolist()
+            n = next((j + 1 for j, t in enumerate(tokens) if t in eos), len(tokens))
+            ok.append(verify(item, tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()))
+            low.append(min(logprobs[i][:n]) if n else -20.0)
+    path.write_text(json.dumps({"correct": ok, "min_logprob": low}))
+    return np.array(ok, dtype=bool), np.array(low, dtype=np.float64)
 
 
 def _states(model, tokenizer, items, path: Path, log) -> np.ndarray:
@@ -147,20 +168,26 @@ def _of(item, family: str) -> bool:
     return item.domain in (family, f"testbed/{family}")
 
 
-def calibration_report(probe: Probe, val_p, states, correct, p_true, held_family, sets) -> dict:
+def calibration_report(probe: Probe, states, correct, min_logprob, p_true, held_family) -> dict:
     alphas = list(SCENARIOS.values())
     rows = {}
-    for name in ("in_domain", "ood", "general"):
-        p = probe.p_know(states[name])
-        familiar = probe.familiar(states[name])
-        rows[name] = {"n": len(p), "forced_accuracy": round(float(correct[name].mean()), 4),
-                      "auroc": round(auroc(p, correct[name]), 4), "ece": round(ece(p, correct[name]), 4),
-                      "mean_p": round(float(p.mean()), 4), "familiar": round(float(familiar.mean()), 4),
-                      "decisions": decision_table(np.where(familiar, p, 0.0), correct[name], alphas,
-                                                  p_true=p_true if name == "in_domain" else None)}
-    rows["validation"] = {"n": len(val_p), "forced_accuracy": round(float(correct["train"].mean()), 4),
-                          "auroc": round(auroc(val_p, correct["train"]), 4), "ece": round(ece(val_p, correct["train"]), 4),
-                          "mean_p": round(float(np.mean(val_p)), 4)}
+    for name in ("in_domain", "ood", "general", "validation"):
+        if name == "validation":  # out-of-fold on the training queries
+            p, familiar, y = probe.val_p, np.ones(len(probe.val_p), bool), correct["train"]
+            fused = probe.val_fused
+        else:
+            p, familiar, y = probe.p_know(states[name]), probe.familiar(states[name]), correct[name]
+            fused = probe.fused(p, min_logprob[name])
+        rows[name] = {"n": len(p), "forced_accuracy": round(float(y.mean()), 4),
+                      "auroc": round(auroc(p, y), 4), "ece": round(ece(p, y), 4),
+                      "auroc_fused": round(auroc(fused, y), 4), "ece_fused": round(ece(fused, y), 4),
+                      "auroc_token_confidence": round(auroc(min_logprob["train" if name == "validation" else name], y), 4),
+                      "mean_p": round(float(p.mean()), 4), "familiar": round(float(familiar.mean()), 4)}
+        if name != "validation":
+            rows[name]["decisions"] = decision_table(
+                {"probe + token confidence": np.where(familiar, fused, probe.token_p(min_logprob[name])),
+                 "probe (prompt only)": np.where(familiar, p, 0.0)},
+                y, alphas, p_true=p_true if name == "in_domain" else None)
     return {"agent": probe.meta.agent, "model": probe.meta.model, "layers": probe.meta.layers, "l2": probe.meta.l2,
             "selection": probe.meta.selection, "ood_threshold": probe.meta.ood_threshold, "sets": rows,
             "held_out_family": held_family}
@@ -169,15 +196,22 @@ def calibration_report(probe: Probe, val_p, states, correct, p_true, held_family
 def markdown(name: str, r: dict) -> str:
     lines = [f"# Probe calibration report: {name}", "",
              f"P(I know) from the frozen model's hidden states (layers {r['layers']}: {r['selection']['chosen']}, L2 {r['l2']:g}); "
-             "labels: the agent's greedy reply correct. AUROC and ECE (10 bins) of P; familiar: share of queries within the "
-             "training distance (the rest are passed on).", "",
-             "| set | n | forced acc. | AUROC | ECE | mean P | familiar |", "|---|---|---|---|---|---|---|"]
+             "labels: the agent's greedy reply correct. AUROC and ECE (10 bins) of P from the prompt alone (before any token), "
+             "of the token confidence alone (the reply's least likely token) and of the two fused (after the reply); "
+             "familiar: share of queries within the training distance (the rest are passed on). Validation: out of fold, "
+             "on the training queries.", "",
+             "| set | n | forced acc. | AUROC prompt | ECE prompt | AUROC token conf. | AUROC fused | ECE fused | mean P | familiar |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for s, row in r["sets"].items():
-        lines.append(f"| {s} | {row['n']} | {row['forced_accuracy']:.3f} | {row['auroc']:.3f} | {row['ece']:.3f} | {row['mean_p']:.3f} | "
-                     f"{row.get('familiar', 1.0):.3f} |")
+        lines.append(f"| {s} | {row['n']} | {row['forced_accuracy']:.3f} | {row['auroc']:.3f} | {row['ece']:.3f} | "
+                     f"{row['auroc_token_confidence']:.3f} | {row['auroc_fused']:.3f} | {row['ece_fused']:.3f} | {row['mean_p']:.3f} | "
+                     f"{row['familiar']:.3f} |")
     for fam, row in r["held_out_family"].items():
-        lines.append(f"| {fam} (held out of the probe) | {row['n']} | - | {row['auroc']:.3f} | {row['ece']:.3f} | - | {row['familiar']:.3f} |")
-    lines += ["", "Decisions (answer when P >= (1 - alpha) ** 0.5 and the query is familiar), beside the trivial policies. "
+        lines.append(f"| {fam} (held out of the probe) | {row['n']} | - | {row['auroc']:.3f} | {row['ece']:.3f} | - | - | - | - | "
+                     f"{row['familiar']:.3f} |")
+    lines += ["", "Decisions (answer when P >= (1 - alpha) ** 0.5; probe + token confidence: P fused with the reply's least "
+              "likely token, or that token alone on an unfamiliar query; prompt only: P, and an unfamiliar query is passed on), "
+              "beside the trivial policies. "
               "Reward: 1 correct, 0 wrong, (1 - alpha) ** 0.5 rejected; F1: rejection against a wrong forced reply; "
               "per-agent oracle: the best fixed threshold on p(x) sampled on these queries (in domain) or on the forced "
               "correctness (elsewhere), chosen with hindsight.", "",

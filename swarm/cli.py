@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--address", default="auto")
 
     c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
-    c.add_argument("topology", type=Path, nargs="?", default=_shipped("quickstart.yaml"))
+    c.add_argument("topology", type=Path, nargs="?", default=_shipped("quickstart-probe.yaml"))
     c.add_argument("-n", type=int, default=DEMO_QUESTIONS, help="how many questions (held-out testbed items, or replay table rows)")
     _scenario_args(c)
 
@@ -310,7 +310,8 @@ def _testbed(args) -> int:
 
 def _train(args) -> int:
     from swarm.logging import configure_logging
-    from swarm.training import load_recipe, train_many
+    from swarm.cluster.training import train_many
+    from swarm.training import load_recipe
 
     recipes = [load_recipe(p) for p in args.recipes]  # every recipe checked before any training starts
     configure_logging()

@@ -176,7 +176,12 @@ class ProbePolicy(Policy):
         from swarm.assess.probe import Probe
 
         try:
-            self.probe = Probe.load(path)
+            if path.startswith("testbed:"):  # fitted into the cache by `swarm.launch` before any agent starts
+                from swarm.testbed.models import testbed_probe_path
+
+                self.probe = Probe.load(testbed_probe_path(path))
+            else:
+                self.probe = Probe.load(path)
         except SwarmError as exc:
             raise BackendError(str(exc), fatal=True) from None
         self.probe_path, self.bar, self.unfamiliar, self.require_template = path, bar, unfamiliar, require_template

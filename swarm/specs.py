@@ -199,8 +199,9 @@ class ProbePolicySpec(BaseModel):
 
     model_config = STRICT
     kind: Literal["probe"]
-    path: str = Field(min_length=1, description="the probe's directory (probe.json, probe.safetensors), "
-                                                "relative to the topology file")
+    path: str = Field(min_length=1, description="the probe's directory (probe.json, probe.safetensors), relative to the "
+                                                "topology file; or testbed:<ladder>/<rung>, that rung's probe, fitted into the "
+                                                "cache on first use")
     bar: Literal["curve", "fixed"] = Field(
         "curve", description="curve: answer when P - alpha * cost >= the next agent's advertised value of the query "
         "(the fixed bar when it advertises none); fixed: answer when P >= (1 - alpha) ** 0.5 (the paper's bar)")
@@ -217,6 +218,11 @@ class ProbePolicySpec(BaseModel):
     @field_validator("path")
     @classmethod
     def _probe_exists(cls, path: str, info: ValidationInfo) -> str:
+        if path.startswith(TESTBED_PREFIX):  # a testbed rung's probe, fitted into the cache on first use
+            from swarm.testbed.models import parse_ref
+
+            parse_ref(path)
+            return path
         resolved = _resolve(Path(path), info, "probe directory")
         if (info.context or {}).get("base_dir") is not None and not (resolved / "probe.json").is_file():
             raise ValueError(f"probe directory {str(resolved)!r} holds no probe.json (fit one with `swarm probe RECIPE`)")

@@ -302,3 +302,23 @@ def test_the_probe_policy_decides_in_two_stages(tmp_path: Path) -> None:
     assert respond(stranger, -12.0)[0].rejected
     passed, _ = respond(stranger, -0.01, unfamiliar="pass")
     assert passed.rejected and passed.tokens_out == 0
+
+
+def test_the_testbed_probes_are_fitted_as_the_recipes_fit_them() -> None:
+    """`testbed:quick/<rung>` probes (the demo's) and `swarm probe recipes/<rung>.yaml` (the README's
+    numbers) read the same settings: whatever a probe's fit depends on is equal."""
+    from swarm.training import load_recipe
+    from swarm.training.testbed_probes import SETTINGS, probe_recipe
+
+    root = Path(__file__).resolve().parent.parent
+    for rung in ("tb-xs", "tb-s", "tb-m", "tb-l"):
+        recipe = load_recipe(root / "recipes" / f"{rung}.yaml")
+        built = load_recipe_from(probe_recipe(f"testbed:quick/{rung}"))
+        assert recipe.model == built.model and recipe.seed == built.seed == SETTINGS["seed"]
+        assert recipe.tasks == built.tasks and recipe.competence == built.competence and recipe.eval == built.eval
+
+
+def load_recipe_from(data: dict):
+    from swarm.training.recipe import as_recipe
+
+    return as_recipe(data)

@@ -238,4 +238,16 @@ def test_schema_file_is_fresh() -> None:
 def test_every_shipped_topology_loads(path):
     topo = load_topology(path)
     assert topo.name == path.stem and len(topo.agents) >= 2
-    assert topo.policy_for(topo.ordered_agents()[-1]).kind == "always_answer"  # the strongest never passes a query on
+    # the strongest never passes a query on: it always answers, or it is a probe agent, which must answer when
+    # nobody is after it (and passes on to a stronger agent that joins later)
+    assert topo.policy_for(topo.ordered_agents()[-1]).kind in ("always_answer", "probe")
+
+
+def test_shipped_quickstart_probe_is_the_quickstart_deciding_with_probes() -> None:
+    """The demo's topology (the recommended configuration): the quickstart's agents, costs and
+    backends, each under a probe of its own rung (fitted into the cache on first use)."""
+    base, probe = load_topology(TOPOLOGIES / "quickstart.yaml"), load_topology(TOPOLOGIES / "quickstart-probe.yaml")
+    assert [(a.name, a.cost, a.backend) for a in probe.ordered_agents()] == [(a.name, a.cost, a.backend) for a in base.ordered_agents()]
+    for a in probe.agents:
+        policy = probe.policy_for(a)
+        assert (policy.kind, policy.path, policy.bar, policy.confirm) == ("probe", a.backend.model, "curve", "token_confidence")

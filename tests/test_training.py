@@ -427,7 +427,7 @@ def test_lora_sft_gives_a_loadable_model_merged_or_as_an_adapter(tiny_model, tmp
 def test_several_recipes_train_as_ray_tasks_on_a_cluster(tiny_model, tmp_path, ray_cluster):
     """`train_many(recipes, address=...)`: each agent's recipe is its own Ray task (one CPU each),
     on a real local cluster; each writes its own model, card and report."""
-    from swarm.training.pipeline import train_many
+    from swarm.cluster.training import train_many
 
     tiny = """\
         threads: 1

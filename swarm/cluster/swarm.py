@@ -68,7 +68,7 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     topo = topology if isinstance(topology, Topology) else load_topology(topology)
     if name is not None:
         topo = topo.model_copy(update={"name": name})
-    _prepare_models(topo.agents)
+    _prepare_models(topo.agents, topo)
     namespace = namespace_of(topo.name)
     connect(address, namespace, log_to_driver=agent_output)
     existing = actor_names(namespace)
@@ -97,12 +97,14 @@ def launch(topology: str | Path | Topology, address: str | None = None, name: st
     return swarm
 
 
-def _prepare_models(agents: list[AgentSpec]) -> None:
-    """Build the testbed ladders these agents name, here, before any agent starts: the build shows
-    its progress on this terminal, and agents then find their models in the cache."""
+def _prepare_models(agents: list[AgentSpec], topo: Topology) -> None:
+    """Build the testbed ladders and fit the testbed probes these agents name, here, before any agent
+    starts: the build shows its progress on this terminal, and agents then find them in the cache."""
     from swarm.testbed.models import prepare
+    from swarm.training.testbed_probes import prepare_probes
 
     prepare([str(getattr(a.backend, "model", "")) for a in agents])
+    prepare_probes([str(getattr(topo.policy_for(a), "path", "")) for a in agents])
 
 
 def attach(name: str, address: str | None = "auto") -> Swarm:
@@ -263,7 +265,7 @@ class Swarm:
         if spec.name in live:
             raise SwarmError(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
         seeds = seeds or [s for s in self.topology.seeds if s in live] or self.entries()
-        _prepare_models([spec])
+        _prepare_models([spec], self.topology)
         handle = create_actor(self.topology, spec, [])
         try:
             self._await_started({spec.name: handle.start.remote(seeds)})

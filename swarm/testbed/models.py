@@ -53,6 +53,12 @@ def testbed_model_dir(ref: str) -> Path:
     return next(Path(m.path) for m in report.models if m.name == rung)
 
 
+def testbed_probe_path(ref: str) -> Path:
+    """Where the probe of a 'testbed:' rung lives once fitted (`swarm.training.testbed_probes` fits it)."""
+    ladder, rung = parse_ref(ref)
+    return ladder_dir(ladder) / "probes" / rung / "probe"
+
+
 def prepare(models: Iterable[str]) -> None:
     """Build every ladder that these model references need (the others pass untouched)."""
     for ladder in sorted({parse_ref(m)[0] for m in models if m.startswith(TESTBED_PREFIX)}):

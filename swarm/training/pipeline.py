@@ -262,18 +262,8 @@ def _clean_checkpoints(stage_dir: Path) -> None:
     shutil.rmtree(stage_dir / "checkpoints", ignore_errors=True)
 
 
-def train_many(recipes: list, address: str | None = None) -> list[TrainResult]:
-    """Several agents' recipes, each on its own (they share nothing): as Ray tasks on a cluster when
-    `address` is given, else one after another in this process."""
-    loaded = [as_recipe(r) for r in recipes]
-    if address is None:
-        return [train(r) for r in loaded]
-    from swarm.cluster.connect import run_tasks
-
-    return run_tasks(_train_remote, [r.model_dump(mode="json") for r in loaded], [r.threads for r in loaded], address)
-
-
-def _train_remote(recipe_json: dict) -> TrainResult:
+def train_json(recipe_json: dict) -> TrainResult:
+    """`train` of a recipe sent as JSON (a Ray task's argument: `swarm.cluster.training.train_many`)."""
     from swarm.logging import configure_logging
 
     configure_logging()

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBED = ("ood", "modularity")  # the experiments that run the probe swarm
+PROBED = ("ood", "modularity", "latency")  # the experiments that run the probe swarm
 EXPERIMENTS = {"ood": ["--per-cell", "50"], "behaviour": [], "live": [], "modularity": [], "latency": []}
 
 
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("experiments", nargs="*", help=f"default: all of {', '.join(EXPERIMENTS)}")
     p.add_argument("--trained", type=Path, default=Path("results/training"), help="the self-aware agents (swarm train's output)")
     p.add_argument("--probes", type=Path, default=Path("results/training"), help="the agents' probes (swarm probe's output); "
-                   "ood runs the probe swarm beside the others, modularity runs it instead of the self-aware one")
+                   "ood and latency run the probe swarm beside the others, modularity runs it instead of the self-aware one")
     args = p.parse_args(argv)
     unknown = sorted(set(args.experiments) - set(EXPERIMENTS))
     if unknown:

@@ -243,14 +243,14 @@ def test_a_probe_agent_answers_as_the_bare_model_and_a_rejection_generates_no_to
 def synthetic_states_probe(tmp_path: Path) -> Path:
     """A probe on tb-xs's real hidden states whose labels split the queries by one feature: it answers some, rejects others."""
     from swarm.backends.hf_states import prompt_states
-    from swarm.training.probe import _prompts
+    from swarm.training.probe import answer_prompts
     from swarm.eval.data import training_items
     from swarm.testbed.models import testbed_model_dir
     from swarm.training.generation import load_model, load_tokenizer
 
     d = testbed_model_dir("testbed:quick/tb-xs")
     tok, model = load_tokenizer(d), load_model(d)
-    states = prompt_states(model, _prompts(tok, training_items(60)), tok.pad_token_id)
+    states = prompt_states(model, answer_prompts(tok, training_items(60)), tok.pad_token_id)
     feature = states[:, -1, 0]
     correct = feature > np.median(feature)
     probe, _ = fit_probe("tb-xs", "testbed:quick/tb-xs", states, correct.astype(float), correct, l2s=(0.01,), k=3)

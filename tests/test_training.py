@@ -446,3 +446,14 @@ def test_several_recipes_train_as_ray_tasks_on_a_cluster(tiny_model, tmp_path, r
         card = json.loads((r.model_dir / "training.json").read_text())
         assert card["recipe"]["name"] == r.model_dir.parent.name and set(r.reports) == {"base", "sft"}
         assert card["cost"]["stages"]["competence"]["tokens_generated"] > 0
+
+
+def test_the_training_report_shows_the_trivial_policies_beside_the_agent():
+    from swarm.training.report import markdown
+
+    sa = {"precision": 0.5, "recall": 0.5, "f1": 0.5}
+    rep = {"items": 4, "forced_accuracy": 0.75, "scenarios": {"0.50": {
+        "answer_rate": 0.5, "accuracy_answered": 1.0, "accuracy_all": 0.5, "self_assessment": sa, "reward": 0.85, "reward_oracle": 0.927}}}
+    text = markdown("a", {"sft": rep})
+    # always answer earns the forced accuracy; always reject (1 - 0.5) ** 0.5 with F1 2w / (1 + w), w = 0.25 wrong
+    assert "| sft | 0.50 | 0.850 / 0.500 | 0.750 / 0.000 | 0.707 / 0.400 | 0.927 / 1.000 |" in text

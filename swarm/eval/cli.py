@@ -23,7 +23,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
                    "`swarm train` wrote into TRAINED/<agent>/model (e.g. results/training); main, ood, behaviour and latency "
                    "run it beside the untrained swarm, live and modularity run it instead")
     c.add_argument("--probes", type=Path, help="the probe swarm: the topology's own models, each agent deciding with the probe "
-                   "`swarm probe` wrote into PROBES/<agent>/probe (e.g. results/training); main and ood run it beside the others")
+                   "`swarm probe` wrote into PROBES/<agent>/probe (e.g. results/training); main, ood and latency run it beside the "
+                   "others, modularity instead of the self-aware swarm")
     c.add_argument("--duration", type=float, default=d.duration_s, help="live: seconds of the query stream")
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)

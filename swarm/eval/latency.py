@@ -1,7 +1,7 @@
 """The latency experiment (`swarm eval latency`): end-to-end latency by hop count, and what
 rejections really cost against the paper's assumption that they are free.
 
-The swarm (and, with `--trained DIR`, the self-aware swarm) answers the in-domain test items at
+The swarm (and, with `--trained DIR`, the self-aware swarm; with `--probes DIR`, the probe swarm) answers the in-domain test items at
 each alpha; the terminal agent answers them alone as the reference. For every query, its agent
 calls are split into rejections (every step but the one whose answer counts) and the answer:
 
@@ -72,6 +72,10 @@ def run_latency(out: Path, s) -> list[Path]:
         from swarm.eval.trained import trained_topology
 
         swarms["swarm-trained"] = trained_topology(topo, s.trained, alphas)
+    if s.probes is not None:
+        from swarm.eval.trained import probe_topology
+
+        swarms["swarm-probe"] = probe_topology(topo, s.probes)
     fpt = flops_per_token(topo)
     test = held_out_items(s.per_cell, IN_DOMAIN_FAMILIES)
     terminal = topo.ordered_agents()[-1]
@@ -91,7 +95,8 @@ def run_latency(out: Path, s) -> list[Path]:
     ref_flops = metrics.mean_flops(ref, fpt) if fpt else 0.0
     summary = {
         "experiment": "latency", "title": "latency by hops, and the measured cost of rejections",
-        "setup": (f"topology {s.topology}{' and its self-aware version from ' + str(s.trained) if s.trained else ''}; "
+        "setup": (f"topology {s.topology}{' and its self-aware version from ' + str(s.trained) if s.trained else ''}"
+                  f"{' and its probe version from ' + str(s.probes) if s.probes else ''}; "
                   f"{len(test)} in-domain test items ({s.per_cell} per family x difficulty of held_out(0, 200)); reference: "
                   f"{terminal.name} answering alone (latency p50 {metrics.latency(ref)['p50_s']:.2f} s)"),
         "alphas": list(alphas), "agents": costs, "flops_per_token": fpt, "seconds": time.monotonic() - began,

@@ -93,7 +93,8 @@ def _general(recipe: Recipe) -> list:
     return load(name, split="test", seed=recipe.seed)[:n]
 
 
-def _prompts(tokenizer, items) -> list[list[int]]:
+def answer_prompts(tokenizer, items) -> list[list[int]]:
+    """Each item's answer prompt as token ids, rendered as every backend renders it (the prompt a probe reads)."""
     renderer = Renderer(tokenizer)
     return [renderer.prompt(build_messages(i.prompt, 0.5, allow_reject=False))[0] for i in items]
 
@@ -113,7 +114,7 @@ def _forced(model, tokenizer, items, path: Path, recipe: Recipe, log) -> tuple[n
     log.info("forced replies", queries=len(items), set=path.stem)
     eos = model.generation_config.eos_token_id
     eos = {i for i in [*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id] if i is not None}
-    rows, ok, low = _prompts(tokenizer, items), [], []
+    rows, ok, low = answer_prompts(tokenizer, items), [], []
     for start in range(0, len(rows), recipe.eval.batch_size):
         ids, mask = left_pad(rows[start:start + recipe.eval.batch_size], tokenizer.pad_token_id, model.device)
         recorder = LogprobRecorder()
@@ -138,7 +139,7 @@ def _states(model, tokenizer, items, path: Path, log) -> np.ndarray:
     from swarm.backends.hf_states import prompt_states
 
     log.info("hidden states", queries=len(items), set=path.stem)
-    states = prompt_states(model, _prompts(tokenizer, items), tokenizer.pad_token_id)
+    states = prompt_states(model, answer_prompts(tokenizer, items), tokenizer.pad_token_id)
     np.save(path, states)
     return states
 

@@ -85,7 +85,25 @@ def markdown(name: str, stages: dict[str, dict]) -> str:
         n = next(iter(ood.values()))["items"]
         lines += ["", f"Out of domain: {n} held-out queries of the families never trained on (same columns).", "",
                   *lines[6:8], *_rows(ood)]
+    lines += ["", "The trivial policies on the same queries, under the same convention (reward / F1): always answer, "
+              "always reject, and the per-agent oracle, which rejects exactly the queries its forced answer gets wrong "
+              "(a probe's report, `swarm probe`, also gives the best fixed threshold on sampled p(x)).", "",
+              "| stage | alpha | trained agent | always answer | always reject | per-agent oracle |", "|---|---|---|---|---|---|"]
+    lines += _trivial_rows(stages)
     return "\n".join(lines) + "\n"
+
+
+def _trivial_rows(stages: dict[str, dict]) -> list[str]:
+    rows = []
+    for stage, rep in stages.items():
+        acc = rep["forced_accuracy"]
+        wrong = 1.0 - acc
+        reject_f1 = 2 * wrong / (1 + wrong) if wrong else 0.0
+        for alpha, s in rep["scenarios"].items():
+            rows.append(f"| {stage} | {alpha} | {s.get('reward', float('nan')):.3f} / {s['self_assessment']['f1']:.3f} "
+                        f"| {acc:.3f} / 0.000 | {reject_reward(float(alpha)):.3f} / {reject_f1:.3f} "
+                        f"| {s.get('reward_oracle', float('nan')):.3f} / {1.0 if wrong else 0.0:.3f} |")
+    return rows
 
 
 def _rows(stages: dict[str, dict]) -> list[str]:

@@ -106,11 +106,13 @@ def _complete(path: Path) -> bool:
 
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `path` (made, with its folder, if missing) across processes."""
     try:
         import fcntl
     except ImportError:  # not POSIX: the atomic rename alone keeps the cache consistent
         yield
         return
+    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:

@@ -219,3 +219,12 @@ def test_the_ladder_matches_the_committed_accuracies(ladder):
         for family, cells in want["accuracy"].items():
             for d, acc in cells.items():
                 assert abs(model.accuracy[family][d] - acc) <= 0.02, (model.name, family, d, model.accuracy[family][d], acc)
+
+
+def test_a_file_lock_makes_its_folder(tmp_path):
+    # the testbed probes' lock lies in a folder nothing has made yet on a fresh cache
+    from swarm.offline import file_lock
+
+    lock = tmp_path / "probes" / "deeper" / ".tb-l.lock"
+    with file_lock(lock):
+        assert lock.is_file()

@@ -13,7 +13,7 @@ import ray
 
 import swarm
 from swarm.backends.replay import ReplayTable
-from swarm.protocol import Query, Result, decode, encode
+from swarm.protocol import PROTOCOL_VERSION, Query, Result, decode, encode
 from swarm.topology import parse_topology
 
 pytestmark = pytest.mark.ray
@@ -175,7 +175,9 @@ def test_malformed_and_oversize_messages_get_error_replies(launched):
         _, reply = decode(ray.get(actor.handle.remote(junk)))
         assert reply.code == code
     future = encode(Query(query_id="q", text="hi", alpha=0.5, budget_s=5, max_hops=4))
-    future = future.replace(b"\x92\x01\x00", b"\x92\x07\x00")  # protocol version 7.0
+    ours = bytes([0x92, *PROTOCOL_VERSION])  # the version as msgpack writes it: a 2-element array of small ints
+    assert ours in future
+    future = future.replace(ours, b"\x92\x07\x00")  # protocol version 7.0
     assert decode(ray.get(actor.handle.remote(future)))[1].code == "unsupported_version"
     # and the agent keeps serving
     ok = ray.get(actor.handle.remote(encode(Query(query_id="q2", text="What is 17 + 25?", alpha=0.5, budget_s=5, max_hops=4))))

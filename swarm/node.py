@@ -229,8 +229,11 @@ class AgentNode:
 
     # -- value curves (swarm.assess.curves) ---------------------------------------------------
     def _curve_of(self, peer: str | None) -> tuple[float, ...] | None:
+        """The value curve `peer` advertises; None when it advertises none, or one not on our grid."""
+        from swarm.assess.curves import GRID
+
         m = self.membership.get(peer) if peer is not None else None
-        return tuple(m.curve) if m is not None and m.curve else None
+        return tuple(m.curve) if m is not None and len(m.curve) == len(GRID) else None
 
     def advertise_curve(self) -> bool:
         """Recompute our value curve from the next agent's (backward induction) and advertise it
@@ -246,7 +249,7 @@ class AgentNode:
         if new == me.curve:
             return False
         self.membership.set_self(curve=new)
-        log.info("value curve advertised", agent=self.name, next=nxt, at_balance=new[10] if new else None)
+        log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new))
         return True
 
     def _answered(self, q: Query, r, trace: list[Hop], forced: bool) -> Result:

@@ -215,11 +215,14 @@ class ProbePolicy(Policy):
     def judge(self, ask: Ask, seen: dict) -> Callable[[Any], bool]:
         """Stage 1, on the prefill's states: is answering worth generating?"""
         def decide(states) -> bool:
-            p = float(self.probe.p_know(states[None])[0])
+            try:
+                p = float(self.probe.p_know(states[None])[0])
+            except SwarmError as exc:  # a probe fitted on another model: it will never fit this one
+                raise BackendError(str(exc), fatal=True) from None
             familiar = self.unfamiliar == "trust" or bool(self.probe.familiar(states[None])[0])
             seen.update(p_know=p, familiar=familiar)
             if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence
-                return self.answers(float(self.probe.token_p(0.0)) if self.unfamiliar == "token_confidence" else 0.0, ask)
+                return self.unfamiliar == "token_confidence" and self.answers(self.probe.best_token_p(), ask)
             return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
         return decide
 

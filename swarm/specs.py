@@ -208,7 +208,7 @@ class ProbePolicySpec(BaseModel):
     unfamiliar: Literal["token_confidence", "pass", "trust"] = Field(
         "token_confidence", description="a query farther from the probe's training queries than 99% of them is one the "
         "probe cannot judge. token_confidence: decide on the reply's least likely token alone (generated, then kept or "
-        "passed on); pass: pass it on (P counts as 0); trust: use the probe's P anyway")
+        "passed on); pass: pass it on; trust: use the probe's P anyway")
     require_template: bool = Field(False, description="a reply without the answer template ('The answer is: ...') "
                                                       "is not an answer: it is passed on")
     confirm: Literal["token_confidence", "none"] = Field(

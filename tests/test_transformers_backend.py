@@ -478,13 +478,19 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
         return decide
 
     calls = count_generate_calls(tiny)
+    fed: list[tuple[int, int]] = []  # the token ids of every forward pass, as (rows, positions)
+    hook = tiny.model.register_forward_pre_hook(lambda m, args, kwargs: fed.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
     try:
         async def both():
             return await asyncio.gather(*(tiny.assess(ask(t, logprobs=True), judge(i % 2 == 0)) for i, t in enumerate(texts)))
 
         out = run(both)
     finally:
+        hook.remove()
         del tiny.model.generate  # the instance attribute: back to the class's method
+    # one prefill of the 4 prompts; generation then feeds only the 2 answering rows' last prompt token (the cache holds
+    # the rest) and then one new token a step: never a second prefill
+    assert fed[0][0] == 4 and fed[0][1] > 1 and set(fed[1:]) == {(2, 1)}, fed
     layers, hidden = tiny.model.config.num_hidden_layers + 1, tiny.model.config.hidden_size
     assert seen == [(layers, 2 * hidden)] * 4
     assert calls == [2]  # one generate, for the two answering rows only
@@ -495,3 +501,19 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
             assert g.token_logprobs == pytest.approx(p.token_logprobs, abs=1e-4)  # what the policy's second stage reads
         else:
             assert (g.text, g.tokens_out, g.finish_reason, g.token_logprobs) == ("", 0, "reject", ())
+
+
+def test_a_failing_judge_fails_its_own_row_only(tiny):
+    def judge(i: int):
+        def decide(states) -> bool:
+            if i == 1:
+                raise ValueError("broken probe")
+            return i == 0
+        return decide
+
+    async def all_rows():
+        return await asyncio.gather(*(tiny.assess(ask(t), judge(i)) for i, t in enumerate(["a", "b", "c"])), return_exceptions=True)
+
+    answered, broken, rejected = run(all_rows)
+    assert isinstance(broken, BackendError) and "broken probe" in str(broken)
+    assert answered.tokens_out > 0 and (rejected.tokens_out, rejected.finish_reason) == (0, "reject")

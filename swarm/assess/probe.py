@@ -83,8 +83,14 @@ class Probe:
         return _sigmoid(np.clip(np.asarray(min_logprob, dtype=np.float64), -20.0, 0.0) * t["weight"] + t["bias"])
 
     def best_fused(self, p_know) -> np.ndarray:
-        """The fused P if the reply turns out as confident as a reply can be (every token certain)."""
-        return self.fused(p_know, np.zeros_like(np.asarray(p_know, dtype=np.float64)))
+        """The highest fused P any reply could bring (the fusion is monotone in the token's log P, so
+        one end of its range: certain tokens, unless the fit weighs them the other way)."""
+        p = np.asarray(p_know, dtype=np.float64)
+        return np.maximum(self.fused(p, np.zeros_like(p)), self.fused(p, np.full_like(p, -20.0)))
+
+    def best_token_p(self) -> float:
+        """The highest P the reply's token alone could bring (see best_fused)."""
+        return float(max(self.token_p(0.0), self.token_p(-20.0)))
 
     @property
     def val_fused(self) -> np.ndarray:

@@ -115,7 +115,10 @@ class MicroBatcher(Generic[Req, Res]):
             return
         for pending, result in zip(batch, results):
             if not pending.future.done():
-                pending.future.set_result(result)
+                if isinstance(result, BaseException):  # one row's own failure, the others' results stand
+                    pending.future.set_exception(result)
+                else:
+                    pending.future.set_result(result)
 
     @staticmethod
     def _fail(batch: list[_Pending[Req, Res]], error: BaseException) -> None:

@@ -239,7 +239,7 @@ class TransformersBackend(Backend):
         assert self._assessor is not None
         return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge, request.logprobs))
 
-    async def _assess_batch(self, rows: list[_AssessRow]) -> list[Generation]:
+    async def _assess_batch(self, rows: list[_AssessRow]) -> list[Generation | BackendError]:
         return await asyncio.to_thread(self._assess_rows, rows)
 
     async def _generate_batch(self, rows: list[_Row]) -> list[Generation]:
@@ -283,7 +283,7 @@ class TransformersBackend(Backend):
         self.log.debug("batch generated", rows=len(rows), seconds=round(seconds, 3), tokens_out=sum(r.tokens_out for r in results))
         return results
 
-    def _assess_rows(self, rows: list[_AssessRow]) -> list[Generation]:
+    def _assess_rows(self, rows: list[_AssessRow]) -> list[Generation | BackendError]:
         """One prefill for the batch; each row's judge reads its states; the rows that answer continue
         from the prefill's cache (all but its last position, which generate feeds again to get the
         first token's logits), the others generate nothing."""
@@ -298,23 +298,33 @@ class TransformersBackend(Backend):
             started = time.perf_counter()
             states, cache, input_ids, mask = prefill(model, [r.ids for r in rows], tokenizer.pad_token_id)
             decided = time.perf_counter()
-            answer = [bool(r.judge(states[i])) for i, r in enumerate(rows)]
+            answer, failed = [], {}
+            for i, r in enumerate(rows):
+                try:
+                    answer.append(bool(r.judge(states[i])))
+                except Exception as exc:  # noqa: BLE001 - that row's failure, not the batch's
+                    failed[i] = exc if isinstance(exc, BackendError) else BackendError(f"the probe's judge failed: {exc!r}")
+                    answer.append(False)
             keep = [i for i, a in enumerate(answer) if a]
             texts: dict[int, tuple[str, int, str, tuple[float, ...]]] = {}
             if keep:
-                if len(keep) < len(rows):
-                    cache.batch_select_indices(torch.tensor(keep, device=input_ids.device))
-                cache.crop(-1)
                 prompt_len = input_ids.shape[1]
                 limits = [rows[i].max_new for i in keep]
                 stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep))
                 recorder = LogprobRecorder() if any(rows[i].logprobs for i in keep) else None
                 sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
+                options = dict(attention_mask=mask[keep], max_new_tokens=max(limits), **sampling, pad_token_id=tokenizer.pad_token_id,
+                               eos_token_id=sorted(self._eos) or None, stopping_criteria=StoppingCriteriaList([stop]),
+                               logits_processor=LogitsProcessorList([recorder] if recorder else []), return_dict_in_generate=True)
                 with torch.inference_mode():
-                    out = model.generate(input_ids=input_ids[keep], attention_mask=mask[keep], cache=cache, max_new_tokens=max(limits),
-                                         **sampling, pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(self._eos) or None,
-                                         stopping_criteria=StoppingCriteriaList([stop]),
-                                         logits_processor=LogitsProcessorList([recorder] if recorder else []), return_dict_in_generate=True)
+                    try:
+                        if len(keep) < len(rows):
+                            cache.batch_select_indices(torch.tensor(keep, device=input_ids.device))
+                        cache.crop(-1)  # generate feeds the last prompt token again, for the first reply token's logits
+                        options["cache"] = cache
+                    except (RuntimeError, ValueError) as exc:  # a cache that cannot be cut back: sliding window, linear attention
+                        self.log.warning("cannot continue from the prefill's cache; the answer is prefilled again", error=str(exc)[:200])
+                    out = model.generate(input_ids=input_ids[keep], **options)
                 generated = out.sequences[:, prompt_len:]
                 logprobs = recorder.logprobs(generated) if recorder else None
                 for j, i in enumerate(keep):
@@ -325,7 +335,8 @@ class TransformersBackend(Backend):
             ended = time.perf_counter()
         prefill_share = (decided - started) / len(rows)
         generate_share = (ended - decided) / max(len(keep), 1)
-        return [Generation(texts[i][0], len(r.ids), texts[i][1], prefill_share + generate_share, texts[i][3], texts[i][2]) if i in texts
+        return [failed[i] if i in failed
+                else Generation(texts[i][0], len(r.ids), texts[i][1], prefill_share + generate_share, texts[i][3], texts[i][2]) if i in texts
                 else Generation("", len(r.ids), 0, prefill_share, (), "reject") for i, r in enumerate(rows)]
 
     def _row_end(self, tokens: list[int], limit: int, rejected_at: int | None) -> tuple[int, str]:

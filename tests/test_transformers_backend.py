@@ -517,3 +517,18 @@ def test_a_failing_judge_fails_its_own_row_only(tiny):
     answered, broken, rejected = run(all_rows)
     assert isinstance(broken, BackendError) and "broken probe" in str(broken)
     assert answered.tokens_out > 0 and (rejected.tokens_out, rejected.finish_reason) == (0, "reject")
+
+
+def test_a_cache_that_cannot_be_cut_back_is_prefilled_again(tiny, monkeypatch):
+    """Sliding-window and linear-attention caches refuse crop(): the answer is then generated from a
+    fresh prefill, the same reply, instead of failing the batch."""
+    from transformers import DynamicCache
+
+    def refuse(self, max_length):
+        raise RuntimeError("this cache does not track past states")
+
+    plain = solo(tiny, ask("The answer is", logprobs=True))
+    monkeypatch.setattr(DynamicCache, "crop", refuse)
+    got = run(lambda: tiny.assess(ask("The answer is", logprobs=True), lambda states: True))
+    assert (got.text, got.tokens_out) == (plain.text, plain.tokens_out) and tiny._prefill_again
+    tiny._prefill_again = False

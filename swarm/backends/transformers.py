@@ -107,6 +107,7 @@ class TransformersBackend(Backend):
         self._batcher: MicroBatcher[_Row, Generation] | None = None
         self._scorer: MicroBatcher[_ScoreRow, tuple[float, int]] | None = None
         self._assessor: MicroBatcher[_AssessRow, Generation] | None = None
+        self._prefill_again = False  # this model's prefill cache cannot be continued (see _assess_rows)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -318,12 +319,17 @@ class TransformersBackend(Backend):
                                logits_processor=LogitsProcessorList([recorder] if recorder else []), return_dict_in_generate=True)
                 with torch.inference_mode():
                     try:
+                        if getattr(model.generation_config, "cache_implementation", None):
+                            raise ValueError("the model's generation config names its own cache_implementation")
                         if len(keep) < len(rows):
                             cache.batch_select_indices(torch.tensor(keep, device=input_ids.device))
                         cache.crop(-1)  # generate feeds the last prompt token again, for the first reply token's logits
                         options["cache"] = cache
-                    except (RuntimeError, ValueError) as exc:  # a cache that cannot be cut back: sliding window, linear attention
-                        self.log.warning("cannot continue from the prefill's cache; the answer is prefilled again", error=str(exc)[:200])
+                    except (RuntimeError, ValueError) as exc:  # a cache that cannot be cut back (sliding window, linear
+                        # attention) or that generate would not take beside a cache_implementation of the model's
+                        if not self._prefill_again:  # said once: it holds for every batch of this model
+                            self.log.warning("cannot continue from the prefill's cache; answers are prefilled again", error=str(exc)[:200])
+                        self._prefill_again = True
                     out = model.generate(input_ids=input_ids[keep], **options)
                 generated = out.sequences[:, prompt_len:]
                 logprobs = recorder.logprobs(generated) if recorder else None

@@ -13,7 +13,11 @@ a 2-core machine is a third of a millisecond per query faster than awaiting a Ra
 
 Its view of the swarm is a `Membership` that it is not a member of: filled from the full view of
 any agent that answers (at most every `VIEW_TTL_S`, in the background, never on a query's
-path), and told locally what the client itself saw (a dead or leaving entry).
+path). What the client saw itself (an entry that died, left, or failed once) only sets that
+entry aside, beside the view: a later refresh that shows it alive re-admits it, so one transient
+failure, or a partition that healed, never blacklists an agent for good. When the client stops
+waiting for an entry (deadline, a transient failure, its caller went away) it tells the entry to
+cancel the query, so abandoned work does not run on.
 """
 
 from __future__ import annotations
@@ -31,10 +35,10 @@ from typing import Any, TypeVar
 import structlog
 
 from swarm.client import Answer, new_query, to_answer
-from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable, QueryError, SwarmError
+from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable, ProtocolError, QueryError, SwarmError
 from swarm.membership import Membership
 from swarm.prompts import scenario_alpha
-from swarm.protocol import Gossip, Member, Query, Result, View, encode, expect
+from swarm.protocol import Cancel, Gossip, Member, Query, Result, View, encode, expect
 from swarm.transport.base import Transport
 
 log = structlog.get_logger("swarm.entry")
@@ -67,7 +71,12 @@ class EntryClient:
         self.view = Membership(Member(name="(client)", cost=0.0, state="left"))
         self._refreshed_at = -math.inf
         self._refreshing: asyncio.Task | None = None
-        self._entries: tuple[int, list[str]] = (-1, [])
+        self._entries: tuple[tuple[int, int], list[str]] = ((-1, -1), [])
+        self._set_aside: dict[str, float] = {}  # entry -> when this client saw it fail (re-admitted by a later view)
+        self._aside_version = 0
+        self._background: set[asyncio.Task] = set()
+        # How a cancel reaches an abandoned entry: on the running loop by default; the sync face of Swarm sets its own.
+        self.abandon = self._abandon_on_loop
         # A sync face, its refresh thread and an async face may share one client: the view is read
         # and changed under this lock (each hold is a few dictionary operations).
         self._lock = threading.Lock()
@@ -77,9 +86,10 @@ class EntryClient:
         """Live agents, cheapest first: where queries enter."""
         with self._lock:
             version, names = self._entries
-            if version != self.view.version:
-                version = self.view.version
-                names = [m.name for m in sorted(self.view.peers(("alive",)), key=lambda m: (m.cost, m.name))]
+            if version != (self.view.version, self._aside_version):
+                version = (self.view.version, self._aside_version)
+                live = sorted(self.view.peers(("alive",)), key=lambda m: (m.cost, m.name))
+                names = [m.name for m in live if m.name not in self._set_aside]
                 self._entries = (version, names)
             return list(names)
 
@@ -88,15 +98,31 @@ class EntryClient:
         with self._lock:
             return sorted(self.view.peers(states), key=lambda m: (m.cost, m.name))
 
-    def learn(self, members: Iterable[Member]) -> None:
-        """Merge what an agent reported (a newer incarnation wins; at equal incarnation, the worse state)."""
+    def learn(self, members: Iterable[Member], asked_at: float | None = None) -> None:
+        """Merge what an agent reported (a newer incarnation wins; at equal incarnation, the worse state).
+        `asked_at`: when that agent was asked; an entry set aside before then that it reports alive is re-admitted."""
+        members = list(members)
         with self._lock:
             self.view.merge_all(members, spread=False)
+            if asked_at is not None:
+                back = [m.name for m in members if m.state == "alive" and self._set_aside.get(m.name, asked_at) < asked_at]
+                for name in back:
+                    del self._set_aside[name]
+                self._aside_version += bool(back)
 
-    def mark(self, name: str, state: str) -> None:
-        """What the client saw itself: an entry that died ('dead') or is leaving ('left')."""
+    def mark(self, name: str, state: str = "dead", certain: bool = False) -> None:
+        """What the client saw itself: an entry that died, is leaving, or failed. It is set aside until a
+        view asked for later shows it alive. Only what the client did itself (`certain`: it killed or
+        removed that agent) is written into the view, at the entry's current incarnation."""
         with self._lock:
-            self.view.mark(name, state)
+            self._set_aside[name] = time.monotonic()
+            self._aside_version += 1
+            if certain:
+                self.view.mark(name, state)
+
+    def set_aside(self) -> list[str]:
+        with self._lock:
+            return sorted(self._set_aside)
 
     async def refresh(self, first: Iterable[str] = (), also: Iterable[str] = ()) -> bool:
         """Take the whole view of the first agent that answers: those named in `first`, then the
@@ -105,12 +131,13 @@ class EntryClient:
         self._refreshed_at = time.monotonic()
         known = [m.name for m in self.known(("alive",))] + [m.name for m in self.known(("suspect",))]
         for name in dict.fromkeys([*first, *known, *also]):
+            asked_at = time.monotonic()
             try:
                 async with asyncio.timeout(_ASK_VIEW_S):
                     view = expect(await self.transport.send(name, _FULL_VIEW, control=True), View)
             except (PeerUnreachable, TimeoutError, SwarmError):
                 continue
-            self.learn(view.members)
+            self.learn(view.members, asked_at)
             return True
         return False
 
@@ -137,7 +164,23 @@ class EntryClient:
         except Exception as exc:  # noqa: BLE001 - a background refresh must never die silently
             log.warning("view refresh failed", swarm=self.swarm, error=repr(exc))
 
+    def _abandon_on_loop(self, at: str, data: bytes) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = loop.create_task(self.send_quietly(at, data))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def send_quietly(self, at: str, data: bytes) -> None:
+        with contextlib.suppress(PeerUnreachable, TimeoutError, SwarmError):
+            async with asyncio.timeout(_ASK_VIEW_S):
+                await self.transport.send(at, data, control=True)
+
     async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
         if self._refreshing is not None:
             self._refreshing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,6 +212,8 @@ class EntryClient:
                     return await self.send(q, entry)
                 except QueryError as exc:
                     return exc
+                except Exception as exc:  # noqa: BLE001 - one query's failure never drops the others
+                    return unexpected(q, exc)
 
         return list(await asyncio.gather(*(one(q) for q in queries)))
 
@@ -188,6 +233,9 @@ class EntryClient:
                     outcome = await self.transport.send(at, data)
             except (TimeoutError, PeerUnreachable) as exc:
                 outcome = exc
+            except asyncio.CancelledError:  # our caller went away: the entry need not go on
+                self.abandon(at, encode(Cancel(query_id=q.query_id)))
+                raise
 
     def attempts(self, q: Query, entry: str | None = None) -> Generator[Attempt, Outcome, Answer]:
         """The one rule for getting `q` answered, free of any way of waiting (a driver awaits a
@@ -207,17 +255,32 @@ class EntryClient:
             tried.append(at)
             outcome = yield at, encode(q.model_copy(update={"budget_s": remaining})), remaining + self.grace_s
             if isinstance(outcome, TimeoutError):
+                self.abandon(at, encode(Cancel(query_id=q.query_id)))
                 raise DeadlineExceeded(f"query {q.query_id}: no reply from entry agent {at} within the deadline", q.query_id)
             if isinstance(outcome, PeerUnreachable):
-                if outcome.permanent:
-                    self.mark(at, "dead")
+                self.mark(at)
+                if not outcome.permanent:  # it may still be working on it: we go elsewhere, so it need not
+                    self.abandon(at, encode(Cancel(query_id=q.query_id)))
                 log.info("entry unreachable", query_id=q.query_id, agent=at, error=str(outcome))
                 continue
-            result = expect(outcome, Result)
+            try:
+                result = expect(outcome, Result)
+                if result.query_id != q.query_id:
+                    raise ProtocolError("mismatched_reply", f"entry {at} answered query {result.query_id[:64]!r}")
+            except ProtocolError as exc:  # it answered, but not with this query's Result: try the next entry
+                log.warning("entry answered with an error", query_id=q.query_id, agent=at, error=str(exc))
+                self.mark(at)
+                continue
             if result.error_code == "refused":  # it is leaving: go to the next entry
                 self.mark(at, "left")
                 continue
             return to_answer(result, time.monotonic() - began, at)
+
+
+def unexpected(q: Query, exc: BaseException) -> QueryError:
+    """A failure no rule above foresaw, as the QueryError of its own query (a batch never loses the others)."""
+    log.error("query failed unexpectedly", query_id=q.query_id, error=repr(exc))
+    return QueryError(f"query {q.query_id}: failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]})", q.query_id)
 
 
 class LoopThread:

@@ -5,6 +5,12 @@ Rules: a higher incarnation wins; at equal incarnation the worse state wins
 suspected agent refutes the suspicion. Changes spread by gossip: each change is sent a few
 times (about 3 log n) on gossip exchanges, and a digest of the whole map travels on every
 query so that peers that drifted apart notice and exchange views.
+
+Dead (not left) members are probed again now and then (`dead_peer`), as memberlist does, so a
+healed partition refutes its obituaries; an entry dead or left for `forget_after_s` is dropped
+(`forget_gone`), and the map never holds more than `max_members` entries, whatever gossip says.
+The digest covers live entries only, so agents that dropped a gone member at different times
+still agree.
 """
 
 from __future__ import annotations
@@ -15,14 +21,22 @@ import random
 import time
 from collections.abc import Callable, Iterable
 
-from swarm.protocol import Member, MemberState
+import structlog
+
+from swarm.protocol import MAX_INCARNATION, MAX_MEMBERS, Member, MemberState
+
+log = structlog.get_logger("swarm.membership")
 
 STATE_ORDER: dict[str, int] = {"alive": 0, "suspect": 1, "left": 2, "dead": 3}
 
 
 class Membership:
-    def __init__(self, me: Member, clock: Callable[[], float] = time.monotonic, retransmit: int = 3) -> None:
+    def __init__(self, me: Member, clock: Callable[[], float] = time.monotonic, retransmit: int = 3,
+                 max_members: int = MAX_MEMBERS) -> None:
         self.me = me.name
+        self.max_members = max_members
+        self._gone_at: dict[str, float] = {}  # name -> when it became dead or left (for forget_gone)
+        self.refused = 0  # entries not taken because the map was full
         self.members: dict[str, Member] = {me.name: me}
         self.clock = clock
         self.retransmit = retransmit
@@ -55,9 +69,14 @@ class Membership:
         peers = self.peers()
         return rng.choice(peers) if peers else None
 
+    def dead_peer(self, rng: random.Random) -> Member | None:
+        """A random peer we hold dead (not left): worth probing again, in case it was only cut off."""
+        dead = self.peers(("dead",))
+        return rng.choice(dead) if dead else None
+
     def digest(self) -> str:
         if self._digest is None:
-            text = ";".join(f"{m.name},{m.incarnation},{m.state}" for m in self.view())
+            text = ";".join(f"{m.name},{m.incarnation},{m.state}" for m in self.view() if m.state in ("alive", "suspect"))
             self._digest = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
         return self._digest
 
@@ -69,6 +88,11 @@ class Membership:
             return self._maybe_refute(incoming)
         current = self.members.get(incoming.name)
         if current is not None and not _newer(incoming, current):
+            return False
+        if current is None and len(self.members) >= self.max_members:
+            self.refused += 1
+            if self.refused == 1:
+                log.warning("membership full: new entries ignored", agent=self.me, limit=self.max_members, entry=incoming.name)
             return False
         self._set(incoming.model_copy(), spread)
         return True
@@ -89,7 +113,7 @@ class Membership:
         me = self.self_entry
         if state is not None:
             changes["state"] = state
-        self._set(me.model_copy(update={**changes, "incarnation": me.incarnation + 1}))
+        self._set(me.model_copy(update={**changes, "incarnation": min(MAX_INCARNATION, me.incarnation + 1)}))
         return self.self_entry
 
     def expire_suspects(self, timeout: float) -> list[str]:
@@ -99,6 +123,19 @@ class Membership:
         for name in expired:
             self.mark(name, "dead")
         return expired
+
+    def forget_gone(self, after_s: float) -> list[str]:
+        """Drop the entries dead or left for `after_s` seconds or more (a name may come back as a new member)."""
+        now = self.clock()
+        gone = [n for n, t in self._gone_at.items() if now - t >= after_s]
+        for name in gone:
+            del self.members[name], self._gone_at[name]
+            self._pending.pop(name, None)
+            self._changed_at.pop(name, None)
+        if gone:
+            self._digest = None
+            self.version += 1
+        return gone
 
     def take_updates(self, limit: int = 16) -> list[Member]:
         """The changes still owed to the swarm, newest first; each call spends one transmission."""
@@ -116,7 +153,8 @@ class Membership:
         doubted = incoming.incarnation == me.incarnation and incoming.state != me.state
         if me.state == "left" or not (stale or doubted):
             return False
-        self._set(me.model_copy(update={"incarnation": incoming.incarnation + 1}))
+        # Bounded: a refutation never makes an incarnation that peers would refuse to decode.
+        self._set(me.model_copy(update={"incarnation": min(MAX_INCARNATION, incoming.incarnation + 1)}))
         return True
 
     def _set(self, member: Member, spread: bool = True) -> None:
@@ -130,6 +168,10 @@ class Membership:
             self._suspected_at.setdefault(member.name, self.clock())
         else:
             self._suspected_at.pop(member.name, None)
+        if member.state in ("dead", "left") and member.name != self.me:
+            self._gone_at.setdefault(member.name, self.clock())
+        else:
+            self._gone_at.pop(member.name, None)
 
 
 def _newer(a: Member, b: Member) -> bool:

@@ -5,7 +5,10 @@ A query arrives, the agent's policy answers or rejects it with the agent's own b
 rejected query goes to the next hop of the NeighbourTable. Each hop awaits the next, so the
 answer flows back along the path and a failed hop is simply retried at the next candidate:
 no timers, acknowledgements or coordinator. A query always ends in one Result: an answer, or
-an explicit error code.
+an explicit error code. An agent works at most once on a query id (swarm.execution): a copy that
+arrives while it holds the id, or soon after, gets the same Result; a query that comes back to an
+agent it already visited is refused (a loop); a reply must answer the query it was sent for; work
+nobody waits for any more is cancelled along the path.
 """
 
 from __future__ import annotations
@@ -13,16 +16,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import structlog
 
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, PeerUnreachable, ProtocolError
+from swarm.execution import CircuitBreaker, Executions
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
-from swarm.protocol import Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
+from swarm.protocol import Ack, Cancel, Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
 
@@ -39,6 +44,14 @@ class NodeConfig:
     drain_timeout_s: float = 30.0
     max_query_chars: int = 32768
     gossip_fanout: int = 16  # membership updates carried per gossip message
+    indirect_probes: int = 3  # peers asked to ping a peer that missed our ping, before we suspect it
+    reprobe_share: float = 0.25  # gossip rounds that go to a peer held dead instead (partition healing)
+    forget_after_s: float = 600.0  # a dead or left entry is dropped after this long
+    generation_share: float = 0.5  # the most of the time left an agent spends on a query it could pass on
+    breaker_failures: int = 3  # consecutive backend timeouts or errors that open the circuit breaker
+    breaker_cooldown_s: float = 5.0  # an open breaker passes queries on without asking the backend this long
+    remember_s: float = 60.0  # how long a finished query id is remembered, so a late duplicate is not run again
+    remember_max: int = 100_000
 
 
 @dataclass
@@ -50,6 +63,8 @@ class Counters:
     failed: int = 0
     forwarded: int = 0
     in_flight: int = 0
+    duplicates: int = 0  # copies of a query id this agent already held: joined or answered from memory, never run again
+    cancelled: int = 0  # executions stopped by a cancel message
     latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
 
 
@@ -78,12 +93,15 @@ class AgentNode:
         self.membership.merge_all(initial, spread=False)
         self.table = NeighbourTable(self.membership, config.routing)
         self.counters = Counters()
+        self.executions = Executions(config.remember_s, config.remember_max)
+        self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
+        self.answered_ids: deque[str] = deque(maxlen=100_000)  # the query ids this agent answered, for duplicate counts
         self.rng = random.Random(seed)
         self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
         self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve)
-        self._handlers = {Query: self._on_query, StatusRequest: self._on_status, **self.upkeep.handlers()}
+        self._handlers = {Query: self._on_query, Cancel: self._on_cancel, StatusRequest: self._on_status, **self.upkeep.handlers()}
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self, seeds: list[str] = (), background: bool = True) -> None:
@@ -137,23 +155,58 @@ class AgentNode:
             self.counters.received += 1
             if q.sender and q.digest and q.digest != self.membership.digest():
                 self.upkeep.sync_soon(q.sender)
+            if self.name in q.visited:  # it came back round: joining our own execution would wait on ourselves
+                return _failure(q, "refused", f"query {q.query_id} already visited {self.name}", [Hop(agent=self.name, decision="refused", detail="already visited")])
+            if (held := self.executions.running(q.query_id)) is not None:
+                return await self._join(q, held)
+            if (done := self.executions.finished(q.query_id)) is not None:
+                self.counters.duplicates += 1
+                log.info("duplicate query answered from memory")
+                return done.model_copy(update={"duplicate": True})
             if self.membership.self_entry.state != "alive":
                 return _failure(q, "refused", f"agent {self.name} is leaving", [Hop(agent=self.name, decision="refused")])
             if len(q.text) > self.config.max_query_chars:
                 message = f"query of {len(q.text)} characters exceeds {self.config.max_query_chars}"
                 return _failure(q, "query_too_large", message, [Hop(agent=self.name, decision="refused", detail=message)])
-            self.counters.in_flight += 1
-            start = time.monotonic()
-            try:
-                result = await self._route(q, start + q.budget_s)
-            finally:
-                self.counters.in_flight -= 1
-            held = time.monotonic() - start
-            self.counters.latencies.append(held)
-            del self.counters.latencies[:-1000]
-            path = dict.fromkeys(h.agent for h in result.trace if h.decision not in ("unreachable", "refused"))
-            self.observer.query_done(held, "ok" if result.ok else result.error_code, not q.visited, max(0, len(path) - 1))
-            return result
+            return await self._run(q)
+
+    async def _run(self, q: Query) -> Result:
+        result = await self.executions.wait(self.executions.start(q.query_id, self._execute(q)), q.sender)
+        return result if result is not None else self._cancelled(q)
+
+    async def _execute(self, q: Query) -> Result:
+        """The one execution of `q` at this agent."""
+        self.counters.in_flight += 1
+        start = time.monotonic()
+        try:
+            result = await self._route(q, start + q.budget_s)
+        finally:
+            self.counters.in_flight -= 1
+        held = time.monotonic() - start
+        self.counters.latencies.append(held)
+        del self.counters.latencies[:-1000]
+        path = dict.fromkeys(h.agent for h in result.trace if h.decision not in ("unreachable", "refused"))
+        self.observer.query_done(held, "ok" if result.ok else result.error_code, not q.visited, max(0, len(path) - 1))
+        return result
+
+    async def _join(self, q: Query, held) -> Result:
+        """A query id this agent is working on: wait for that execution, never start a second one
+        (unless it gets cancelled meanwhile: then this copy runs, a re-run of abandoned work)."""
+        log.info("duplicate query joins the execution under way")
+        result = await self.executions.wait(held, q.sender)
+        if result is None:
+            return await self._run(q)
+        self.counters.duplicates += 1
+        return result.model_copy(update={"duplicate": True})
+
+    def _cancelled(self, q: Query) -> Result:
+        return _failure(q, "cancelled", f"query {q.query_id} was cancelled at {self.name}", [Hop(agent=self.name, decision="refused", detail="cancelled")])
+
+    async def _on_cancel(self, c: Cancel) -> Ack:
+        if self.executions.cancel(c.query_id, c.sender):
+            self.counters.cancelled += 1
+            log.info("query cancelled", query_id=c.query_id, agent=self.name, by=c.sender)
+        return Ack()
 
     async def _route(self, q: Query, deadline: float) -> Result:
         visited = [*q.visited, self.name]
@@ -205,27 +258,44 @@ class AgentNode:
         return self.table.next_hop(visited) if len(visited) < q.max_hops else None
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None):
-        """Ask the policy; on a backend failure record it in the trace and return None."""
+        """Ask the policy; on a backend failure record it in the trace and return None. An agent that
+        could still pass the query on spends at most `generation_share` of the time left, and none
+        while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
+        if not must_answer and not self.breaker.allows():
+            trace.append(Hop(agent=self.name, decision="error", detail=f"circuit open: the backend failed {self.breaker.consecutive} times in a row"))
+            return None
+        now = time.monotonic()
+        limit = deadline if must_answer else now + self.config.generation_share * max(0.0, deadline - now)
         try:
-            async with asyncio.timeout_at(_loop_time(deadline)):
+            async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
                                                   self._curve_of(peer)), self.backend)
         except TimeoutError:
-            trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
+            self._backend_failed()
+            detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left"
+            trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None
         except BackendError as exc:
             log.warning("backend failed", error=str(exc), fatal=exc.fatal)
             trace.append(Hop(agent=self.name, decision="error", detail=str(exc)[:400]))
             if exc.fatal and self.membership.self_entry.state == "alive":
                 self._spawn(self.leave())  # it will not serve again: leave cleanly rather than fail every query
+            else:
+                self._backend_failed()
             return None
         except Exception as exc:  # a broken backend must not lose the query: it moves on
             log.warning("backend failed", error=repr(exc))
             trace.append(Hop(agent=self.name, decision="error", detail=repr(exc)[:200]))
+            self._backend_failed()
             return None
+        self.breaker.success()
         if r.rejected:
             trace.append(Hop(agent=self.name, decision="reject", seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
         return r
+
+    def _backend_failed(self) -> None:
+        if self.breaker.failure():
+            log.warning("circuit breaker open: passing queries on", failures=self.breaker.consecutive, cooldown_s=self.breaker.cooldown_s)
 
     # -- value curves (swarm.assess.curves) ---------------------------------------------------
     def _curve_of(self, peer: str | None) -> tuple[float, ...] | None:
@@ -256,6 +326,7 @@ class AgentNode:
         decision = "forced" if forced else "answer"
         self.counters.forced += forced
         self.counters.answered += 1
+        self.answered_ids.append(q.query_id)
         self.observer.decided(decision)
         trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
                          detail=f"flagged: {r.flag}" if r.flag else ""))
@@ -263,21 +334,35 @@ class AgentNode:
         return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)
 
     async def _forward(self, peer: str, q: Query, timeout: float) -> Result:
-        """Send, but give up as soon as the peer is judged dead (`_note_change` cancels the
-        pending sends to it), so a query waiting on a hung peer is routed around."""
+        """Send, but give up as soon as the peer is judged dead (`_abandon` cancels the pending sends
+        to it), so a query waiting on a hung peer is routed around. A reply must answer this query.
+        When we stop waiting without a reply (deadline, judged dead, cancelled ourselves) the peer is
+        told to cancel, in case it still works on it: it may only have been slow or cut off."""
         send = asyncio.ensure_future(self.transport.send(peer, encode(q)))
         pending = self._sending.setdefault(peer, set())
         pending.add(send)
+        replied = False
         try:
             async with asyncio.timeout(timeout):
-                return expect(await send, Result)
+                data = await send
+            replied = True
+            reply = expect(data, Result)
+            if reply.query_id != q.query_id:
+                raise ProtocolError("mismatched_reply", f"{peer} answered query {reply.query_id[:64]!r} instead of {q.query_id!r}")
+            return reply
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if send.cancelled() and not (current and current.cancelling()):
                 raise PeerUnreachable(peer, "judged dead while the query was with it", permanent=True) from None
             raise
+        except PeerUnreachable as exc:
+            replied = exc.permanent  # gone for good: nobody there to tell
+            raise
         finally:
             pending.discard(send)
+            if not replied:
+                send.cancel()
+                self._spawn(self.upkeep.send_quietly(peer, encode(Cancel(query_id=q.query_id, sender=self.name))))
 
     # -- status --------------------------------------------------------------------------------
     async def _on_status(self, _: StatusRequest) -> Status:
@@ -286,7 +371,7 @@ class AgentNode:
             name=me.name, state=me.state, cost=me.cost, incarnation=me.incarnation, in_flight=c.in_flight,
             received=c.received, answered=c.answered, rejected=c.rejected, forced=c.forced, failed=c.failed,
             forwarded=c.forwarded, p50_s=_quantile(c.latencies, 0.5), p95_s=_quantile(c.latencies, 0.95),
-            members=self.membership.view(),
+            members=self.membership.view(), duplicates=c.duplicates, cancelled=c.cancelled,
         )
 
     def _abandon(self, peer: str) -> None:

@@ -8,15 +8,28 @@ with an ``error`` message instead of raising. Nothing here ever unpickles.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from swarm.errors import ProtocolError
 
-PROTOCOL_VERSION = (1, 1)  # 1.1: Member.curve
+PROTOCOL_VERSION = (1, 2)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+# Every integer and list on the wire is bounded, so that no message can make a receiver hold
+# (or later fail to encode) something unbounded. An incarnation stays far below 2**63 even
+# after a refutation adds one, and a member list holds a whole swarm's view.
+MAX_INCARNATION = 2**53
+MAX_MEMBERS = 100_000
+MAX_HOPS = 64
+MAX_TRACE = 4 * MAX_HOPS  # a hop can add its own decision and each peer it found unreachable
+MAX_NAME = 256
+MAX_DETAIL = 1024
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+Count = Annotated[int, Field(ge=0, le=2**53)]
+Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 MemberState = Literal["alive", "suspect", "dead", "left"]
 Decision = Literal["answer", "reject", "forced", "unreachable", "refused", "error"]
@@ -30,52 +43,54 @@ class _Body(BaseModel):
 class Member(_Body):
     """One row of the membership map that every agent holds."""
 
-    name: str
-    cost: float
+    name: Name
+    cost: Finite
     state: MemberState = "alive"
-    incarnation: int = 0
-    links: list[str] = Field(default_factory=list)
+    incarnation: int = Field(default=0, ge=0, le=MAX_INCARNATION)
+    links: list[Name] = Field(default_factory=list, max_length=1024)
     # What a query handed to this agent is worth (utility) at each alpha of swarm.assess.curves.GRID; empty: not advertised.
     # A change comes with a fresh incarnation, so gossip and the digest carry it like any other change.
-    curve: list[float] = Field(default_factory=list)
+    curve: list[Finite] = Field(default_factory=list, max_length=64)
 
 
 class Hop(_Body):
     """What one agent did with a query: its decision and what that cost."""
 
-    agent: str
+    agent: Name
     decision: Decision
-    seconds: float = 0.0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    detail: str = ""
+    seconds: Finite = 0.0
+    tokens_in: Count = 0
+    tokens_out: Count = 0
+    detail: str = Field(default="", max_length=MAX_DETAIL)
 
 
 class Query(_Body):
     """A query on its way through the swarm. ``budget_s`` is the time left, not a wall-clock time,
     so that hosts need no synchronised clocks."""
 
-    query_id: str
+    query_id: Name
     text: str
     alpha: float = Field(ge=0.0, le=1.0)
-    budget_s: float = Field(allow_inf_nan=False)
-    max_hops: int = Field(ge=1)  # the most agents it may visit, its entry included (forwards: at most max_hops - 1)
-    visited: list[str] = Field(default_factory=list)
-    sender: str = ""
-    digest: str = ""  # the sender's membership digest: a mismatch triggers a gossip exchange
+    budget_s: Finite
+    max_hops: int = Field(ge=1, le=MAX_HOPS)  # the most agents it may visit, its entry included (forwards: at most max_hops - 1)
+    visited: list[Name] = Field(default_factory=list, max_length=MAX_TRACE)
+    sender: Name = ""
+    digest: str = Field(default="", max_length=64)  # the sender's membership digest: a mismatch triggers a gossip exchange
 
 
 class Result(_Body):
     """The reply to a Query: an answer, or an error code, with the trace from this hop onwards."""
 
-    query_id: str
+    query_id: Name
     ok: bool
     text: str = ""
-    agent: str = ""
-    cost: float = 0.0
-    error_code: str = ""
-    error: str = ""
-    trace: list[Hop] = Field(default_factory=list)
+    agent: Name = ""
+    cost: Finite = 0.0
+    error_code: str = Field(default="", max_length=64)
+    error: str = Field(default="", max_length=MAX_DETAIL)
+    trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE)
+    # 1.2: this agent already held the query id; the reply is its one execution's (joined, or remembered).
+    duplicate: bool = False
 
 
 class Join(_Body):
@@ -83,14 +98,14 @@ class Join(_Body):
 
 
 class Gossip(_Body):
-    digest: str
-    updates: list[Member] = Field(default_factory=list)
+    digest: str = Field(max_length=64)
+    updates: list[Member] = Field(default_factory=list, max_length=MAX_MEMBERS)
     full: bool = False  # ask the receiver for its whole view
 
 
 class View(_Body):
-    digest: str
-    members: list[Member]
+    digest: str = Field(max_length=64)
+    members: list[Member] = Field(max_length=MAX_MEMBERS)
 
 
 class Leave(_Body):
@@ -98,12 +113,28 @@ class Leave(_Body):
 
 
 class Ping(_Body):
-    sender: str = ""
+    sender: Name = ""
 
 
 class Pong(_Body):
-    name: str
-    incarnation: int
+    name: Name
+    incarnation: int = Field(ge=0, le=MAX_INCARNATION)
+
+
+class PingReq(_Body):
+    """1.2: ping `target` for me and tell me whether it answered (SWIM's indirect probe), so that one
+    lost path between two agents does not make either look dead to the other."""
+
+    target: Name
+    sender: Name = ""
+
+
+class Cancel(_Body):
+    """1.2: the sender no longer waits for `query_id` (its deadline passed, it judged us dead, the
+    client went away): stop working on it and cancel it downstream. Answered with an Ack."""
+
+    query_id: Name
+    sender: Name = ""
 
 
 class Ack(_Body):
@@ -115,25 +146,28 @@ class StatusRequest(_Body):
 
 
 class Status(_Body):
-    name: str
+    name: Name
     state: MemberState
-    cost: float
-    incarnation: int
-    in_flight: int
-    received: int
-    answered: int
-    rejected: int
-    forced: int
-    failed: int
-    forwarded: int
-    p50_s: float = 0.0  # latency of the queries this agent handled, its downstream included
-    p95_s: float = 0.0
-    members: list[Member]
+    cost: Finite
+    incarnation: int = Field(ge=0, le=MAX_INCARNATION)
+    in_flight: Count
+    received: Count
+    answered: Count
+    rejected: Count
+    forced: Count
+    failed: Count
+    forwarded: Count
+    p50_s: Finite = 0.0  # latency of the queries this agent handled, its downstream included
+    p95_s: Finite = 0.0
+    members: list[Member] = Field(max_length=MAX_MEMBERS)
+    # 1.2: executions of one query id beyond its first here (joined or answered from memory instead), and cancels obeyed
+    duplicates: Count = 0
+    cancelled: Count = 0
 
 
 class Error(_Body):
-    code: str
-    message: str
+    code: str = Field(max_length=64)
+    message: str = Field(max_length=MAX_DETAIL)
 
 
 MESSAGE_TYPES: dict[str, type[_Body]] = {
@@ -145,6 +179,8 @@ MESSAGE_TYPES: dict[str, type[_Body]] = {
     "leave": Leave,
     "ping": Ping,
     "pong": Pong,
+    "ping_req": PingReq,
+    "cancel": Cancel,
     "ack": Ack,
     "status_request": StatusRequest,
     "status": Status,
@@ -201,7 +237,7 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
 
 
 def error_reply(exc: ProtocolError, msg_id: str = "") -> bytes:
-    return encode(Error(code=exc.code, message=exc.message), msg_id)
+    return encode(Error(code=exc.code[:64], message=exc.message[:MAX_DETAIL]), msg_id)
 
 
 def expect(data: bytes, cls: type[Any]) -> Any:

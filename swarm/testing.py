@@ -34,9 +34,20 @@ class ScriptedBackend(Backend):
         self.fail: bool | BaseException = False
         self.hang = False
         self.calls = 0
+        self.cancelled = 0  # generations stopped part way (the query was cancelled)
+        self.finished = 0  # generations that ran to the end
 
     async def generate(self, request: GenerationRequest) -> Generation:
         self.calls += 1
+        try:
+            generation = await self._generate(request)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        self.finished += 1
+        return generation
+
+    async def _generate(self, request: GenerationRequest) -> Generation:
         if isinstance(self.fail, BaseException):
             raise self.fail
         if self.fail:
@@ -55,8 +66,9 @@ class MemorySwarm:
     """A swarm of AgentNodes on one MemoryNetwork, asked through the same `EntryClient` as a swarm on Ray.
     `async with MemorySwarm(...) as s:` stops every node at the end."""
 
-    def __init__(self, config: NodeConfig = NodeConfig(), max_hops: int = 8, deadline_s: float = 30.0, max_query_chars: int = 32768) -> None:
-        self.network = MemoryNetwork()
+    def __init__(self, config: NodeConfig = NodeConfig(), max_hops: int = 8, deadline_s: float = 30.0, max_query_chars: int = 32768,
+                 network: MemoryNetwork | None = None) -> None:
+        self.network = network or MemoryNetwork()
         self.config = config
         self.nodes: dict[str, AgentNode] = {}
         self.client = EntryClient("memory", self.network.transport("(client)"), QueryLimits(deadline_s, max_hops, max_query_chars))

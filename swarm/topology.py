@@ -58,7 +58,7 @@ class DefaultsSpec(BaseModel):
     """Swarm-wide settings, and the policy and resources of agents that name none."""
 
     model_config = _STRICT
-    max_hops: int = Field(8, ge=1, description="the most agents a query may visit, its entry included (so at most max_hops - 1 forwards; an Answer's `hops` counts forwards)")
+    max_hops: int = Field(8, ge=1, le=64, description="the most agents a query may visit, its entry included (so at most max_hops - 1 forwards; an Answer's `hops` counts forwards)")
     deadline_s: float = Field(60, gt=0)
     gamma: float = Field(0.5, ge=0, le=5)
     max_query_chars: int = Field(32768, ge=1)
@@ -67,6 +67,10 @@ class DefaultsSpec(BaseModel):
     ping_timeout_s: float = Field(2.0, gt=0)
     suspect_timeout_s: float = Field(3.0, gt=0)
     drain_timeout_s: float = Field(30, gt=0)
+    forget_after_s: float = Field(600, gt=0, description="how long a dead or left agent stays in the membership map (dead ones are "
+                                                          "probed again meanwhile, so a healed partition rejoins) before it is forgotten")
+    generation_share: float = Field(0.5, gt=0, le=1, description="the most of a query's remaining time an agent that could still pass "
+                                                                  "it on spends deciding and generating, so a slow or hung model leaves time to forward")
     start: Literal["parallel", "sequential"] = Field(
         "parallel", description="sequential: agents start one at a time in file order, each after the previous one is "
                                 "ready (GPU engines sharing a device then measure free memory one after another)")

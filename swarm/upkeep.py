@@ -1,8 +1,10 @@
 """Membership upkeep: how an agent keeps its view of the swarm true, SWIM style.
 
 Joining through seeds, push-pull gossip of changes (and a whole-view exchange when views still
-differ), pings that make an unresponsive peer a suspect, suspicion that expires into death, and
-the goodbye of a leaving agent. `AgentNode` routes queries and hands membership messages here;
+differ), pings that make an unresponsive peer a suspect (after k other peers failed to reach it
+too: SWIM's indirect probe), suspicion that expires into death, dead peers probed again now and
+then (a healed partition refutes its obituaries), gone entries forgotten, and the goodbye of a
+leaving agent. All of it travels on the control lane, which a flood of queries cannot starve. `AgentNode` routes queries and hands membership messages here;
 this module never touches a query, except that `on_dead` tells the router to stop waiting on a
 peer that died.
 """
@@ -19,7 +21,7 @@ import structlog
 
 from swarm.errors import PeerUnreachable, ProtocolError, SwarmError
 from swarm.membership import Membership
-from swarm.protocol import Ack, Gossip, Join, Leave, Member, Ping, Pong, View, encode, expect
+from swarm.protocol import Ack, Error, Gossip, Join, Leave, Member, Ping, PingReq, Pong, View, encode, expect
 from swarm.transport.base import Transport
 
 log = structlog.get_logger("swarm.upkeep")
@@ -79,6 +81,12 @@ class Upkeep:
         me = self.membership.self_entry
         return Pong(name=me.name, incarnation=me.incarnation)
 
+    async def _on_ping_req(self, r: PingReq) -> Pong | Error:
+        """Ping `r.target` on a peer's behalf: its Pong, or an error when it did not answer."""
+        try:
+            return await self.call(r.target, Ping(sender=self.name), Pong)
+        except (TimeoutError, PeerUnreachable, ProtocolError) as exc:
+            return Error(code="no_reply", message=f"{r.target} did not answer {self.name}'s ping ({type(exc).__name__})")
 
     def merge(self, entries: list[Member], spread: bool = True) -> None:
         changed = self.membership.merge_all(entries, spread)
@@ -102,10 +110,25 @@ class Upkeep:
         log.info("member " + m.state, agent=self.name, peer=m.name, incarnation=m.incarnation)
 
     async def gossip_round(self) -> None:
-        """One push-pull exchange with a random peer; a full view exchange if we still disagree."""
+        """One push-pull exchange with a random peer; a full view exchange if we still disagree. Now
+        and then (`reprobe_share` of rounds) the exchange goes to a peer we hold dead instead, carrying
+        its obituary and our own entry: if it was only cut off, it refutes, and both sides heal."""
+        dead = self.membership.dead_peer(self.rng) if self.rng.random() < self.config.reprobe_share else None
+        if dead is not None:
+            await self._reprobe(dead)
+            return
         peer = self.membership.random_peer(self.rng)
         if peer is not None:
             await self._gossip_with(peer.name)
+
+    async def _reprobe(self, dead: Member) -> None:
+        news = [dead, self.membership.self_entry, *self.membership.take_updates(self.config.gossip_fanout - 2)]
+        try:
+            reply = await self.call(dead.name, Gossip(digest=self.membership.digest(), updates=news), Gossip)
+        except (TimeoutError, PeerUnreachable, ProtocolError):
+            return  # still gone
+        log.info("dead peer answered", agent=self.name, peer=dead.name)
+        self.merge(reply.updates)
 
     async def _gossip_with(self, peer: str) -> None:
         updates = self.membership.take_updates(self.config.gossip_fanout)
@@ -117,9 +140,10 @@ class Upkeep:
                 full = Gossip(digest=self.membership.digest(), updates=self.membership.view(), full=True)
                 self.merge((await self.call(peer, full, View)).members, spread=False)
         except TimeoutError:
-            self.judge(peer, "suspect", "no reply to gossip")
+            log.debug("no reply to gossip", agent=self.name, peer=peer)  # judging liveness is the pings' job (indirect probes included)
         except PeerUnreachable as exc:
-            self.judge(peer, "dead" if exc.permanent else "suspect", str(exc))
+            if exc.permanent:
+                self.judge(peer, "dead", str(exc))
         except ProtocolError as exc:
             log.warning("gossip refused", agent=self.name, peer=peer, error=str(exc))
 
@@ -135,21 +159,46 @@ class Upkeep:
             self._syncing = False
 
     async def ping_round(self) -> None:
-        """Probe one random peer; no reply in time makes it a suspect, an old suspicion makes it dead."""
+        """Probe one random peer; when neither we nor any of `indirect_probes` other peers reach it,
+        it becomes a suspect; an old suspicion makes it dead. Gone entries are forgotten here too."""
         peer = self.membership.random_peer(self.rng)
         if peer is not None:
             try:
-                await self.call(peer.name, Ping(sender=self.name), Pong, control=False)
+                await self.call(peer.name, Ping(sender=self.name), Pong)
             except TimeoutError:
-                self.judge(peer.name, "suspect", "no reply to ping")
+                if not await self._reached_indirectly(peer.name):
+                    self.judge(peer.name, "suspect", "no reply to ping, directly or through peers")
             except PeerUnreachable as exc:
-                self.judge(peer.name, "dead" if exc.permanent else "suspect", str(exc))
+                if exc.permanent:
+                    self.judge(peer.name, "dead", str(exc))
+                elif not await self._reached_indirectly(peer.name):
+                    self.judge(peer.name, "suspect", str(exc))
             except ProtocolError:
                 pass
         for name in self.membership.expire_suspects(self.config.suspect_timeout_s):
             log.warning("suspect expired", agent=self.name, peer=name)
             self._note_change(self.membership.members[name])
             self.on_view()
+        for name in self.membership.forget_gone(self.config.forget_after_s):
+            self.transport.forget(name)
+            log.info("member forgotten", agent=self.name, peer=name)
+
+    async def _reached_indirectly(self, target: str) -> bool:
+        """SWIM's indirect probe: ask up to k other live peers to ping `target`; True when one reached it."""
+        helpers = [m.name for m in self.membership.peers(("alive",)) if m.name != target]
+        helpers = self.rng.sample(helpers, min(self.config.indirect_probes, len(helpers)))
+        if not helpers:
+            return False
+
+        async def through(helper: str) -> bool:
+            try:
+                async with asyncio.timeout(2 * self.config.ping_timeout_s):
+                    expect(await self.transport.send(helper, encode(PingReq(target=target, sender=self.name)), control=True), Pong)
+                return True
+            except (TimeoutError, PeerUnreachable, ProtocolError):
+                return False
+
+        return any(await asyncio.gather(*(through(h) for h in helpers)))
 
     async def _every(self, interval: float, step) -> None:
         while True:
@@ -161,8 +210,10 @@ class Upkeep:
                 log.error("background round failed", agent=self.name, error=repr(exc))
 
     async def call(self, peer: str, body, reply_type, control: bool = True):
-        """One membership request, bounded by the ping timeout so a hung peer cannot stall us.
-        Pings travel on the query lane on purpose: a stuck query loop must fail them."""
+        """One membership request, bounded by the ping timeout so a hung peer cannot stall us. Every
+        one travels on the control lane, so a flood of queries cannot make a busy agent look dead;
+        a stuck agent still fails them (its node's own loop answers them), and a hung backend is the
+        circuit breaker's business (swarm.node)."""
         async with asyncio.timeout(self.config.ping_timeout_s):
             return expect(await self.transport.send(peer, encode(body), control=control), reply_type)
 
@@ -173,4 +224,4 @@ class Upkeep:
 
     def handlers(self) -> dict[type, Callable[[Any], Coroutine[Any, Any, Any]]]:
         """The membership messages this agent answers, by type."""
-        return {Join: self._on_join, Gossip: self._on_gossip, Leave: self._on_leave, Ping: self._on_ping}
+        return {Join: self._on_join, Gossip: self._on_gossip, Leave: self._on_leave, Ping: self._on_ping, PingReq: self._on_ping_req}

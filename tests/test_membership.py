@@ -148,9 +148,10 @@ def test_old_alive_life_at_higher_incarnation_is_also_outbid() -> None:
 
 def test_agreeing_self_entry_is_not_refuted() -> None:
     me = view_of("me")
-    assert me.merge(m("me", incarnation=0)) is False
-    assert me.merge(m("me", state="suspect", incarnation=-1)) is False
-    assert me.self_entry.incarnation == 0
+    me.set_self()
+    assert me.merge(m("me", incarnation=1)) is False
+    assert me.merge(m("me", state="suspect", incarnation=0)) is False
+    assert me.self_entry.incarnation == 1
 
 
 def test_left_is_not_refuted() -> None:

@@ -447,16 +447,58 @@ def test_slow_only_path_gives_deadline_exceeded() -> None:
     run(scenario)
 
 
-def test_hanging_backend_at_the_entry_gives_deadline_exceeded() -> None:
+def test_hanging_backend_at_the_entry_passes_the_query_on_in_time() -> None:
+    """A hung model answers pings (its loop is fine) but must not spend the query's whole budget:
+    it gets `generation_share` of the time left, then the query moves on and is answered."""
     async def scenario() -> None:
         async with MemorySwarm() as swarm:
             swarm.node("a", 0.1, ScriptedBackend())
             swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}))
             backend(swarm, "a").hang = True
             await swarm.start_all(background=False)
+            start = time.monotonic()
+            answer = await asyncio.wait_for(swarm.ask("q", deadline_s=1.0), 2.0)
+            assert answer.agent == "b" and decisions(answer.trace) == [("a", "error"), ("b", "forced")]
+            assert "50% of the time left" in answer.trace[0].detail
+            assert 0.45 <= time.monotonic() - start < 0.9
+
+    run(scenario)
+
+
+def test_hanging_backend_of_the_last_agent_gives_deadline_exceeded() -> None:
+    async def scenario() -> None:
+        async with MemorySwarm() as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            backend(swarm, "a").hang = True
+            await swarm.start_all(background=False)
             with pytest.raises(DeadlineExceeded) as info:
                 await asyncio.wait_for(swarm.ask("q", deadline_s=0.2), 2.0)
             assert decisions(info.value.trace) == [("a", "error")]
+
+    run(scenario)
+
+
+def test_circuit_breaker_stops_asking_a_hung_backend_then_tries_again() -> None:
+    async def scenario() -> None:
+        config = NodeConfig(breaker_failures=3, breaker_cooldown_s=0.5)
+        async with MemorySwarm(config) as swarm:
+            swarm.node("a", 0.1, ScriptedBackend())
+            swarm.node("b", 0.9, ScriptedBackend({"q": "b: q"}))
+            a = backend(swarm, "a")
+            a.hang = True
+            await swarm.start_all(background=False)
+            for _ in range(3):  # each spends half its budget at a before moving on
+                assert (await swarm.ask("q", deadline_s=0.2)).agent == "b"
+            assert a.calls == 3
+            start = time.monotonic()
+            answers = [await swarm.ask("q", deadline_s=0.2) for _ in range(5)]
+            assert time.monotonic() - start < 0.2  # open: a passes them on without asking its model
+            assert a.calls == 3 and all(x.agent == "b" and x.trace[0].detail.startswith("circuit open") for x in answers)
+            await asyncio.sleep(0.5)
+            a.hang = False
+            a.answers["q"] = "a: q"
+            assert (await swarm.ask("q", deadline_s=0.2)).agent == "a"  # the trial after the cool-down closes it
+            assert a.calls == 4 and (await swarm.ask("q", deadline_s=0.2)).agent == "a"
 
     run(scenario)
 

@@ -15,7 +15,9 @@ from swarm.protocol import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
+    MAX_INCARNATION,
     Ack,
+    Cancel,
     Error,
     Gossip,
     Hop,
@@ -23,6 +25,7 @@ from swarm.protocol import (
     Leave,
     Member,
     Ping,
+    PingReq,
     Pong,
     Query,
     Result,
@@ -60,6 +63,8 @@ SAMPLES = {
         forced=1, failed=0, forwarded=1, members=[_A],
     ),
     "error": Error(code="oversize", message="too big"),
+    "ping_req": PingReq(target="c", sender="a"),
+    "cancel": Cancel(query_id="q1", sender="b"),
 }
 
 
@@ -240,6 +245,18 @@ INVALID_BODY_CASES = {
     "error_missing_code": (_env("error", {"message": "m"}), "code"),
     "view_members_not_list": (_env("view", {"digest": "d", "members": "everyone"}), "members"),
     "ext_in_known_field": (_env("ping", {"sender": msgpack.ExtType(1, EVIL_PICKLE)}), "sender"),
+    # 1.2: every integer and list on the wire is bounded
+    "incarnation_past_the_bound": (_env("gossip", {"digest": "d", "updates": [{"name": "v", "cost": 0.1, "state": "dead", "incarnation": 2**64 - 1}]}), "updates.0.incarnation"),
+    "incarnation_negative": (_env("pong", {"name": "b", "incarnation": -1}), "incarnation"),
+    "query_too_many_hops": (_env("query", {"query_id": "q", "text": "t", "alpha": 0.5, "budget_s": 1.0, "max_hops": 10**9}), "max_hops"),
+    "query_visited_too_long": (_env("query", {"query_id": "q", "text": "t", "alpha": 0.5, "budget_s": 1.0, "max_hops": 2, "visited": ["a"] * 10_000}), "visited"),
+    "query_budget_infinite": (_env("query", {"query_id": "q", "text": "t", "alpha": 0.5, "budget_s": float("inf"), "max_hops": 2}), "budget_s"),
+    "name_too_long": (_env("join", {"member": {"name": "n" * 10_000, "cost": 0.1}}), "member.name"),
+    "cost_not_finite": (_env("join", {"member": {"name": "a", "cost": float("nan")}}), "member.cost"),
+    "tokens_negative": (_env("result", {"query_id": "q", "ok": True, "trace": [{"agent": "a", "decision": "answer", "tokens_in": -5}]}), "trace.0.tokens_in"),
+    "curve_too_long": (_env("join", {"member": {"name": "a", "cost": 0.1, "curve": [0.1] * 1000}}), "member.curve"),
+    "status_count_huge": (_env("status", {"name": "a", "state": "alive", "cost": 0.1, "incarnation": 0, "in_flight": 2**63, "received": 0,
+                                          "answered": 0, "rejected": 0, "forced": 0, "failed": 0, "forwarded": 0, "members": []}), "in_flight"),
 }
 
 

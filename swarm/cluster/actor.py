@@ -75,6 +75,11 @@ class AgentActor:
     async def describe(self) -> dict:
         return {"topology": self.topology.model_dump_json(), "agent": self.spec_json}
 
+    @ray.method(concurrency_group="control")
+    async def answered(self) -> list[str]:
+        """Test and benchmark hook: the query ids this agent answered (its last 100,000), to count duplicates."""
+        return list(self.node.answered_ids)
+
     async def freeze(self, seconds: float) -> None:
         """Test hook: block this agent's event loop, as a stuck process would."""
         time.sleep(seconds)

@@ -23,7 +23,7 @@ from swarm.client import Answer
 from swarm.cluster.actor import create_actor
 from swarm.cluster.connect import actor_names, connect, namespace_of
 from swarm.cluster.transport import RayTransport
-from swarm.entry import Attempt, EntryClient, LoopThread, Outcome, QueryLimits
+from swarm.entry import Attempt, EntryClient, LoopThread, Outcome, QueryLimits, unexpected
 from swarm.errors import PeerUnreachable, QueryError, SwarmError
 from swarm.logging import configure_logging
 from swarm.protocol import Gossip, Member, Query, Status, StatusRequest, encode, expect
@@ -164,6 +164,7 @@ class Swarm:
         self._client = EntryClient(name, self._transport, QueryLimits.of(topology.defaults))
         self._loop = LoopThread(f"swarm-{name}")
         weakref.finalize(self, self._loop.close)  # a handle dropped without shutdown() leaves no thread behind
+        self._client.abandon = self._abandon  # the sync face has no running loop of its own: cancels go out on the loop thread
         self.failed: dict[str, str] = {}  # agents that did not start: name -> why
         self._closed = False
 
@@ -222,6 +223,9 @@ class Swarm:
                     return
                 except QueryError as exc:
                     outcomes[i] = exc
+                    return
+                except Exception as exc:  # noqa: BLE001 - one query's failure never drops the batch
+                    outcomes[i] = unexpected(queries[i], exc)
                     return
                 sent = transport.submit(at, data)
                 if not isinstance(sent, PeerUnreachable):
@@ -335,6 +339,12 @@ class Swarm:
         self._closed = True
 
     # -- internals -------------------------------------------------------------------------------
+    def _abandon(self, at: str, data: bytes) -> None:
+        try:
+            self._loop.submit(self._client.send_quietly(at, data))
+        except SwarmError:
+            pass  # closed: nothing of ours is waiting any more
+
     def _adopt(self, name: str, handle: ray.actor.ActorHandle) -> None:
         self._handles[name] = handle
         self._transport.know(name, handle)
@@ -342,7 +352,7 @@ class Swarm:
     def _forget(self, name: str, state: str) -> None:
         self._handles.pop(name, None)
         self._transport.forget(name)
-        self._client.mark(name, state)
+        self._client.mark(name, state, certain=True)
 
     def _handle(self, name: str) -> ray.actor.ActorHandle:
         if name not in self._handles:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -25,6 +26,7 @@ from swarm.protocol import Ack, Error, Gossip, Join, Leave, Member, Ping, PingRe
 from swarm.transport.base import Transport
 
 log = structlog.get_logger("swarm.upkeep")
+MAX_HEALTH = 8  # Lifeguard's local health multiplier saturates here: timeouts at most 9x
 
 
 class Upkeep:
@@ -35,6 +37,10 @@ class Upkeep:
         self.name = membership.me
         self.spawn, self.on_dead, self.on_view = spawn, on_dead, on_view  # on_view: after any change of a peer's entry
         self._syncing = False
+        # Local health (Lifeguard, Dadgar et al. 2018): an agent that is slow itself (its timers fire
+        # late, its probes fail, it has to refute suspicions) is more likely wrong about others, so
+        # it stretches its probe and suspicion timeouts by (1 + health) instead of accusing them.
+        self.health = 0
 
     # -- life cycle ----------------------------------------------------------------------------
     async def join(self, seeds: list[str]) -> None:
@@ -90,6 +96,8 @@ class Upkeep:
 
     def merge(self, entries: list[Member], spread: bool = True) -> None:
         changed = self.membership.merge_all(entries, spread)
+        if any(m.name == self.name for m in changed):  # we had to refute a rumour about ourselves
+            self._worse()
         for m in changed:
             self._note_change(m)
         if any(m.name != self.name for m in changed):
@@ -164,8 +172,10 @@ class Upkeep:
         peer = self.membership.random_peer(self.rng)
         if peer is not None:
             try:
-                await self.call(peer.name, Ping(sender=self.name), Pong)
+                await self.call(peer.name, Ping(sender=self.name), Pong, timeout=self.scaled(self.config.ping_timeout_s))
+                self.health = max(0, self.health - 1)
             except TimeoutError:
+                self._worse()
                 if not await self._reached_indirectly(peer.name):
                     self.judge(peer.name, "suspect", "no reply to ping, directly or through peers")
             except PeerUnreachable as exc:
@@ -175,13 +185,25 @@ class Upkeep:
                     self.judge(peer.name, "suspect", str(exc))
             except ProtocolError:
                 pass
-        for name in self.membership.expire_suspects(self.config.suspect_timeout_s):
+        for name in self.membership.expire_suspects(self.suspicion_timeout()):
             log.warning("suspect expired", agent=self.name, peer=name)
             self._note_change(self.membership.members[name])
             self.on_view()
         for name in self.membership.forget_gone(self.config.forget_after_s):
             self.transport.forget(name)
             log.info("member forgotten", agent=self.name, peer=name)
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * (1 + self.health)
+
+    def suspicion_timeout(self) -> float:
+        """How long a suspect has to refute: longer in a bigger swarm (the refutation has further to
+        spread: memberlist's log10(n) factor) and when we ourselves are slow."""
+        alive = 1 + len(self.membership.peers(("alive",)))
+        return self.scaled(self.config.suspect_timeout_s) * max(1.0, math.log10(alive))
+
+    def _worse(self) -> None:
+        self.health = min(MAX_HEALTH, self.health + 1)
 
     async def _reached_indirectly(self, target: str) -> bool:
         """SWIM's indirect probe: ask up to k other live peers to ping `target`; True when one reached it."""
@@ -192,7 +214,7 @@ class Upkeep:
 
         async def through(helper: str) -> bool:
             try:
-                async with asyncio.timeout(2 * self.config.ping_timeout_s):
+                async with asyncio.timeout(2 * self.scaled(self.config.ping_timeout_s)):
                     expect(await self.transport.send(helper, encode(PingReq(target=target, sender=self.name)), control=True), Pong)
                 return True
             except (TimeoutError, PeerUnreachable, ProtocolError):
@@ -201,20 +223,25 @@ class Upkeep:
         return any(await asyncio.gather(*(through(h) for h in helpers)))
 
     async def _every(self, interval: float, step) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             # Jitter keeps the agents of a swarm from probing in lock step.
-            await asyncio.sleep(interval * self.rng.uniform(0.8, 1.2))
+            pause = interval * self.rng.uniform(0.8, 1.2)
+            began = loop.time()
+            await asyncio.sleep(pause)
+            if loop.time() - began - pause > self.config.ping_timeout_s / 2:  # our own loop is late: we are the slow one
+                self._worse()
             try:
                 await step()
             except Exception as exc:  # a background round must never die silently
                 log.error("background round failed", agent=self.name, error=repr(exc))
 
-    async def call(self, peer: str, body, reply_type, control: bool = True):
+    async def call(self, peer: str, body, reply_type, control: bool = True, timeout: float | None = None):
         """One membership request, bounded by the ping timeout so a hung peer cannot stall us. Every
         one travels on the control lane, so a flood of queries cannot make a busy agent look dead;
         a stuck agent still fails them (its node's own loop answers them), and a hung backend is the
         circuit breaker's business (swarm.node)."""
-        async with asyncio.timeout(self.config.ping_timeout_s):
+        async with asyncio.timeout(timeout or self.config.ping_timeout_s):
             return expect(await self.transport.send(peer, encode(body), control=control), reply_type)
 
     async def send_quietly(self, peer: str, data: bytes) -> None:

@@ -352,3 +352,37 @@ def test_agents_of_the_previous_minor_version_interoperate() -> None:
             assert (await swarm.ask("hard")).agent == "c"
 
     run(scenario, timeout=10)
+
+
+# -- local health (Lifeguard) --------------------------------------------------------------------
+
+
+def test_a_slow_agent_stretches_its_own_timeouts_before_accusing_others() -> None:
+    async def scenario() -> None:
+        async with four(FAST) as swarm:
+            await swarm.start_all(background=False)
+            upkeep = swarm.nodes["a0"].upkeep
+            assert upkeep.health == 0 and upkeep.suspicion_timeout() == FAST.suspect_timeout_s  # log10(4) < 1
+            for peer in ("a1", "a2", "a3"):
+                swarm.network.cut("a0", peer)
+            for _ in range(3):  # a0 is the one cut off: its probes fail, so it trusts its own judgement less
+                await upkeep.ping_round()
+            assert upkeep.health == 3
+            assert upkeep.suspicion_timeout() == 4 * FAST.suspect_timeout_s and upkeep.scaled(1.0) == 4.0
+            swarm.network.heal()
+            for name in ("a1", "a2", "a3"):  # refutations spread; healthy probes bring health back
+                swarm.nodes[name].membership.merge_all(swarm.nodes["a0"].membership.view())
+            await upkeep.ping_round()
+            assert upkeep.health == 2
+
+    run(scenario)
+
+
+def test_suspicion_lasts_longer_in_a_bigger_swarm() -> None:
+    async def scenario() -> None:
+        async with MemorySwarm(FAST) as swarm:
+            node = swarm.node("a", 0.1, ScriptedBackend())
+            node.membership.merge_all([Member(name=f"p{i}", cost=0.5) for i in range(99)], spread=False)
+            assert abs(node.upkeep.suspicion_timeout() - 2 * FAST.suspect_timeout_s) < 1e-9  # log10(100) = 2
+
+    run(scenario)

@@ -9,6 +9,7 @@ max_concurrency) cannot keep join/leave/gossip/status calls from being accepted.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 import ray
@@ -73,7 +74,7 @@ class AgentActor:
 
     @ray.method(concurrency_group="control")
     async def describe(self) -> dict:
-        return {"topology": self.topology.model_dump_json(), "agent": self.spec_json}
+        return {"topology": self.topology.model_dump_json(), "agent": self.spec_json, "pid": os.getpid()}
 
     @ray.method(concurrency_group="control")
     async def answered(self) -> list[str]:

@@ -67,12 +67,15 @@ def agent_row(i: int, n: int, name: str | None = None) -> dict:
     return row
 
 
-def topology(n: int, name: str):
+def topology(n: int, name: str, interval: float = 2.0):
     import json
 
     rows = "\n".join("  - " + json.dumps(agent_row(i, n)) for i in range(n))
-    text = (f"name: {name}\ndefaults: {{deadline_s: 60, gossip_interval_s: 0.5, ping_interval_s: 1.0, ping_timeout_s: 1.0, "
-            f"suspect_timeout_s: 2.0, drain_timeout_s: 10, forget_after_s: 60}}\nagents:\n{rows}\n")
+    # Membership timers sized for dozens of Python processes sharing 2 cores: every agent's gossip and
+    # pings cost CPU on two processes, and at 64 agents the default (0.5 s / 1 s) rounds alone keep
+    # both cores busy. memberlist likewise lengthens its intervals for larger, slower networks.
+    text = (f"name: {name}\ndefaults: {{deadline_s: 60, gossip_interval_s: {interval / 2}, ping_interval_s: {interval}, ping_timeout_s: 2.0, "
+            f"suspect_timeout_s: 4.0, drain_timeout_s: 10, forget_after_s: 120}}\nagents:\n{rows}\n")
     return parse_topology(text, base_dir=DATA)
 
 
@@ -98,9 +101,11 @@ class Load:
             self.batches += 1
 
 
-def agent_pids(s: Swarm) -> dict[str, int]:
+def agent_pids(s: Swarm, skip: dict | None = None) -> dict[str, int]:
     pids = {}
     for name, handle in list(s._handles.items()):
+        if skip and name in skip:
+            continue
         try:
             pids[name] = ray.get(handle.describe.remote(), timeout=10)["pid"]
         except Exception:  # noqa: BLE001 - an agent churned away meanwhile
@@ -144,7 +149,7 @@ def watch_reroute(s: Swarm, victim: str, killed_at: float, out: list[float], tim
     out.append(float("inf"))
 
 
-def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: int, warmup_s: float) -> dict:
+def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: int, warmup_s: float, interval: float = 2.0) -> dict:
     rng = random.Random(seed)
     own = not ray.is_initialized()  # a test brings its own cluster
     if own:
@@ -152,7 +157,7 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
     machine = psutil.Process()
     try:
         began = time.monotonic()
-        s = launch(topology(agents, "churn"))
+        s = launch(topology(agents, "churn", interval))
         launch_s = time.monotonic() - began
         print(f"{agents} agents up in {launch_s:.1f} s", flush=True)
         texts = [r["query"] for r in ReplayTable.load(DATA / "arith-replay.jsonl").rows]
@@ -169,7 +174,17 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
         events: list[tuple[float, str, str]] = []
         reroutes: list[float] = []
         watchers: list[threading.Thread] = []
-        peak_rss = 0.0
+        peaks: list[float] = [0.0]
+        sampling = threading.Event()
+
+        def sample() -> None:  # the agents' memory every 10 s, off the event loop of the soak
+            pids = dict(warm_pids)
+            while not sampling.wait(10.0):
+                pids.update(agent_pids(s, skip=pids))
+                peaks[0] = max(peaks[0], sum(rss_mb(pids).values()))
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
         joined = itertools.count()
         changing: set[str] = set()
         failed_events: list[str] = []
@@ -214,9 +229,10 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
             busy.append(thread)
             events.append((t, kind, name))
             print(f"{t:7.1f} s  {kind:5s} {name}  agents {len(s._handles)}  outcomes so far {len(load.outcomes)}", flush=True)
-            peak_rss = max(peak_rss, sum(rss_mb(agent_pids(s)).values()))
         for thread in busy:
             thread.join(timeout=60)
+        sampling.set()
+        sampler.join(timeout=30)
         load.stop.set()
         flood.join(timeout=180)
         for w in watchers:
@@ -237,7 +253,7 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
         lost = load.asked - answers - len(errors)  # a batch still out when the run ended counts as lost
         finite = sorted(r for r in reroutes if r != float("inf"))
         summary = {
-            "agents": agents, "in_flight": in_flight, "duration_s": duration_s, "every_s": every_s, "seed": seed,
+            "agents": agents, "in_flight": in_flight, "membership_interval_s": interval, "duration_s": duration_s, "every_s": every_s, "seed": seed,
             "launch_s": round(launch_s, 1), "asked": load.asked, "answered": answers, "lost": lost, "errors": len(errors),
             "error_kinds": sorted({f"{type(e).__name__}: {str(e)[-80:]}" for e in errors})[:5],
             "duplicates": sum(n - 1 for n in counts.values() if n > 1),
@@ -248,7 +264,7 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
             "reroute_max_s": round(max(finite), 2) if finite else None,
             "reroute_median_s": round(statistics.median(finite), 2) if finite else None,
             "rss_warm_mb": round(sum(warm_rss[n] for n in both), 1), "rss_end_mb": round(sum(end_rss[n] for n in both), 1),
-            "rss_growth": round(growth, 4), "rss_agents_compared": len(both), "peak_agents_rss_mb": round(peak_rss, 1),
+            "rss_growth": round(growth, 4), "rss_agents_compared": len(both), "peak_agents_rss_mb": round(peaks[0], 1),
             "machine_memory_used_gb": round(psutil.virtual_memory().used / 2**30, 2), "cpu_percent": cpu,
             "driver_rss_mb": round(machine.memory_info().rss / 2**20, 1), "agents_at_end": len(statuses),
             "queries_per_s": round(len(outcomes) / max(1e-9, duration_s), 1),
@@ -307,11 +323,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-flight", type=int, default=1000)
     parser.add_argument("--warmup-s", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--interval-s", type=float, default=2.0, help="every agent's gossip and ping interval")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "churn.json")
     args = parser.parse_args(argv)
     if args.agents < PROTECTED + 3:
         parser.error(f"--agents must be at least {PROTECTED + 3}")
-    result = soak(args.agents, args.duration_s, args.every_s, args.in_flight, args.seed, args.warmup_s)
+    result = soak(args.agents, args.duration_s, args.every_s, args.in_flight, args.seed, args.warmup_s, args.interval_s)
     text = table(result)
     print(text)
     write_summary(args.out, ROOT, text, result, __file__, sys.argv[1:] if argv is None else argv)

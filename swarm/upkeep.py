@@ -197,10 +197,12 @@ class Upkeep:
         return seconds * (1 + self.health)
 
     def suspicion_timeout(self) -> float:
-        """How long a suspect has to refute: longer in a bigger swarm (the refutation has further to
-        spread: memberlist's log10(n) factor) and when we ourselves are slow."""
+        """How long a suspect has to refute: longer in a bigger swarm (memberlist's log10(n) factor),
+        never shorter than the 2 log2(n) gossip rounds its refutation needs to reach everyone, and
+        longer again when we ourselves are slow."""
         alive = 1 + len(self.membership.peers(("alive",)))
-        return self.scaled(self.config.suspect_timeout_s) * max(1.0, math.log10(alive))
+        spread = 2 * self.config.gossip_interval_s * math.ceil(math.log2(alive + 1))
+        return self.scaled(max(self.config.suspect_timeout_s * max(1.0, math.log10(alive)), spread))
 
     def _worse(self) -> None:
         self.health = min(MAX_HEALTH, self.health + 1)

@@ -11,7 +11,6 @@ MemoryNetwork; the ones that are Ray's are in tests/test_ray.py.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import msgpack
 
@@ -384,5 +383,16 @@ def test_suspicion_lasts_longer_in_a_bigger_swarm() -> None:
             node = swarm.node("a", 0.1, ScriptedBackend())
             node.membership.merge_all([Member(name=f"p{i}", cost=0.5) for i in range(99)], spread=False)
             assert abs(node.upkeep.suspicion_timeout() - 2 * FAST.suspect_timeout_s) < 1e-9  # log10(100) = 2
+
+    run(scenario)
+
+
+def test_suspicion_outlasts_the_gossip_rounds_a_refutation_needs() -> None:
+    async def scenario() -> None:
+        slow_gossip = NodeConfig(gossip_interval_s=1.0, suspect_timeout_s=1.0)
+        async with MemorySwarm(slow_gossip) as swarm:
+            node = swarm.node("a", 0.1, ScriptedBackend())
+            node.membership.merge_all([Member(name=f"p{i}", cost=0.5) for i in range(63)], spread=False)
+            assert node.upkeep.suspicion_timeout() == 2 * 1.0 * 7  # 64 alive: 2 x ceil(log2(65)) rounds of 1 s
 
     run(scenario)

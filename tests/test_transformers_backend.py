@@ -149,6 +149,33 @@ def test_rows_stop_at_their_own_max_tokens(tiny):
     assert long.text.startswith(short.text)
 
 
+def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(tiny):
+    """Issue 15: a cancel reaches the backend. The batch is already generating when one caller gives
+    up: its row stops at the next step, the other row is untouched."""
+    alone = solo(tiny, ask("The answer is", max_tokens=12))
+    inner = tiny.model.forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: the batch is still running when the cancel comes
+        time.sleep(0.03)
+        return inner(*args, **kwargs)
+
+    async def scenario():
+        kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))
+        dropped = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))
+        await asyncio.sleep(0.15)  # past the 50 ms gathering window: generate is running both rows
+        dropped.cancel()
+        return await kept
+
+    before = tiny.rows_cancelled
+    tiny.model.forward = slow
+    try:
+        kept = run(scenario)
+    finally:
+        del tiny.model.forward
+    assert tiny.rows_cancelled == before + 1
+    assert (kept.text, kept.tokens_out) == (alone.text, alone.tokens_out)
+
+
 def test_a_reply_that_starts_with_the_reject_phrase_stops_there(tiny):
     free = solo(tiny, ask("What is the capital of France?"))
     assert len(free.text) >= 4, "the tiny model should say something"

@@ -28,15 +28,19 @@ class MicroBatcher(Generic[Req, Res]):
 
     A batch is dispatched when `max_batch` requests wait or `max_wait_ms` have passed since the
     oldest one arrived. An exception raised by `fn` reaches every caller of that batch. A caller
-    cancelled before dispatch is dropped from its batch.
+    cancelled before dispatch is dropped from its batch; with `sees_cancels`, `fn` is also handed
+    one `cancelled()` check per request, so that it can stop a row whose caller gave up while the
+    batch runs (the transformers backend stops generating that row).
     """
 
-    def __init__(self, fn: Callable[[list[Req]], Awaitable[list[Res]]], max_batch: int = 16, max_wait_ms: float = 10.0) -> None:
+    def __init__(self, fn: Callable[..., Awaitable[list[Res]]], max_batch: int = 16, max_wait_ms: float = 10.0,
+                 sees_cancels: bool = False) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")
         if max_wait_ms < 0:
             raise ValueError(f"max_wait_ms must be >= 0, got {max_wait_ms}")
         self._fn = fn
+        self._sees_cancels = sees_cancels
         self.max_batch = max_batch
         self.max_wait_s = max_wait_ms / 1000
         self._pending: list[_Pending[Req, Res]] = []
@@ -104,7 +108,8 @@ class MicroBatcher(Generic[Req, Res]):
 
     async def _dispatch(self, batch: list[_Pending[Req, Res]]) -> None:
         try:
-            results = await self._fn([p.request for p in batch])
+            requests = [p.request for p in batch]
+            results = await (self._fn(requests, [p.future.cancelled for p in batch]) if self._sees_cancels else self._fn(requests))
             if len(results) != len(batch):
                 raise RuntimeError(f"batch function returned {len(results)} results for {len(batch)} requests")
         except asyncio.CancelledError:

@@ -30,18 +30,31 @@ class RowStop(StoppingCriteria):
 
     `phrases[i]` is None for a row that must not stop at the phrase. A row whose reply can no longer
     become the phrase is not decoded again. `stopped_at[i]` is the number of generated tokens when
-    row i stopped at its phrase (None otherwise).
+    row i stopped at its phrase (None otherwise). `cancelled[i]()` says whether row i's caller gave
+    up (its query was cancelled): that row stops at once and `cancelled_rows` counts it.
     """
 
-    def __init__(self, tokenizer, prompt_len: int, limits: list[int], phrases: list[str | None]) -> None:
+    def __init__(self, tokenizer, prompt_len: int, limits: list[int], phrases: list[str | None],
+                 cancelled: list | None = None) -> None:
         self.tokenizer, self.prompt_len = tokenizer, prompt_len
         self.limits = limits
         self.keys = [fold(p) if p else None for p in phrases]
         self.stopped_at: list[int | None] = [None] * len(limits)
+        self.cancelled = cancelled or [lambda: False] * len(limits)
+        self.gave_up: set[int] = set()
+
+    @property
+    def cancelled_rows(self) -> int:
+        return len(self.gave_up)
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
         generated = input_ids.shape[1] - self.prompt_len
         done = torch.tensor([generated >= limit for limit in self.limits], dtype=torch.bool)
+        for i, gave_up in enumerate(self.cancelled):
+            if i not in self.gave_up and gave_up():
+                self.gave_up.add(i)
+            if i in self.gave_up:
+                done[i] = True
         for i, key in enumerate(self.keys):
             if key is None:
                 continue

@@ -108,6 +108,7 @@ class TransformersBackend(Backend):
         self._scorer: MicroBatcher[_ScoreRow, tuple[float, int]] | None = None
         self._assessor: MicroBatcher[_AssessRow, Generation] | None = None
         self._prefill_again = False  # this model's prefill cache cannot be continued (see _assess_rows)
+        self.rows_cancelled = 0  # rows stopped part way because their query was cancelled
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -122,9 +123,9 @@ class TransformersBackend(Backend):
         self.log.info("model loaded", seconds=round(time.monotonic() - started, 2), params=params,
                       device=str(self.model.device), dtype=str(self.model.dtype).removeprefix("torch."),
                       chat_template=self._renderer.templated, context=self.context)
-        self._batcher = MicroBatcher(self._generate_batch, self.spec.max_batch, self.spec.max_wait_ms)
+        self._batcher = MicroBatcher(self._generate_batch, self.spec.max_batch, self.spec.max_wait_ms, sees_cancels=True)
         self._scorer = MicroBatcher(self._score_batch, self.spec.max_batch, self.spec.max_wait_ms)
-        self._assessor = MicroBatcher(self._assess_batch, self.spec.max_batch, self.spec.max_wait_ms)
+        self._assessor = MicroBatcher(self._assess_batch, self.spec.max_batch, self.spec.max_wait_ms, sees_cancels=True)
         warm = time.monotonic()
         ids, _ = self._prompt(_WARM_UP)
         await asyncio.to_thread(self._generate_rows, [_Row(ids, 2, True, None)])
@@ -240,16 +241,17 @@ class TransformersBackend(Backend):
         assert self._assessor is not None
         return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge, request.logprobs))
 
-    async def _assess_batch(self, rows: list[_AssessRow]) -> list[Generation | BackendError]:
-        return await asyncio.to_thread(self._assess_rows, rows)
+    async def _assess_batch(self, rows: list[_AssessRow], cancelled: list | None = None) -> list[Generation | BackendError]:
+        return await asyncio.to_thread(self._assess_rows, rows, cancelled)
 
-    async def _generate_batch(self, rows: list[_Row]) -> list[Generation]:
-        return await asyncio.to_thread(self._generate_rows, rows)
+    async def _generate_batch(self, rows: list[_Row], cancelled: list | None = None) -> list[Generation]:
+        return await asyncio.to_thread(self._generate_rows, rows, cancelled)
 
     async def _score_batch(self, rows: list[_ScoreRow]) -> list[tuple[float, int]]:
         return await asyncio.to_thread(self._score_rows, rows)
 
-    def _generate_rows(self, rows: list[_Row]) -> list[Generation]:
+    def _generate_rows(self, rows: list[_Row], cancelled: list | None = None) -> list[Generation]:
+        """One `model.generate` for the batch; a row whose query was cancelled meanwhile stops at once."""
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -260,7 +262,7 @@ class TransformersBackend(Backend):
             started = time.perf_counter()
             input_ids, mask = left_pad([r.ids for r in rows], tokenizer.pad_token_id, model.device)
             prompt_len = input_ids.shape[1]
-            stop = RowStop(tokenizer, prompt_len, [r.max_new for r in rows], [r.reject_phrase for r in rows])
+            stop = RowStop(tokenizer, prompt_len, [r.max_new for r in rows], [r.reject_phrase for r in rows], cancelled)
             recorder = LogprobRecorder() if any(r.logprobs for r in rows) else None
             sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
@@ -281,10 +283,12 @@ class TransformersBackend(Backend):
             text = tokenizer.decode(tokens[:n], skip_special_tokens=True).strip()
             row_logprobs = tuple(logprobs[i][:n]) if logprobs is not None and row.logprobs else ()
             results.append(Generation(text, len(row.ids), n, seconds / len(rows), row_logprobs, reason))
-        self.log.debug("batch generated", rows=len(rows), seconds=round(seconds, 3), tokens_out=sum(r.tokens_out for r in results))
+        self.rows_cancelled += stop.cancelled_rows
+        self.log.debug("batch generated", rows=len(rows), seconds=round(seconds, 3), tokens_out=sum(r.tokens_out for r in results),
+                       cancelled=stop.cancelled_rows)
         return results
 
-    def _assess_rows(self, rows: list[_AssessRow]) -> list[Generation | BackendError]:
+    def _assess_rows(self, rows: list[_AssessRow], cancelled: list | None = None) -> list[Generation | BackendError]:
         """One prefill for the batch; each row's judge reads its states; the rows that answer continue
         from the prefill's cache (all but its last position, which generate feeds again to get the
         first token's logits), the others generate nothing."""
@@ -311,7 +315,7 @@ class TransformersBackend(Backend):
             if keep:
                 prompt_len = input_ids.shape[1]
                 limits = [rows[i].max_new for i in keep]
-                stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep))
+                stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep), [cancelled[i] for i in keep] if cancelled else None)
                 recorder = LogprobRecorder() if any(rows[i].logprobs for i in keep) else None
                 sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
                 options = dict(attention_mask=mask[keep], max_new_tokens=max(limits), **sampling, pad_token_id=tokenizer.pad_token_id,
@@ -331,6 +335,7 @@ class TransformersBackend(Backend):
                             self.log.warning("cannot continue from the prefill's cache; answers are prefilled again", error=str(exc)[:200])
                         self._prefill_again = True
                     out = model.generate(input_ids=input_ids[keep], **options)
+                self.rows_cancelled += stop.cancelled_rows
                 generated = out.sequences[:, prompt_len:]
                 logprobs = recorder.logprobs(generated) if recorder else None
                 for j, i in enumerate(keep):

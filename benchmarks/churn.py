@@ -9,7 +9,9 @@ One run, on a fresh local Ray cluster:
 - the driver keeps `--in-flight` queries in flight (`Swarm.ask_many` in a background thread,
   batch after batch) for `--duration-s` seconds;
 - every `--every-s` seconds one event, chosen with a seeded RNG: a new agent joins
-  (`add_agent`), an agent leaves gracefully (`remove_agent`), or one is killed (`kill_agent`).
+  (`add_agent`, half of the events, so the swarm keeps its size), an agent leaves gracefully
+  (`remove_agent`), or one is killed (`kill_agent`); each event runs in a thread of its own, so a
+  slow join or drain never delays the next one.
 
 Reported beside each other: queries asked, answered, **lost** (a slot with no outcome), **errors**
 (a QueryError; with a capable agent always there, every error is a failure), **duplicates** (query
@@ -165,7 +167,7 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
         flood = threading.Thread(target=load.run, daemon=True)
         cpu = psutil.cpu_percent(interval=None)
         flood.start()
-        time.sleep(min(warmup_s, duration_s / 4))
+        time.sleep(warmup_s)
         warm_pids = agent_pids(s)
         warm_rss = rss_mb(warm_pids)
         print(f"warm: {len(warm_rss)} agents, {sum(warm_rss.values()):.0f} MB", flush=True)
@@ -209,7 +211,7 @@ def soak(agents: int, duration_s: float, every_s: float, in_flight: int, seed: i
         while time.monotonic() < end:
             time.sleep(max(0.0, next_event - time.monotonic()))
             next_event += every_s
-            kind = rng.choice(("join", "leave", "crash"))
+            kind = rng.choice(("join", "join", "leave", "crash"))  # as many arrive as go: the swarm keeps its size
             candidates = [n for n in churnable() if n not in changing]
             t = time.monotonic() - began
             if kind == "join" or len(candidates) < 2:
@@ -321,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration-s", type=float, default=300.0)
     parser.add_argument("--every-s", type=float, default=2.0)
     parser.add_argument("--in-flight", type=int, default=1000)
-    parser.add_argument("--warmup-s", type=float, default=30.0)
+    parser.add_argument("--warmup-s", type=float, default=90.0, help="queries only, before the churn: longer than remember_s (60 s), so memory is at its steady state when growth is measured from")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--interval-s", type=float, default=2.0, help="every agent's gossip and ping interval")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "churn.json")

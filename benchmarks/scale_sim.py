@@ -1,9 +1,12 @@
 """Scale simulation: membership gossip among 10,000 agents, and 1,000 AgentNodes under churn.
 
-Part 1, membership only (no network, no asyncio). Synchronous gossip rounds: in each round every
-live agent, in a shuffled order, pushes `take_updates(16)` to one random live peer, which merges
-them (spread=True) and answers with its own `take_updates(16)`, merged back (spread=True): the
-push-pull exchange of `swarm.upkeep.Upkeep._gossip_with`, without its whole-view fallback. Every
+Part 1, membership only (no network, no asyncio). Gossip rounds: in each round every live agent
+pushes `take_updates(16)` to one random live peer, which merges them (spread=True) and answers
+with its own `take_updates(16)`, merged back (spread=True): the push-pull exchange of
+`swarm.upkeep.Upkeep._gossip_with`, without its whole-view fallback. Two round models: `sync`,
+lock step (every message of a round is taken before any is merged: news moves one exchange per
+round), and `async`, the agents one after another in a shuffled order (as jittered gossip timers
+fire: news heard early in an interval may move on within it). Every
 agent starts knowing everyone (bootstrap views merged with spread=False, as a launch does); then,
 each from a fresh bootstrap, (a) a new agent joins through one seed (the seed merges its entry
 with spread=True, the joiner merges the seed's view with spread=False, as `_on_join` does) and
@@ -29,8 +32,9 @@ the last one `AlwaysAnswer`; each agent's ScriptedBackend knows a seeded share o
 takes a fixed simulated time per generation. After `start_all`, every `--churn-every` simulated
 seconds one agent joins, leaves gracefully or crashes (never the terminal one) while ~200
 queries stay in flight. Reported: lost queries (no outcome), errors (QueryError outcomes),
-duplicates (a query id answered more than once: each node's `answered_ids`), copies joined or
-answered from memory (`counters.duplicates`), and the simulated seconds after the churn until
+duplicates (a query id answered more than once: each node's `answered_ids`; split into answers
+that a crashed agent made but never sent out, then redone elsewhere, and any other), copies joined
+or answered from memory (`counters.duplicates`), and the simulated seconds after the churn until
 every live node's `membership.digest()` agrees. The clock is virtual by default: an asyncio
 loop whose time jumps to the next timer whenever nothing is ready (and `time.monotonic`, with
 the clocks bound as default arguments in swarm, patched to it for the run), so CPU work takes
@@ -420,6 +424,7 @@ def membership_part(params: MembershipParams, run: Callable[..., Any] | None = N
             "real_max_rss_mb": r["max_rss_mb"] if r else None, "real_build_s": r["build_s"] if r else None,
         })
     largest = [c for c in compact if c["members"] == biggest]
+    real_largest = [r for r in real.values() if r["members"] == biggest]
     return {
         "membership": rows,
         "full_views_fit": projected <= budget,
@@ -433,6 +438,8 @@ def membership_part(params: MembershipParams, run: Callable[..., Any] | None = N
         "peak_mb": largest[0]["traced_peak_mb"],
         "compact_max_rss_mb": largest[0]["max_rss_mb"],
         "compact_members": biggest,
+        "real_views_largest": real_largest[0]["views"] if real_largest else None,
+        "real_max_rss_mb_largest": max((r["max_rss_mb"] for r in real_largest), default=None),
     }
 
 
@@ -516,15 +523,15 @@ def _swarm_functions() -> Iterator[Any]:
                         yield attr
 
 
-def run_clocked(main: Callable[[], Awaitable[T]], clock: str) -> T:
-    """Run `main()` on a virtual clock, or on the real one."""
+def run_clocked(coro: Callable[[], Awaitable[T]], clock: str) -> T:
+    """Run `coro()` on a virtual clock, or on the real one."""
     if clock == "real":
-        return asyncio.run(main())
+        return asyncio.run(coro())
     if clock != "virtual":
         raise ValueError(f"clock must be 'virtual' or 'real', got {clock!r}")
     vclock = VirtualClock()
     with monotonic_patched(vclock), asyncio.Runner(loop_factory=lambda: VirtualTimeLoop(vclock)) as runner:
-        return runner.run(main())
+        return runner.run(coro())
 
 
 # ================================================================ part 2: AgentNodes under churn
@@ -619,7 +626,7 @@ async def churn_swarm(p: ChurnParams) -> dict:
     churn_end = loop.time()
     stop_issuing.set()
     converged_s, agreed, correct = await _settle(ms, p.settle_s)
-    done, pending = await asyncio.wait(askers, timeout=p.deadline_s + 10.0)
+    _, pending = await asyncio.wait(askers, timeout=p.deadline_s + 10.0)
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
@@ -803,15 +810,22 @@ def membership_table(m: dict) -> str:
         f"swarm.membership.Membership",
         f"compact model at {n:,} members: tracemalloc peak {m['peak_mb']:.1f} MB, process max RSS {m['compact_max_rss_mb']:.0f} MB",
     ]
+    if m["real_views_largest"]:
+        notes.append(f"real class at {n:,} members ({m['real_views_largest']} views): process max RSS {m['real_max_rss_mb_largest']:,.0f} MB")
     return table + "\n" + "\n".join(notes)
 
 
 def churn_table(c: dict) -> str:
+    sim = "simulated s" if c["clock"] == "virtual" else "s"
     rows = [
-        ["nodes at start", c["nodes"]], ["clock", c["clock"]],
+        ["nodes at start", c["nodes"]],
+        ["clock", c["clock"] + (" (CPU work takes no simulated time)" if c["clock"] == "virtual" else "")],
+        ["gossip / ping interval, suspect timeout (s)",
+         f"{c['params']['gossip_interval_s']:g} / {c['params']['ping_interval_s']:g}, {c['params']['suspect_timeout_s']:g}"],
+        [f"queries in flight, generation ({sim})", f"{c['params']['in_flight']}, {c['params']['generation_s']:g}"],
         ["churn events (join / leave / crash)", f"{c['events']} ({c['joins']} / {c['leaves']} / {c['crashes']})"],
         ["failed joins", c["failed_joins"]], ["live nodes at end", c["live_at_end"]],
-        ["simulated s (churn / whole run)", f"{c['churn_simulated_s']:.1f} / {c['simulated_s']:.1f}"],
+        [f"{sim} (churn / whole run)", f"{c['churn_simulated_s']:.1f} / {c['simulated_s']:.1f}"],
         ["wall s (start_all / whole run)", f"{c['start_wall_s']:.1f} / {c['wall_s']:.1f}"], ["CPU s (whole run)", c["cpu_s"]],
         ["queries", c["queries"]], ["answered", c["answered"]], ["lost (no outcome)", c["lost"]],
         ["errors (QueryError)", f"{c['errors']} {c['error_kinds'] or ''}".strip()],
@@ -819,8 +833,8 @@ def churn_table(c: dict) -> str:
         ["  of which a crashed agent's answer never got out", c["duplicates_after_crash"]],
         ["  other duplicates", c["duplicates_other"]], ["copies joined / answered from memory", c["joined_duplicates"]],
         ["forced answers", c["forced"]], ["cancelled executions", c["cancelled"]], ["mean hops", c["mean_hops"]],
-        ["latency p50 / p99 (simulated s)", f"{c['p50_latency_s'] or 0:.2f} / {c['p99_latency_s'] or 0:.2f}"],
-        ["membership agrees after churn (simulated s)", c["converged_s"] if c["agreed"] else f"not within {c['params']['settle_s']:.0f}"],
+        [f"latency p50 / p99 ({sim})", f"{c['p50_latency_s'] or 0:.2f} / {c['p99_latency_s'] or 0:.2f}"],
+        [f"membership agrees after churn ({sim})", c["converged_s"] if c["agreed"] else f"not within {c['params']['settle_s']:.0f}"],
         ["agreed view = live nodes", c["agreed_view_correct"]], ["peak RSS (MB)", c["peak_rss_mb"]],
     ]
     return format_table(["AgentNodes under churn", "value"], rows)

@@ -116,6 +116,10 @@ class Membership:
         self._set(me.model_copy(update={**changes, "incarnation": min(MAX_INCARNATION, me.incarnation + 1)}))
         return self.self_entry
 
+    def announce(self) -> None:
+        """Owe the swarm our own entry as news (a newcomer spreads itself, not only through its seed)."""
+        self._set(self.self_entry)
+
     def expire_suspects(self, timeout: float) -> list[str]:
         """Suspects that did not refute within `timeout` seconds become dead."""
         now = self.clock()

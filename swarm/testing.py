@@ -28,8 +28,8 @@ class ScriptedBackend(Backend):
     """Answers `answers[query]` when known, otherwise says the reject phrase. `fail`/`hang` for faults."""
 
     def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None) -> None:
-        self.answers = answers or {}
-        self.logprobs = logprobs or {}  # query -> token logprobs reported for its answer
+        self.answers = {} if answers is None else answers
+        self.logprobs = {} if logprobs is None else logprobs  # query -> token logprobs reported for its answer
         self.delay_s = delay_s
         self.fail: bool | BaseException = False
         self.hang = False
@@ -71,6 +71,7 @@ class MemorySwarm:
         self.network = network or MemoryNetwork()
         self.config = config
         self.nodes: dict[str, AgentNode] = {}
+        self._joined = 0
         self.client = EntryClient("memory", self.network.transport("(client)"), QueryLimits(deadline_s, max_hops, max_query_chars))
 
     async def __aenter__(self) -> Self:
@@ -94,7 +95,8 @@ class MemorySwarm:
         self.client.learn(view)
 
     async def join(self, name: str, cost: float, backend: Backend, seeds: list[str], policy: Policy | None = None, links: list[str] = (), background: bool = True) -> AgentNode:
-        node = self.node(name, cost, backend, policy, links, seed=len(self.nodes))
+        self._joined += 1
+        node = self.node(name, cost, backend, policy, links, seed=1000 + self._joined)  # never a seed another node holds
         await node.start(seeds, background=background)
         self.client.learn([node.membership.self_entry])
         return node

@@ -53,6 +53,7 @@ class Upkeep:
                 log.warning("seed unreachable", agent=self.name, seed=seed, error=str(exc) or "timeout")
                 continue
             self.merge(view.members, spread=False)
+            self.membership.announce()  # gossip our own arrival too: the seed may crash before it has spread it
             self.on_view()
             return
         self.on_view()

@@ -396,3 +396,19 @@ def test_suspicion_outlasts_the_gossip_rounds_a_refutation_needs() -> None:
             assert node.upkeep.suspicion_timeout() == 2 * 1.0 * 7  # 64 alive: 2 x ceil(log2(65)) rounds of 1 s
 
     run(scenario)
+
+
+def test_a_newcomer_spreads_its_own_arrival_even_if_its_seed_dies() -> None:
+    """Not only the seed owes the swarm the news of a join: the newcomer's first gossip carries it,
+    so the news survives a seed that crashes right after the join."""
+    async def scenario() -> None:
+        async with four(FAST) as swarm:
+            await swarm.start_all(background=False)
+            node = await swarm.join("n", 0.2, ScriptedBackend(), seeds=["a0"], background=False)
+            swarm.kill("a0")
+            assert "n" in [m.name for m in node.membership.take_updates(limit=100)]
+            for _ in range(5):  # a round may pick the dead seed; the news is owed several times
+                await node.upkeep.gossip_round()
+            assert any(swarm.nodes[p].membership.get("n") is not None for p in ("a1", "a2", "a3"))
+
+    run(scenario)

@@ -70,4 +70,4 @@ def test_agent_nodes_under_churn_lose_no_query_and_agree_on_membership() -> None
     assert c["duplicates_other"] == 0, c["duplicate_examples"]  # only an answer a crashed agent never sent out is redone
     assert c["agreed"] and c["agreed_view_correct"]
     assert c["converged_s"] < 30
-    assert c["wall_s"] < 30
+    assert c["simulated_s"] < p.churn_s + 30  # the askers finished with the churn: none waited out a deadline

@@ -1,10 +1,10 @@
 """At most one execution per query id at an agent, and a circuit breaker around its backend.
 
-`Executions` holds the one task that works on each query id an agent has taken: a second copy of
-the id (a client's retry, a peer's re-route racing the first path) joins that task instead of
-starting another, and for `remember_s` after it finished gets its result again, never a second
-run. Nobody left waiting, or a `cancel` message, cancels the task, and asyncio's cancellation
-reaches the backend (the transformers micro-batch drops the row, vLLM aborts the request, the
+`Executions` knows the one execution of each query id an agent has taken: a second copy of the
+id (a client's retry, a peer's re-route racing the first path) waits for that execution instead
+of starting another, and for `remember_s` after it finished gets its result again, never a second
+run. The first copy's caller going away, or a `cancel` message (unless another copy still waits),
+cancels the execution, and asyncio's cancellation reaches the backend (the transformers micro-batch drops the row, vLLM aborts the request, the
 HTTP request is closed) and the forward in progress (which tells its peer to cancel too).
 
 `CircuitBreaker` counts consecutive backend failures (timeouts included): past a few, the agent
@@ -26,11 +26,16 @@ from swarm.protocol import Result
 
 @dataclass
 class Held:
-    task: asyncio.Task
+    task: asyncio.Task  # the handler that runs the query (the first copy's)
+    done: asyncio.Future  # its Result, for the copies that join it
     waiters: Counter[str] = field(default_factory=Counter)  # who waits for it (a peer's name; "" for a client), how often
+    cancelled_by_message: bool = False
 
 
 class Executions:
+    """The first copy of a query id runs it in its own handler (no task of its own: nothing added on
+    the query path but a dict entry and a future); later copies wait on that future."""
+
     def __init__(self, remember_s: float, remember_max: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.remember_s, self.remember_max, self.clock = remember_s, remember_max, clock
         self.holding: dict[str, Held] = {}
@@ -43,54 +48,65 @@ class Executions:
         """The execution of `query_id` still under way here (one being cancelled does not count: a
         copy arriving now runs afresh, which is a re-run of abandoned work, not a duplicate)."""
         held = self.holding.get(query_id)
-        return held if held is not None and not held.task.done() and not held.task.cancelling() else None
+        return held if held is not None and not held.done.done() and not held.task.cancelling() else None
 
     def finished(self, query_id: str) -> Result | None:
         self._expire()
         entry = self._finished.get(query_id)
         return entry[1] if entry is not None else None
 
-    def start(self, query_id: str, work: Coroutine[Any, Any, Result]) -> Held:
-        task = asyncio.ensure_future(work)
-        held = self.holding[query_id] = Held(task)
-        task.add_done_callback(lambda t: self._done(query_id, t))
-        return held
-
-    async def wait(self, held: Held, sender: str = "") -> Result | None:
-        """The execution's result; None when it was cancelled under us (a cancel message). When the
-        last waiter itself is cancelled (its caller went away), the execution is cancelled too."""
+    async def run(self, query_id: str, sender: str, work: Callable[[], Coroutine[Any, Any, Result]]) -> Result | None:
+        """Run `work()` as the execution of `query_id`, in the calling task; None when a cancel
+        message stopped it (a cancellation of the caller itself propagates)."""
+        task = asyncio.current_task()
+        assert task is not None
+        held = self.holding[query_id] = Held(task, asyncio.get_running_loop().create_future())
         held.waiters[sender] += 1
         try:
-            return await asyncio.shield(held.task)
+            result = await work()
+        except asyncio.CancelledError:
+            held.done.cancel()
+            if held.cancelled_by_message and task.uncancel() == 0:
+                return None
+            raise
+        except BaseException as exc:
+            held.done.set_exception(exc)
+            held.done.exception()  # retrieved: joined copies re-raise it, nobody else need
+            raise
+        else:
+            held.done.set_result(result)
+            self._finished[query_id] = (self.clock(), result)
+            while len(self._finished) > self.remember_max:
+                self._finished.popitem(last=False)
+            return result
+        finally:
+            if self.holding.get(query_id) is held:
+                del self.holding[query_id]
+
+    async def join(self, held: Held, sender: str) -> Result | None:
+        """The running execution's result; None when it was cancelled (the caller then runs it afresh)."""
+        held.waiters[sender] += 1
+        try:
+            return await asyncio.shield(held.done)
         except asyncio.CancelledError:
             current = asyncio.current_task()
-            if held.task.cancelled() and not (current and current.cancelling()):
+            if held.done.cancelled() and not (current and current.cancelling()):
                 return None
             raise
         finally:
             held.waiters[sender] -= 1
             if held.waiters[sender] <= 0:
                 del held.waiters[sender]
-            if not held.waiters and not held.task.done():
-                held.task.cancel()
 
     def cancel(self, query_id: str, sender: str = "") -> bool:
         """`sender` no longer waits for `query_id`: stop its execution unless someone else still waits
         for it (a copy that joined it); True when cancelled."""
         held = self.holding.get(query_id)
-        if held is None or held.task.done() or set(held.waiters) - {sender}:
+        if held is None or held.done.done() or set(held.waiters) - {sender}:
             return False
+        held.cancelled_by_message = True
         held.task.cancel()
         return True
-
-    def _done(self, query_id: str, task: asyncio.Task) -> None:
-        if (held := self.holding.get(query_id)) is not None and held.task is task:
-            del self.holding[query_id]
-        if task.cancelled() or task.exception() is not None:
-            return
-        self._finished[query_id] = (self.clock(), task.result())
-        while len(self._finished) > self.remember_max:
-            self._finished.popitem(last=False)
 
     def _expire(self) -> None:
         horizon = self.clock() - self.remember_s

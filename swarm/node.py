@@ -171,7 +171,7 @@ class AgentNode:
             return await self._run(q)
 
     async def _run(self, q: Query) -> Result:
-        result = await self.executions.wait(self.executions.start(q.query_id, self._execute(q)), q.sender)
+        result = await self.executions.run(q.query_id, q.sender, lambda: self._execute(q))
         return result if result is not None else self._cancelled(q)
 
     async def _execute(self, q: Query) -> Result:
@@ -193,7 +193,7 @@ class AgentNode:
         """A query id this agent is working on: wait for that execution, never start a second one
         (unless it gets cancelled meanwhile: then this copy runs, a re-run of abandoned work)."""
         log.info("duplicate query joins the execution under way")
-        result = await self.executions.wait(held, q.sender)
+        result = await self.executions.join(held, q.sender)
         if result is None:
             return await self._run(q)
         self.counters.duplicates += 1

@@ -806,8 +806,8 @@ def membership_table(m: dict) -> str:
         f"with bootstrap Members shared: {m['shared_bytes_per_entry']:.1f}",
         f"{n:,} full views ({n:,}^2 entries): {m['projected_full_views_gb']:.1f} GiB as Membership builds them: they {fit} in "
         f"{m['budget_gb']:.0f} GiB; {m['projected_shared_views_gb']:.1f} GiB with shared bootstrap entries",
-        f"rounds: the compact model (Membership's rules on a copy-on-write overlay); real class: the same draws on "
-        f"swarm.membership.Membership",
+        "rounds: the compact model (Membership's rules on a copy-on-write overlay); real class: the same draws on "
+        "swarm.membership.Membership",
         f"compact model at {n:,} members: tracemalloc peak {m['peak_mb']:.1f} MB, process max RSS {m['compact_max_rss_mb']:.0f} MB",
     ]
     if m["real_views_largest"]:

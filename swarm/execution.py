@@ -41,9 +41,6 @@ class Executions:
         self.holding: dict[str, Held] = {}
         self._finished: OrderedDict[str, tuple[float, Result]] = OrderedDict()
 
-    def __len__(self) -> int:
-        return len(self.holding)
-
     def running(self, query_id: str) -> Held | None:
         """The execution of `query_id` still under way here (one being cancelled does not count: a
         copy arriving now runs afresh, which is a re-run of abandoned work, not a duplicate)."""

@@ -6,6 +6,8 @@ makes optimal. Routing, fault and scale tests run on it with no model at all.
 
 Table: JSON lines, one per query:
 ``{"id": "q1", "query": "What is 17 + 25?", "gold": "42", "agents": {"m1": {"answer": "42", "correct": true, "p": 0.9}}}``
+One row per query (matched ignoring case and spacing): a second row for a query is refused with
+both line numbers. The shipped arithmetic table is `write_table(synthesize_table(), path)`.
 """
 
 from __future__ import annotations
@@ -36,19 +38,28 @@ def _normalise(text: str) -> str:
 class ReplayTable:
     """Rows of a replay file, indexed by normalised query text."""
 
-    def __init__(self, rows: list[dict], source: str = "<memory>") -> None:
+    def __init__(self, rows: list[dict], source: str = "<memory>", lines: list[int] | None = None) -> None:
+        """`lines`: each row's line in `source` (default: its position), for the errors."""
         self.source = source
         self.rows = rows
+        lines = lines or list(range(1, len(rows) + 1))
         self._by_text: dict[str, dict] = {}
-        for number, row in enumerate(rows, 1):
+        first_line: dict[str, int] = {}
+        for number, row in zip(lines, rows, strict=True):
             if not isinstance(row, dict) or not isinstance(row.get("query"), str):
                 raise ValueError(f"{source}:{number}: each row needs a string 'query'")
-            self._by_text[_normalise(row["query"])] = row
+            key = _normalise(row["query"])
+            if key in first_line:  # two rows for one query: which one answers would be an accident of order
+                shown = row["query"] if len(row["query"]) <= 80 else row["query"][:77] + "..."
+                raise ValueError(f"{source}:{number}: query {shown!r} already has a row at line {first_line[key]} "
+                                 "(queries are matched ignoring case and spacing; keep one row per query)")
+            first_line[key] = number
+            self._by_text[key] = row
 
     @classmethod
     def load(cls, path: str | Path) -> ReplayTable:
         path = Path(path)
-        rows = []
+        rows, lines = [], []
         with path.open(encoding="utf-8") as fh:
             for number, line in enumerate(fh, 1):
                 if not line.strip():
@@ -57,7 +68,8 @@ class ReplayTable:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-        return cls(rows, str(path))
+                lines.append(number)
+        return cls(rows, str(path), lines)
 
     def entry(self, query: str, model: str) -> ReplayEntry | None:
         row = self._by_text.get(_normalise(query))
@@ -111,19 +123,37 @@ def synthesize_table(n: int = 500, models: tuple[str, ...] = ("m1", "m2", "m3", 
     import random
 
     rng = random.Random(seed)
+    redraw = random.Random(-seed - 1)  # a query already in the table gets new operands from here, so `rng` (every other row) is as before
     makers = [
-        lambda: (rng.randint(10, 99), "+", rng.randint(10, 99)),
-        lambda: (rng.randint(100, 999), "+", rng.randint(100, 999)),
-        lambda: (rng.randint(11, 99), "*", rng.randint(3, 9)),
-        lambda: (rng.randint(11, 99), "*", rng.randint(11, 99)),
-        lambda: (rng.randint(101, 999), "*", rng.randint(11, 99)),
+        lambda r: (r.randint(10, 99), "+", r.randint(10, 99)),
+        lambda r: (r.randint(100, 999), "+", r.randint(100, 999)),
+        lambda r: (r.randint(11, 99), "*", r.randint(3, 9)),
+        lambda r: (r.randint(11, 99), "*", r.randint(11, 99)),
+        lambda r: (r.randint(101, 999), "*", r.randint(11, 99)),
     ]
     rows = [_row("q0", 17, "+", 25, 1, models, rng)]
+    seen = {_normalise(rows[0]["query"])}
     for i in range(1, n):
         difficulty = 1 + i % 5
-        a, op, b = makers[difficulty - 1]()
+        a, op, b = makers[difficulty - 1](rng)
+        for _ in range(10_000):
+            if _normalise(_query(a, op, b)) not in seen:
+                break
+            a, op, b = makers[difficulty - 1](redraw)
+        else:
+            raise ValueError(f"no new query of difficulty {difficulty} in 10,000 draws: {n} rows are too many")
+        seen.add(_normalise(_query(a, op, b)))
         rows.append(_row(f"q{i}", a, op, b, difficulty, models, rng))
     return rows
+
+
+def write_table(rows: list[dict], path: str | Path) -> None:
+    """Write a replay table (the shipped one: `write_table(synthesize_table(), "topologies/data/arith-replay.jsonl")`)."""
+    Path(path).write_text("".join(json.dumps(row, sort_keys=True) + "\n" for row in rows), encoding="utf-8")
+
+
+def _query(a: int, op: str, b: int) -> str:
+    return f"What is {a} {op} {b}?"
 
 
 def _row(qid: str, a: int, op: str, b: int, difficulty: int, models: tuple[str, ...], rng) -> dict:
@@ -137,5 +167,5 @@ def _row(qid: str, a: int, op: str, b: int, difficulty: int, models: tuple[str, 
         correct = rng.random() < p
         value = gold if correct else gold + rng.choice([-10, -2, -1, 1, 2, 10])
         agents[model] = {"answer": f"The answer is: {value}", "correct": correct, "p": p}
-    return {"id": qid, "query": f"What is {a} {op} {b}?", "gold": str(gold), "difficulty": difficulty, "agents": agents}
+    return {"id": qid, "query": _query(a, op, b), "gold": str(gold), "difficulty": difficulty, "agents": agents}
 

@@ -32,6 +32,13 @@ class ProtocolError(SwarmError):
         super().__init__(f"{code}: {message}")
 
 
+class Oversize(ProtocolError):
+    """A message we built is larger than any receiver accepts: our own fault, not the peer's."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("oversize", message)
+
+
 class QueryError(SwarmError):
     """A query the swarm accepted but could not answer; `code` says why."""
 

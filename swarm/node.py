@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from swarm.backends.base import Backend
-from swarm.errors import BackendError, PeerUnreachable, ProtocolError
+from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
-from swarm.protocol import Ack, Cancel, Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
+from swarm.protocol import MAX_HOPS, Ack, Cancel, Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
 
@@ -43,6 +43,8 @@ class NodeConfig:
     suspect_timeout_s: float = 3.0
     drain_timeout_s: float = 30.0
     max_query_chars: int = 32768
+    max_hops: int = MAX_HOPS  # a query asking to visit more agents is cut to this (the topology's max_hops)
+    max_budget_s: float = 600.0  # a query asking for more time is cut to this (the topology's max_deadline_s)
     gossip_fanout: int = 16  # membership updates carried per gossip message
     indirect_probes: int = 3  # peers asked to ping a peer that missed our ping, before we suspect it
     reprobe_share: float = 0.25  # gossip rounds that go to a peer held dead instead (partition healing)
@@ -138,16 +140,32 @@ class AgentNode:
 
     # -- the one entry point -------------------------------------------------------------------
     async def handle(self, data: bytes) -> bytes:
-        """Decode, dispatch, encode. A bad message gets an error reply; nothing raises to the caller."""
+        """Decode, dispatch, encode. Never raises: a bad message, a reply too large to send, or a
+        fault of our own becomes an error reply that says so (and is logged here)."""
+        msg_id = ""
         try:
-            msg_id, body = decode(data)
-        except ProtocolError as exc:
-            log.warning("bad message", agent=self.name, code=exc.code, error=str(exc))
-            return error_reply(exc)
-        handler = self._handlers.get(type(body))
-        if handler is None:
-            return encode(Error(code="unexpected_type", message=f"agent {self.name} does not accept {type(body).__name__} messages"), msg_id)
-        return encode(await handler(body), msg_id)
+            try:
+                msg_id, body = decode(data)
+            except ProtocolError as exc:
+                log.warning("bad message", agent=self.name, code=exc.code, error=str(exc))
+                return error_reply(exc)
+            handler = self._handlers.get(type(body))
+            if handler is None:
+                return encode(Error(code="unexpected_type", message=f"agent {self.name} does not accept {type(body).__name__} messages"), msg_id)
+            reply = await handler(body)
+            try:
+                return encode(reply, msg_id)
+            except Oversize as exc:  # e.g. a backend's answer of many megabytes: refuse it here, no peer is at fault
+                log.warning("reply too large to send", agent=self.name, error=str(exc))
+                if isinstance(reply, Result):
+                    hop = Hop(agent=self.name, decision="error", detail="answer too large to send")
+                    return encode(_failure(reply, "answer_too_large", f"the reply of {self.name} is too large: {exc.message}", [*reply.trace[-16:], hop]), msg_id)
+                return error_reply(exc, msg_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a fault of ours must reach the sender as an answer, never as a RayTaskError
+            log.exception("message handler failed", agent=self.name)
+            return encode(Error(code="internal", message=f"agent {self.name} failed on this message ({type(exc).__name__})"), msg_id)
 
     # -- queries -------------------------------------------------------------------------------
     async def _on_query(self, q: Query) -> Result:
@@ -168,7 +186,15 @@ class AgentNode:
             if len(q.text) > self.config.max_query_chars:
                 message = f"query of {len(q.text)} characters exceeds {self.config.max_query_chars}"
                 return _failure(q, "query_too_large", message, [Hop(agent=self.name, decision="refused", detail=message)])
-            return await self._run(q)
+            return await self._run(self._within_limits(q))
+
+    def _within_limits(self, q: Query) -> Query:
+        """A sender may ask for any budget and hop count the wire allows; this swarm grants its own limits."""
+        budget, hops = min(q.budget_s, self.config.max_budget_s), min(q.max_hops, self.config.max_hops)
+        if (budget, hops) == (q.budget_s, q.max_hops):
+            return q
+        log.info("query limits cut", budget_s=budget, asked_budget_s=q.budget_s, max_hops=hops, asked_max_hops=q.max_hops)
+        return q.model_copy(update={"budget_s": budget, "max_hops": hops})
 
     async def _run(self, q: Query) -> Result:
         result = await self.executions.run(q.query_id, q.sender, lambda: self._execute(q))
@@ -227,6 +253,10 @@ class AgentNode:
             onward = q.model_copy(update={"budget_s": remaining, "visited": visited, "sender": self.name, "digest": self.membership.digest()})
             try:
                 reply = await self._forward(peer, onward, remaining)
+            except Oversize as exc:  # our own message is too large for any peer: nobody is at fault, and nobody else can take it
+                log.warning("query too large to pass on", error=str(exc))
+                trace.append(Hop(agent=self.name, decision="error", detail="query too large to pass on"))
+                break
             except PeerUnreachable as exc:
                 self.upkeep.judge(peer, "dead" if exc.permanent else "suspect", str(exc))
                 trace.append(Hop(agent=peer, decision="unreachable", detail=str(exc)[:200]))
@@ -338,7 +368,7 @@ class AgentNode:
         to it), so a query waiting on a hung peer is routed around. A reply must answer this query.
         When we stop waiting without a reply (deadline, judged dead, cancelled ourselves) the peer is
         told to cancel, in case it still works on it: it may only have been slow or cut off."""
-        send = asyncio.ensure_future(self.transport.send(peer, encode(q)))
+        send = asyncio.ensure_future(self.transport.send(peer, encode(q)))  # encode first: an Oversize sends nothing
         pending = self._sending.setdefault(peer, set())
         pending.add(send)
         replied = False

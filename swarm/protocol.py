@@ -4,16 +4,24 @@ An envelope is a msgpack map ``{"v": [major, minor], "type": str, "id": str, "bo
 A receiver accepts any minor version of its own major, ignores keys it does not know, and
 answers anything it cannot use (oversize, not msgpack, wrong shape, unknown major or type)
 with an ``error`` message instead of raising. Nothing here ever unpickles.
+
+Decoding does bounded work whatever the bytes: at most MAX_MESSAGE_BYTES, no string, list or map
+longer than a message may hold, at most MAX_CONTAINERS lists and maps in all, every field bounded
+by its model, and errors that quote at most a few dozen characters of what was sent. Text is
+sanitised where it enters a message (a lone surrogate from a backend or a client becomes U+FFFD),
+so every message built here can be encoded; one that would exceed MAX_MESSAGE_BYTES is refused
+by `encode` with `Oversize`, the sender's own fault, never charged to the peer.
 """
 
 from __future__ import annotations
 
+import reprlib
 from typing import Annotated, Any, Literal
 
 import msgpack
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from swarm.errors import ProtocolError
+from swarm.errors import Oversize, ProtocolError
 
 PROTOCOL_VERSION = (1, 2)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -27,9 +35,35 @@ MAX_HOPS = 64
 MAX_TRACE = 4 * MAX_HOPS  # a hop can add its own decision and each peer it found unreachable
 MAX_NAME = 256
 MAX_DETAIL = 1024
-Name = Annotated[str, Field(max_length=MAX_NAME)]
+MAX_KEYS = 64  # keys in one map: a body has about 15; room for minor versions to add more
+MAX_CONTAINERS = 4 * MAX_MEMBERS  # lists and maps in one message: a full view holds 3 per member
+
+
+def clean_text(text: str) -> str:
+    """`text` as valid Unicode: each lone surrogate (which no UTF-8 encoder accepts) becomes U+FFFD."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+Text = Annotated[str, AfterValidator(clean_text)]
+Name = Annotated[str, Field(max_length=MAX_NAME), AfterValidator(clean_text)]
+Detail = Annotated[str, Field(max_length=MAX_DETAIL), AfterValidator(clean_text)]
 Count = Annotated[int, Field(ge=0, le=2**53)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+def _quoting() -> reprlib.Repr:
+    r = reprlib.Repr()  # (keyword arguments only from Python 3.12)
+    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = 60, 60, 4, 4, 2
+    return r
+
+
+_brief = _quoting().repr  # how errors quote what was sent: a few dozen characters, whatever its size
 
 MemberState = Literal["alive", "suspect", "dead", "left"]
 Decision = Literal["answer", "reject", "forced", "unreachable", "refused", "error"]
@@ -61,7 +95,7 @@ class Hop(_Body):
     seconds: Finite = 0.0
     tokens_in: Count = 0
     tokens_out: Count = 0
-    detail: str = Field(default="", max_length=MAX_DETAIL)
+    detail: Detail = ""
 
 
 class Query(_Body):
@@ -69,7 +103,7 @@ class Query(_Body):
     so that hosts need no synchronised clocks."""
 
     query_id: Name
-    text: str
+    text: Text
     alpha: float = Field(ge=0.0, le=1.0)
     budget_s: Finite
     max_hops: int = Field(ge=1, le=MAX_HOPS)  # the most agents it may visit, its entry included (forwards: at most max_hops - 1)
@@ -83,11 +117,11 @@ class Result(_Body):
 
     query_id: Name
     ok: bool
-    text: str = ""
+    text: Text = ""
     agent: Name = ""
     cost: Finite = 0.0
     error_code: str = Field(default="", max_length=64)
-    error: str = Field(default="", max_length=MAX_DETAIL)
+    error: Detail = ""
     trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE)
     # 1.2: this agent already held the query id; the reply is its one execution's (joined, or remembered).
     duplicate: bool = False
@@ -167,7 +201,7 @@ class Status(_Body):
 
 class Error(_Body):
     code: str = Field(max_length=64)
-    message: str = Field(max_length=MAX_DETAIL)
+    message: Detail
 
 
 MESSAGE_TYPES: dict[str, type[_Body]] = {
@@ -189,14 +223,34 @@ MESSAGE_TYPES: dict[str, type[_Body]] = {
 TYPE_OF: dict[type[_Body], str] = {cls: name for name, cls in MESSAGE_TYPES.items()}
 
 
-def encode(body: _Body, msg_id: str = "") -> bytes:
+def encode(body: _Body, msg_id: str = "", max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """The envelope's bytes; `Oversize` when they would exceed what any receiver accepts."""
     envelope = {
         "v": list(PROTOCOL_VERSION),
         "type": TYPE_OF[type(body)],
         "id": msg_id,
         "body": body.model_dump(mode="python"),
     }
-    return msgpack.packb(envelope, use_bin_type=True)
+    data = msgpack.packb(envelope, use_bin_type=True)
+    if len(data) > max_bytes:
+        raise Oversize(f"our own {TYPE_OF[type(body)]} message of {len(data)} bytes exceeds the limit of {max_bytes}")
+    return data
+
+
+def _unpack(data: bytes, max_bytes: int) -> Any:
+    containers = 0
+
+    def count(container: Any) -> Any:  # called once per list and map built: stop a flood of tiny ones early
+        nonlocal containers
+        containers += 1
+        if containers > MAX_CONTAINERS:
+            raise ProtocolError("malformed", f"more than {MAX_CONTAINERS} lists and maps in one message")
+        return container
+
+    return msgpack.unpackb(
+        data, raw=False, strict_map_key=True, max_str_len=max_bytes, max_bin_len=max_bytes, max_ext_len=0,
+        max_array_len=MAX_MEMBERS, max_map_len=MAX_KEYS, list_hook=count, object_hook=count,
+    )
 
 
 def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]:
@@ -206,14 +260,16 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     if len(data) > max_bytes:
         raise ProtocolError("oversize", f"message of {len(data)} bytes exceeds the limit of {max_bytes}")
     try:
-        envelope = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        envelope = _unpack(data, max_bytes)
+    except ProtocolError:
+        raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError("malformed", f"not a msgpack message ({type(exc).__name__}: {exc})") from None
+        raise ProtocolError("malformed", f"not a msgpack message within the limits ({type(exc).__name__}: {_brief(str(exc))})") from None
     if not isinstance(envelope, dict):
         raise ProtocolError("malformed", f"envelope must be a map, got {type(envelope).__name__}")
     version = envelope.get("v")
     if not (isinstance(version, list) and len(version) == 2 and all(isinstance(x, int) for x in version)):
-        raise ProtocolError("malformed", f"envelope field 'v' must be [major, minor], got {version!r}")
+        raise ProtocolError("malformed", f"envelope field 'v' must be [major, minor], got {_brief(version)}")
     if version[0] != PROTOCOL_VERSION[0]:
         raise ProtocolError(
             "unsupported_version", f"protocol major version {version[0]} is not supported (this agent speaks {PROTOCOL_VERSION[0]}.x)"
@@ -221,10 +277,10 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     kind = envelope.get("type")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {kind!r}")
+        raise ProtocolError("unknown_type", f"unknown message type {_brief(kind)}")
     msg_id = envelope.get("id", "")
-    if not isinstance(msg_id, str):
-        raise ProtocolError("malformed", f"envelope field 'id' must be a string, got {type(msg_id).__name__}")
+    if not isinstance(msg_id, str) or len(msg_id) > MAX_NAME:
+        raise ProtocolError("malformed", f"envelope field 'id' must be a string of at most {MAX_NAME} characters, got {_brief(msg_id)}")
     body = envelope.get("body")
     if not isinstance(body, dict):
         raise ProtocolError("malformed", f"envelope field 'body' must be a map, got {type(body).__name__}")
@@ -233,11 +289,11 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ProtocolError("invalid_body", f"{kind} message: {where}: {first['msg']}") from None
+        raise ProtocolError("invalid_body", f"{kind} message: {_brief(where)}: {_brief(first['msg'])}") from None
 
 
 def error_reply(exc: ProtocolError, msg_id: str = "") -> bytes:
-    return encode(Error(code=exc.code[:64], message=exc.message[:MAX_DETAIL]), msg_id)
+    return encode(Error(code=exc.code[:64], message=exc.message[:MAX_DETAIL]), msg_id[:MAX_NAME])
 
 
 def expect(data: bytes, cls: type[Any]) -> Any:

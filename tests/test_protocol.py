@@ -9,7 +9,7 @@ import pickle
 import msgpack
 import pytest
 
-from swarm.errors import ProtocolError
+from swarm.errors import Oversize, ProtocolError
 from swarm.node import AgentNode
 from swarm.protocol import (
     MAX_MESSAGE_BYTES,
@@ -176,12 +176,16 @@ def test_oversize_is_refused_before_parsing() -> None:
 
 
 def test_valid_message_over_default_limit_is_oversize() -> None:
-    big = encode(Query(query_id="q", text="x" * MAX_MESSAGE_BYTES, alpha=0.5, budget_s=1, max_hops=1))
+    query = Query(query_id="q", text="x" * MAX_MESSAGE_BYTES, alpha=0.5, budget_s=1, max_hops=1)
+    with pytest.raises(Oversize, match="our own query message of .* exceeds the limit"):
+        encode(query)  # the sender finds out, before anything is sent
+    big = encode(query, max_bytes=2 * MAX_MESSAGE_BYTES)  # a sender with another limit: the receiver refuses it
     assert len(big) > MAX_MESSAGE_BYTES
     assert _code(big) == "oversize"
 
 
 MALFORMED_CASES = {
+    "ext_in_known_field": _env("ping", {"sender": msgpack.ExtType(1, EVIL_PICKLE)}),  # no ext type is ever unpacked
     "empty": b"",
     "never_used_byte": b"\xc1",
     "truncated": encode(SAMPLES["query"])[:-5],
@@ -244,7 +248,6 @@ INVALID_BODY_CASES = {
     "hop_bad_decision": (_env("result", {"query_id": "q", "ok": True, "trace": [{"agent": "a", "decision": "maybe"}]}), "trace.0.decision"),
     "error_missing_code": (_env("error", {"message": "m"}), "code"),
     "view_members_not_list": (_env("view", {"digest": "d", "members": "everyone"}), "members"),
-    "ext_in_known_field": (_env("ping", {"sender": msgpack.ExtType(1, EVIL_PICKLE)}), "sender"),
     # 1.2: every integer and list on the wire is bounded
     "incarnation_past_the_bound": (_env("gossip", {"digest": "d", "updates": [{"name": "v", "cost": 0.1, "state": "dead", "incarnation": 2**64 - 1}]}), "updates.0.incarnation"),
     "incarnation_negative": (_env("pong", {"name": "b", "incarnation": -1}), "incarnation"),
@@ -277,6 +280,7 @@ def test_decode_never_unpickles() -> None:
         _env("ping", {"sender": msgpack.ExtType(1, EVIL_PICKLE)}),
         _env("ping", {"sender": EVIL_PICKLE}),
         _env("ping", {"sender": "a", "payload": EVIL_PICKLE, "ext": msgpack.ExtType(2, EVIL_PICKLE)}),
+        _env("ping", {"sender": "a", "payload": EVIL_PICKLE}),
     ]
     outcomes = []
     for data in attempts:
@@ -287,10 +291,11 @@ def test_decode_never_unpickles() -> None:
     assert _EXECUTED == []
     assert outcomes[0] == "malformed"
     assert outcomes[1] == "malformed"
-    assert outcomes[2] == "invalid_body"
+    assert outcomes[2] == "malformed"  # msgpack ext types are refused wherever they appear
     assert outcomes[3] == "invalid_body"  # pickle bytes are not text: refused, not loaded
-    # Unknown keys holding pickles or ext values are dropped as data, never interpreted.
-    assert outcomes[4] == ("m1", Ping(sender="a"))
+    assert outcomes[4] == "malformed"
+    # Unknown keys holding pickle bytes are dropped as data, never interpreted.
+    assert outcomes[5] == ("m1", Ping(sender="a"))
 
 
 def test_error_reply_and_expect() -> None:

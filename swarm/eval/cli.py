@@ -11,9 +11,12 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
 
     d = Settings()
     c.add_argument("experiment", help=f"one of: {', '.join(ALL_EXPERIMENTS)}")
-    c.add_argument("--out", type=Path, required=True, help="results directory (must not exist, unless --overwrite or --resume)")
-    c.add_argument("--overwrite", action="store_true", help="delete an existing results directory first")
-    c.add_argument("--resume", action="store_true", help="continue an interrupted run in an existing results directory")
+    c.add_argument("--out", type=Path, required=True, help="results directory (must not exist, unless --overwrite or --resume); "
+                   "swarm eval marks the directories it makes with a .swarm-results file")
+    c.add_argument("--overwrite", action="store_true", help="delete an existing results directory first (only one holding "
+                   ".swarm-results, or an empty one)")
+    c.add_argument("--resume", action="store_true", help="continue an interrupted run in an existing results directory (only "
+                   "one holding .swarm-results of the same experiment)")
     c.add_argument("--topology", type=Path, default=d.topology)
     c.add_argument("--per-cell", type=int, default=d.per_cell, help="test items per family x difficulty")
     c.add_argument("--train", type=int, default=d.train, help="training items for the learned baselines")

@@ -1,8 +1,9 @@
 """Experiments (`swarm eval EXPERIMENT`). Each launches the topology's swarm on Ray, collects
 every agent's forced answers on the training and test items (the labels the learned baselines
 train on, and the Oracle's), runs every method through the harness, and writes JSON, a markdown
-table and a frontier PNG into a fresh results directory. Records are kept per (method, alpha) in
-`records/`, so a run started again with --resume skips what is done.
+table and a frontier PNG into a fresh results directory, marked `.swarm-results` (--overwrite and --resume
+act only on a directory holding that mark, or an empty one). Records are kept per (method, alpha)
+in `records/`, so a run started again with --resume skips what is done.
 
 - main: utility, accuracy and cost of every method at alpha 0.2, 0.5, 0.8, in-domain.
 - ood: the same methods on the out-of-domain family (`rev`), Balance (alpha 0.5) by default;
@@ -18,6 +19,7 @@ topology with every agent but the terminal one replaced by its self-aware model 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 import uuid
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from swarm.errors import SwarmError
+from swarm.outdir import check_output_dir
 from swarm.cluster.connect import private_ray
 from swarm.eval import metrics
 from swarm.eval.data import held_out_items, training_items
@@ -65,12 +68,33 @@ class Settings:
     rate: float = 2.0  # live: queries per second
 
 
-def prepare_dir(out: Path, overwrite: bool, resume: bool) -> None:
+RESULTS_MARKER = ".swarm-results"  # in every results directory `swarm eval` made: {"experiment": name}
+
+
+def prepare_dir(out: Path, name: str, overwrite: bool, resume: bool) -> None:
+    """Make the results directory of experiment `name`. An existing one is used only with --overwrite
+    (deleted first) or --resume, and only if `swarm eval` made it (it holds RESULTS_MARKER; --resume:
+    of the same experiment) or it is empty; see `swarm.outdir`."""
+    where = check_output_dir(out, RESULTS_MARKER, "results directory")
     if out.exists() and not (overwrite or resume):
         raise SwarmError(f"results directory {out} exists: choose another, or pass --overwrite (start again) or --resume (continue it)")
-    if out.exists() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    marker = where / RESULTS_MARKER
+    if marker.is_file():
+        made_for = _experiment_of(marker)
+        if resume and made_for != name:
+            raise SwarmError(f"results directory {out} holds the results of experiment {made_for!r}, not {name!r}; "
+                             "--resume continues the same experiment (choose another directory, or --overwrite)")
+        if overwrite:
+            shutil.rmtree(where)
+    where.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps({"experiment": name}) + "\n")
+
+
+def _experiment_of(marker: Path) -> str | None:
+    try:
+        return json.loads(marker.read_text()).get("experiment")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = False, resume: bool = False) -> list[Path]:
@@ -84,12 +108,12 @@ def run_experiment(name: str, out: Path, settings: Settings, overwrite: bool = F
         alphas = tuple(settings.alphas) or default_alphas
         trained_topology(load_topology(settings.topology), settings.trained, alphas[:1] if name == "live" else alphas)
     if name == "live":  # a stream cannot be resumed midway: a finished one is kept, an unfinished one starts again
-        prepare_dir(out, overwrite, resume)
+        prepare_dir(out, name, overwrite, resume)
         if resume and (out / "live.json").exists():
             return [out / "live.json", out / "live.md", out / "live_timeline.png"]
         (out / "records" / "live.jsonl").unlink(missing_ok=True)
     else:
-        prepare_dir(out, overwrite, resume)
+        prepare_dir(out, name, overwrite, resume)
     return _RUNNERS.get(name, methods_experiment)(name, out, settings)
 
 

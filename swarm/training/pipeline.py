@@ -18,11 +18,12 @@ from pathlib import Path
 
 import structlog
 
+from swarm.outdir import OutputDirError, check_output_dir
 from swarm.training.card import Costs, write_card
 from swarm.training.competence import sample_competence
 from swarm.training.items import eval_items, ood_items, training_items
 from swarm.training.labels import LabelError, build_sft_data
-from swarm.training.recipe import Recipe, RecipeError, as_recipe, check_memory
+from swarm.training.recipe import RUN_MARKER, Recipe, RecipeError, as_recipe, check_memory
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,20 @@ class TrainResult:
 
 
 def preflight(recipe: Recipe) -> tuple[Path, list, list]:
-    """Every check that needs no training: the recipe's output dir, the tokenizer, memory, the items."""
+    """Every check that needs no training: the recipe's output dir (new, empty, or holding recipe.json
+    of the same recipe: `swarm.outdir`), the tokenizer, memory, the items."""
     from swarm.backends.fit import count_parameters, free_bytes
 
     out = recipe.output_dir
-    model_dir = recipe.model_dir()
-    recorded = out / "recipe.json"
-    mine = _comparable(json.loads(recipe.model_dump_json()))
-    if recorded.exists() and _comparable(json.loads(recorded.read_text())) != mine:
+    try:  # checked when the recipe was read too; again here, before a stage writes or deletes anything in it
+        check_output_dir(out, RUN_MARKER)
+    except OutputDirError as exc:
+        raise RecipeError(recipe.name, "output_dir", str(exc)) from None
+    recorded = out / RUN_MARKER
+    if recorded.exists() and _recorded_recipe(recorded) != _comparable(json.loads(recipe.model_dump_json())):
         raise RecipeError(recipe.name, "output_dir", f"{out} holds a run of a different recipe (see its recipe.json); "
                           "use another output_dir, or delete it to start over")
+    model_dir = recipe.model_dir()
     if recipe.competence.engine == "vllm" and not (out / "competence.done").exists():
         from swarm.training.vllm_sampling import VLLMUnavailable, resolve_engine
 
@@ -112,7 +117,7 @@ def _train(recipe: Recipe) -> TrainResult:
     base_model, train_set, held = preflight(recipe)
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(recipe.model_dump_json(indent=2))
+    (out / RUN_MARKER).write_text(recipe.model_dump_json(indent=2))  # first: the mark of a directory training made
     costs = Costs(out / "costs.json")
     reports: dict[str, dict] = {}
     log.info("training starts", model=str(base_model), output=str(out), train_queries=len(train_set), held_out=len(held))
@@ -216,6 +221,14 @@ def _comparable(recipe_json: dict) -> dict:
     out = {k: v for k, v in recipe_json.items() if k != "threads"}
     out["competence"] = {k: v for k, v in out.get("competence", {}).items() if k not in ("engine", "kv_cache_space_gb")}
     return out
+
+
+def _recorded_recipe(path: Path) -> dict | None:
+    """The recipe a run recorded in its output dir, as far as results go (None: unreadable)."""
+    try:
+        return _comparable(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _sample(recipe: Recipe, base_model: Path, train_set: list, log) -> list:

@@ -19,6 +19,7 @@ from swarm.prompts import GAMMA, SCENARIOS
 from swarm.yamlfile import parse_yaml, read_text, validate
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
+RUN_MARKER = "recipe.json"  # written into output_dir before any stage: the mark of a directory training made
 
 
 class TasksSpec(BaseModel):
@@ -158,8 +159,15 @@ class Recipe(BaseModel):
     @field_validator("output_dir", mode="after")
     @classmethod
     def _resolve(cls, value: Path, info) -> Path:
+        """Absolute; a directory training may write into and delete parts of: new, empty or one a run
+        made (it holds recipe.json), never /, the home or current directory (`swarm.outdir`)."""
+        from swarm.outdir import check_output_dir
+
         base = (info.context or {}).get("base_dir") or Path.cwd()
-        return value if value.is_absolute() else (Path(base) / value).resolve()
+        value = value.expanduser()
+        value = value if value.is_absolute() else (Path(base) / value).resolve()
+        check_output_dir(value, RUN_MARKER)
+        return value
 
     @field_validator("model", mode="after")
     @classmethod

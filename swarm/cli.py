@@ -125,6 +125,9 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--max-body-bytes", type=int, default=1 << 20)
     c.add_argument("--max-prompt-tokens", type=int, default=8192)
     c.add_argument("--deadline-s", type=float, help="per request (default: the topology's deadline_s)")
+    c.add_argument("--body-timeout-s", type=float, default=30.0, help="to receive a request's body; slower clients get 408")
+    c.add_argument("--max-connections", type=int, default=256, help="open connections at once; beyond: 503")
+    c.add_argument("--max-in-flight-per-key", type=int, default=64, help="requests of one API key at once; beyond: 429")
     c.add_argument("--address", default="auto")
 
     c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
@@ -244,6 +247,7 @@ def _serve(args) -> int:
         host=args.host, port=args.port, api_keys=load_api_keys(args.api_keys_file), rate_per_s=args.rate,
         burst=max(1, int(args.rate * 2)), max_in_flight=args.max_in_flight, max_queue=args.max_queue,
         max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens, deadline_s=args.deadline_s,
+        body_timeout_s=args.body_timeout_s, max_connections=args.max_connections, max_in_flight_per_key=args.max_in_flight_per_key,
     )
     settings.check()
     swarm.attach(args.swarm, args.address)

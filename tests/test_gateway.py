@@ -135,8 +135,9 @@ def test_openai_client_streams_the_answer(gw):
 def test_models_and_health(gw):
     with client(gw["main"]) as c:
         assert [m.id for m in c.models.list()] == ["gw", "gw:performance_first", "gw:balance", "gw:cost_first"]
-    health = httpx.get(gw["main"].url + "/health", timeout=10)
+    health = httpx.get(gw["main"].url + "/health", headers={"Authorization": f"Bearer {KEY}"}, timeout=10)
     assert health.status_code == 200 and health.json()["live_agents"] == ["small", "medium", "large"]
+    assert httpx.get(gw["main"].url + "/health", timeout=10).json() == {"status": "ok"}  # without a key: the status only
 
 
 def test_missing_or_wrong_key_is_401(gw):
@@ -187,8 +188,8 @@ def test_client_that_disconnects_midway(gw):
     host, port = slow.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:  # a whole request, gone before the answer
         sock.sendall(head.format(length=len(body)).encode() + body)
-        _wait_for(lambda: httpx.get(slow.url + "/health", timeout=10).json()["in_flight"] == 1)
-    _wait_for(lambda: httpx.get(slow.url + "/health", timeout=10).json()["in_flight"] == 0)  # its slot comes back
+        _wait_for(lambda: _health(slow)["in_flight"] == 1)
+    _wait_for(lambda: _health(slow)["in_flight"] == 0)  # its slot comes back
     still_serves(g)
     r = post(slow, ask("gwslow"))
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["content"] == "The answer is: 42"
@@ -215,7 +216,7 @@ def test_full_queue_is_429_with_retry_after(gw):
     thread = threading.Thread(target=lambda: first.setdefault("r", post(g, ask("gwslow"))))
     thread.start()
     try:
-        _wait_for(lambda: httpx.get(g.url + "/health", timeout=10).json()["in_flight"] == 1)
+        _wait_for(lambda: _health(g)["in_flight"] == 1)
         r = post(g, ask("gwslow"))
         assert_error(r, 429, "overloaded")
         assert r.headers["Retry-After"] == "1"
@@ -236,7 +237,8 @@ def test_swarm_serve_command(gw, tmp_path):
     keys = tmp_path / "keys"
     keys.write_text(KEY + "\n")
     address = ray.get_runtime_context().gcs_address
-    cmd = [sys.executable, "-m", "swarm.cli", "serve", "gw", "--port", "0", "--api-keys-file", str(keys), "--address", address]
+    cmd = [sys.executable, "-m", "swarm.cli", "serve", "gw", "--port", "0", "--api-keys-file", str(keys), "--address", address,
+           "--body-timeout-s", "5", "--max-connections", "64", "--max-in-flight-per-key", "8"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "warning"})
     try:
         line = proc.stdout.readline()
@@ -274,7 +276,10 @@ def test_api_keys_from_file_and_environment(tmp_path):
         load_api_keys(None, environ={"SWARM_API_KEYS": "short"})
     with pytest.raises(SwarmError, match="cannot read API keys"):
         load_api_keys(tmp_path / "missing", environ={})
-    ring = KeyRing((KEY, OTHER_KEY))
+    ring = KeyRing.of(GatewaySettings(api_keys=(KEY, OTHER_KEY)))
+    sealed = GatewaySettings(api_keys=(KEY, OTHER_KEY)).sealed()  # what the gateway's actor is given
+    assert sealed.api_keys == () and len(sealed.key_digests) == 2 and KEY not in repr(sealed)
+    assert KeyRing.of(sealed).identify(f"Bearer {KEY}") == ring.identify(f"Bearer {KEY}")
     assert ring.identify(f"Bearer {KEY}") and ring.identify(f"bearer {OTHER_KEY}") != ring.identify(f"Bearer {KEY}")
     assert ring.identify(None) is None and ring.identify(f"Bearer {KEY}x") is None and ring.identify(KEY) is None
     with pytest.raises(SwarmError, match="without API keys"):
@@ -292,6 +297,11 @@ def _wait_for(condition, timeout_s: float = 30) -> None:
         if time.monotonic() > end:
             raise AssertionError("condition not reached")
         time.sleep(0.05)
+
+
+def _health(g) -> dict:
+    """/health with its details (they need a key)."""
+    return httpx.get(g.url + "/health", headers={"Authorization": f"Bearer {KEY}"}, timeout=10).json()
 
 
 def _gateway_error_lines(g) -> list[str]:

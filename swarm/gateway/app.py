@@ -2,9 +2,16 @@
 
 Every failure leaves as an OpenAI-shaped JSON error with the right status; a client's mistake is
 logged at info level at most, a fault of ours at error level, and no response ever carries a
-stack trace. Order of checks for a completion: key (401), rate (429), body size (413), JSON and
-shape (400), model (404), prompt size (413), queue (429), then the swarm (504 past the deadline,
-503 when no agent can answer).
+stack trace. Order of checks for a completion: without keys, the Host header (421) and the
+content type (415); the key (401), its rate (429) and its requests at once (429); the body's
+size (413) and its arrival within `body_timeout_s` (408), JSON and shape (400), model (404),
+prompt size (413), queue (429), then the swarm (504 past the deadline, 503 when no agent can
+answer, 502 when the call to it failed).
+
+Without keys the gateway serves loopback only, and then any web page the user opens could post
+to it: a cross-site form can send `text/plain` without a preflight, and a DNS-rebinding page
+reaches it under its own host name. So a keyless gateway takes only `application/json` bodies
+and only Host headers that name loopback (with the bound port, or none).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import structlog
 from starlette.applications import Starlette
@@ -21,14 +29,16 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge
+from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge, SwarmError
 from swarm.gateway import schema
 from swarm.entry import EntryClient
 from swarm.gateway.limits import (
     Admission,
     GatewaySettings,
+    LOOPBACK,
     KeyRing,
     Overloaded,
+    PerKey,
     RateLimiter,
     retry_after,
 )
@@ -47,13 +57,21 @@ class Observer:
 
 
 def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None) -> Starlette:
-    keys = KeyRing(settings.api_keys)
+    keys = KeyRing.of(settings)
     rates = RateLimiter(settings.rate_per_s, settings.burst)
     admission = Admission(settings.max_in_flight, settings.max_queue)
+    per_key = PerKey(settings.max_in_flight_per_key)
     observer = observer or Observer()
     swarm_name = entry.swarm
 
+    def local_only(request: Request) -> None:
+        """Without keys: a Host header that names loopback, else 421 (a DNS-rebinding page names its own host)."""
+        if not keys.enabled and not _loopback_host(request):
+            raise BadRequest(421, "this gateway has no API keys and answers only to Host: localhost, 127.0.0.1 or [::1] "
+                             "(with its port)", "misdirected_request")
+
     def authorised(request: Request) -> str:
+        local_only(request)
         who = keys.identify(request.headers.get("authorization"))
         if who is None:
             raise BadRequest(401, "missing or invalid API key: send 'Authorization: Bearer <key>'", "invalid_api_key")
@@ -61,16 +79,21 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
 
     async def chat_completions(request: Request) -> Response:
         who = authorised(request)
+        if not keys.enabled and request.headers.get("content-type", "").partition(";")[0].strip().lower() != "application/json":
+            raise BadRequest(415, "send the body as Content-Type: application/json", "unsupported_media_type")
         wait = rates.take(who)
         if wait:
             raise BadRequest(429, f"rate limit of {settings.rate_per_s:g} requests/s for this key exceeded", "rate_limit_exceeded",
                              kind="rate_limit_error", headers={"Retry-After": retry_after(wait)})
-        body = await _read_body(request, settings.max_body_bytes)
-        try:
-            data = json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadRequest(400, f"the body is not valid JSON ({type(exc).__name__}: {str(exc)[:120]})", "invalid_json") from None
-        req = schema.parse_request(data)
+        if per_key.full(who):
+            raise BadRequest(429, f"this key already has {settings.max_in_flight_per_key} requests in progress; retry later",
+                             "too_many_in_flight", kind="rate_limit_error", headers={"Retry-After": "1"})
+        with per_key.slot(who):
+            return await complete(request)
+
+    async def complete(request: Request) -> Response:
+        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        req = schema.parse_request(schema.parse_json(body))
         _, scenario = schema.split_model(req.model, swarm_name)
         alpha = scenario_alpha(scenario, req.alpha)
         text = schema.query_text(req.messages)
@@ -99,6 +122,10 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
             raise BadRequest(503, f"no agent could answer: {exc}", "no_capable_agent", kind="server_error") from None
         except QueryError as exc:
             raise BadRequest(502, f"the swarm could not answer: {exc}", exc.code, kind="server_error") from None
+        except Exception as exc:  # noqa: BLE001 - the call into the swarm broke (a ProtocolError, a Ray error): upstream
+            (log.warning if isinstance(exc, SwarmError) else log.error)("upstream fault", error=repr(exc)[:300])
+            raise BadRequest(502, "the swarm's entry agent failed to answer; the gateway has logged why", "upstream_error",
+                             kind="server_error") from None
         if not req.stream:
             return JSONResponse(schema.completion(answer, req.model))
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
@@ -111,10 +138,14 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         return JSONResponse({"object": "list", "data": data})
 
     async def health(request: Request) -> Response:
+        """200 while an agent is live, else 503. Only the status, unless the caller may see more
+        (a valid key; anyone on a keyless, loopback-only gateway): the agents and the load."""
+        local_only(request)
         entry.refresh_soon()  # an idle gateway's view is brought up to date by the next health check
         live = entry.entries()
-        body = {"status": "ok" if live else "unavailable", "swarm": swarm_name, "live_agents": live,
-                "in_flight": admission.in_flight, "waiting": admission.waiting}
+        body: dict = {"status": "ok" if live else "unavailable"}
+        if keys.identify(request.headers.get("authorization")) is not None:
+            body |= {"swarm": swarm_name, "live_agents": live, "in_flight": admission.in_flight, "waiting": admission.waiting}
         return JSONResponse(body, status_code=200 if live else 503)
 
     routes = [
@@ -142,22 +173,43 @@ def _observed(handler: Callable, route: str, observer: Observer) -> Callable:
     return run
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, or BadRequest(413) past `limit`. An oversize body is read to its end (up to a
-    bound) so the client, still sending, sees the 413 rather than a reset connection."""
+async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, or BadRequest: 413 past `limit`, 408 when it has not all arrived within `timeout_s`
+    (a slow or stalled client then holds nothing but its own connection, and that not for long).
+    An oversize body is read to its end (up to a bound, within the same time) so the client,
+    still sending, sees the 413 rather than a reset connection."""
     declared = request.headers.get("content-length", "")
     too_large = BadRequest(413, f"the request body exceeds {limit:,} bytes", "request_too_large")
-    if declared.isdigit() and int(declared) > limit:
-        if int(declared) <= _DRAIN_LIMIT:
-            async for _ in request.stream():
-                pass
-        raise too_large
     body = bytearray()
-    async for piece in request.stream():
-        body += piece
-        if len(body) > limit:
-            raise too_large
+    try:
+        async with asyncio.timeout(timeout_s):
+            if declared.isdigit() and int(declared) > limit:
+                if int(declared) <= _DRAIN_LIMIT:
+                    async for _ in request.stream():
+                        pass
+                raise too_large
+            async for piece in request.stream():
+                body += piece
+                if len(body) > limit:
+                    raise too_large
+    except TimeoutError:
+        raise BadRequest(408, f"the request body did not arrive within {timeout_s:g} s", "request_timeout",
+                         headers={"Connection": "close"}) from None
     return bytes(body)
+
+
+def _loopback_host(request: Request) -> bool:
+    """The Host header names loopback, with no port or the port this server listens on."""
+    host = request.headers.get("host", "")
+    if any(c in host for c in "/\\@?#"):
+        return False
+    try:
+        url = urlsplit("//" + host)
+        port = url.port
+    except ValueError:
+        return False
+    server = request.scope.get("server") or (None, None)
+    return url.hostname in LOOPBACK and (port is None or port == server[1])
 
 
 def _error(exc: BadRequest) -> JSONResponse:

@@ -1,8 +1,10 @@
 """What the gateway lets in: its settings, API keys, per-key rate limits and a bounded queue.
 
 Keys are compared in constant time (`hmac.compare_digest` on SHA-256 digests, against every key,
-so neither a key's length nor its position leaks). A key is never logged: requests are
-identified by a short fingerprint of it.
+so neither a key's length nor its position leaks). The gateway's actor is given only the digests
+(`GatewaySettings.sealed`), never the keys: Ray keeps actor arguments in its control store. Neither
+a key nor its digest is logged: requests are identified by a short fingerprint, a hash of the
+digest (so the fingerprint is no part of what a presented key is checked against).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import hmac
 import math
 import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from swarm.errors import SwarmError
@@ -23,6 +25,7 @@ from swarm.errors import SwarmError
 KEYS_ENV = "SWARM_API_KEYS"  # comma-separated keys
 KEYS_FILE_ENV = "SWARM_API_KEYS_FILE"  # a file of keys, one a line
 ANONYMOUS = "anonymous"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,7 @@ class GatewaySettings:
     host: str = "127.0.0.1"
     port: int = 8000  # 0: an ephemeral port (the bound one is reported)
     api_keys: tuple[str, ...] = ()  # empty: no authentication (refused unless the host is loopback)
+    key_digests: tuple[str, ...] = ()  # SHA-256 hex digests of the keys: what the gateway's actor is given instead
     max_body_bytes: int = 1 << 20  # larger requests get 413
     max_prompt_tokens: int = 8192  # estimated as characters / 4; larger prompts get 413
     rate_per_s: float = 100.0  # sustained requests per second per key ...
@@ -39,16 +43,30 @@ class GatewaySettings:
     max_in_flight: int = 256  # queries in the swarm at once from this gateway
     max_queue: int = 1024  # requests waiting for a slot; beyond: 429 with Retry-After
     deadline_s: float | None = None  # per request (504 past it); default: the topology's deadline_s
+    body_timeout_s: float = 30.0  # to read a request's body, from its headers on; beyond: 408
+    max_connections: int = 256  # open connections at once (uvicorn's limit_concurrency); beyond: 503
+    max_in_flight_per_key: int = 64  # requests of one key at once (body read included); beyond: 429 with Retry-After
+
+    @property
+    def keyless(self) -> bool:
+        return not (self.api_keys or self.key_digests)
+
+    def sealed(self) -> GatewaySettings:
+        """These settings with the keys replaced by their digests: what may travel as an actor argument."""
+        digests = tuple(dict.fromkeys((*self.key_digests, *(digest(k).hex() for k in self.api_keys))))
+        return replace(self, api_keys=(), key_digests=digests)
 
     def check(self) -> None:
-        if not self.api_keys and self.host not in ("127.0.0.1", "localhost", "::1"):
+        if self.keyless and self.host not in LOOPBACK:
             raise SwarmError(f"refusing to serve on {self.host!r} without API keys: give --api-keys-file or "
                              f"{KEYS_ENV}, or bind to 127.0.0.1")
-        for name in ("max_body_bytes", "max_prompt_tokens", "burst", "max_in_flight"):
+        for name in ("max_body_bytes", "max_prompt_tokens", "burst", "max_in_flight", "max_connections", "max_in_flight_per_key"):
             if getattr(self, name) < 1:
                 raise SwarmError(f"gateway setting {name} must be at least 1")
-        if self.rate_per_s <= 0 or self.max_queue < 0:
-            raise SwarmError("gateway settings: rate_per_s must be positive and max_queue not negative")
+        if not (self.rate_per_s > 0 and self.body_timeout_s > 0) or self.max_queue < 0:
+            raise SwarmError("gateway settings: rate_per_s and body_timeout_s must be positive and max_queue not negative")
+        if any(len(d) != 64 or d.strip("0123456789abcdef") for d in self.key_digests):
+            raise SwarmError("gateway settings: key_digests must be SHA-256 hex digests")
 
 
 def load_api_keys(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -71,10 +89,14 @@ def load_api_keys(path: str | os.PathLike[str] | None = None, environ: dict[str,
 
 
 class KeyRing:
-    """Checks `Authorization: Bearer <key>` headers against the configured keys."""
+    """Checks `Authorization: Bearer <key>` headers against the configured keys, given by their digests."""
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
-        self._digests = [(hashlib.sha256(k.encode()).digest(), fingerprint(k)) for k in keys]
+    def __init__(self, digests: tuple[str, ...]) -> None:
+        self._digests = [(bytes.fromhex(d), fingerprint(bytes.fromhex(d))) for d in digests]
+
+    @classmethod
+    def of(cls, settings: GatewaySettings) -> KeyRing:
+        return cls(settings.sealed().key_digests)
 
     @property
     def enabled(self) -> bool:
@@ -87,16 +109,21 @@ class KeyRing:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        candidate = hashlib.sha256(token.strip().encode()).digest()
+        candidate = digest(token.strip())
         found = None
-        for digest, print_ in self._digests:  # no early exit: every key is compared
-            if hmac.compare_digest(candidate, digest):
+        for known, print_ in self._digests:  # no early exit: every key is compared
+            if hmac.compare_digest(candidate, known):
                 found = print_
         return found
 
 
-def fingerprint(key: str) -> str:
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
+def digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def fingerprint(key_digest: bytes) -> str:
+    """A key's name in logs and rate limits: a hash of its digest, not a part of it."""
+    return "key-" + hashlib.sha256(b"swarm-gateway-fingerprint:" + key_digest).hexdigest()[:8]
 
 
 class RateLimiter:
@@ -119,7 +146,7 @@ class RateLimiter:
 
 
 class Overloaded(Exception):
-    """The queue is full."""
+    """A limit on requests at once is reached (the gateway's queue, or one key's share)."""
 
 
 class Admission:
@@ -149,6 +176,32 @@ class Admission:
         finally:
             self.in_flight -= 1
             self._slots.release()
+
+
+class PerKey:
+    """At most `limit` requests of one key at once; the next one is refused, not queued."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[str, int] = {}  # only keys that hold a slot: bounded by the keys in use
+
+    def full(self, key: str) -> bool:
+        return self._held.get(key, 0) >= self.limit
+
+    @contextlib.contextmanager
+    def slot(self, key: str) -> Iterator[None]:
+        """Hold one of the key's slots for the block; Overloaded when it has none left (check `full` first)."""
+        held = self._held.get(key, 0)
+        if held >= self.limit:
+            raise Overloaded
+        self._held[key] = held + 1
+        try:
+            yield
+        finally:
+            if self._held[key] == 1:
+                del self._held[key]
+            else:
+                self._held[key] -= 1
 
 
 def retry_after(seconds: float) -> str:

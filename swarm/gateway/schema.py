@@ -6,9 +6,10 @@ each agent's own backend block decides them.
 
 from __future__ import annotations
 
+import json
 import math
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -25,7 +26,7 @@ class TextPart(BaseModel):
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[TextPart] | None = None
+    content: str | Annotated[list[TextPart], Field(fail_fast=True)] | None = None  # None: an assistant's tool call
 
     def text(self) -> str:
         if isinstance(self.content, list):
@@ -41,13 +42,14 @@ class StreamOptions(BaseModel):
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(min_length=1)
-    messages: list[ChatMessage] = Field(min_length=1)
+    # fail_fast: a list of a million bad items costs one error, not a million (pydantic builds them all otherwise)
+    messages: list[ChatMessage] = Field(min_length=1, fail_fast=True)
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = 1
     # swarm's own optional fields (the openai client sends them with `extra_body`)
-    alpha: float | None = Field(None, ge=0, le=1, description="cost weight; overrides the scenario in `model`")
-    deadline_s: float | None = Field(None, gt=0, description="shorter than the gateway's deadline, never longer")
+    alpha: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="cost weight; overrides the scenario in `model`")
+    deadline_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="shorter than the gateway's deadline, never longer")
 
 
 class BadRequest(Exception):
@@ -60,18 +62,47 @@ class BadRequest(Exception):
         super().__init__(message)
 
 
+def parse_json(body: bytes) -> Any:
+    """The body's JSON, or BadRequest(400): not UTF-8, not JSON, nested too deep, an integer too long,
+    NaN or Infinity."""
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequest(400, "the body is not valid JSON (nested too deep)", "invalid_json") from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, and Python's limit on integer digits
+        raise BadRequest(400, f"the body is not valid JSON ({type(exc).__name__}: {str(exc)[:120]})", "invalid_json") from None
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_request(data: Any) -> ChatRequest:
+    if not isinstance(data, dict):
+        raise BadRequest(400, f"the body must be a JSON object, got {_json_type(data)}", "invalid_request")
     try:
         req = ChatRequest.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        first = exc.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"])
         raise BadRequest(400, f"{where}: {first['msg']}" if where else first["msg"], "invalid_request", where or None) from None
     if req.n != 1:
         raise BadRequest(400, "n must be 1: the swarm gives one answer per query", "invalid_request", "n")
     if req.messages[-1].role != "user":
         raise BadRequest(400, "the last message must come from the user", "invalid_request", "messages")
+    for i, m in enumerate(req.messages):
+        where = f"messages.{i}.content"
+        if m.content is None and m.role != "assistant":
+            raise BadRequest(400, f"{where}: a {m.role} message needs content", "invalid_request", where)
+        try:  # pydantic lets a lone surrogate through in a union's str (not in a plain str field)
+            m.text().encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(400, f"{where}: not valid Unicode (a lone surrogate)", "invalid_request", where) from None
     return req
+
+
+def _json_type(data: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(data), "a number")
 
 
 def split_model(model: str, swarm_name: str) -> tuple[str, str | None]:
@@ -103,11 +134,13 @@ def estimate_tokens(text: str) -> int:
 
 
 def routing_trace(a: Answer) -> dict[str, Any]:
-    """The extra `swarm` field of every completion: who answered, how the query got there, what it cost."""
+    """The extra `swarm` field of every completion: who answered, how the query got there, what it cost.
+    Each hop shows its agent, decision, seconds and tokens, never its `detail`: that can hold a
+    backend's error text (internal URLs, hosts), which stays in the agents' logs."""
     return {
         "query_id": a.query_id, "agent": a.agent, "entry": a.entry, "hops": a.hops, "path": a.path,
         "cost": a.cost, "model_seconds": round(a.model_seconds, 6), "latency_s": round(a.latency_s, 6),
-        "trace": [h.model_dump() for h in a.trace],
+        "trace": [h.model_dump(exclude={"detail"}) for h in a.trace],
     }
 
 

@@ -15,7 +15,7 @@ from openai_server import OpenAIServer, closed_port
 
 from swarm.backends import build_backend
 from swarm.backends.base import GenerationRequest
-from swarm.backends.openai_http import RETRY_AFTER_CAP_S, OpenAIBackend, _retry_after
+from swarm.backends.openai_http import MAX_RESPONSE_BYTES, RETRY_AFTER_CAP_S, OpenAIBackend, _retry_after
 from swarm.client import Answer
 from swarm.errors import BackendError, QueryError
 from swarm.policies import AlwaysAnswer, Ask, Confidence, SelfAware
@@ -270,6 +270,22 @@ def test_a_200_with_garbage_names_the_endpoint_and_the_problem(server: OpenAISer
         run(lambda: generate(OpenAIBackend(spec(server.base_url), "big"), ask("Name a prime.")))
     assert f"endpoint {server.base_url}/chat/completions" in str(exc.value)
     assert len(server.chat_requests) == 1
+
+
+def test_a_response_over_the_size_cap_fails_the_call_without_being_read() -> None:
+    huge = "x" * (MAX_RESPONSE_BYTES + 1024)  # the endpoint answers with a body over the cap
+    server = OpenAIServer(ScriptedBackend({**ANSWERS, "Name a prime.": huge}), model="test-model").start()
+    try:
+        began = time.monotonic()
+        with pytest.raises(BackendError, match=rf"endpoint {server.base_url}/chat/completions: answered HTTP 200 with more than "
+                                               rf"{MAX_RESPONSE_BYTES:,} bytes") as exc:
+            run(lambda: generate(OpenAIBackend(spec(server.base_url), "big"), ask("Name a prime.")))
+        assert time.monotonic() - began < 5 and not exc.value.fatal
+        assert len(server.chat_requests) == 1  # not retried
+        gen = run(lambda: generate(OpenAIBackend(spec(server.base_url), "big"), ask("What is 2 + 2?")))
+        assert gen.text == "The answer is: 4"  # a normal reply is read as before
+    finally:
+        server.stop()
 
 
 def test_endpoint_down_at_launch_fails_start_quickly() -> None:

@@ -16,6 +16,8 @@ Decisions worth knowing:
   agent leaves the swarm rather than fail every query.
 - The API key is read from the environment at start, sent only in the Authorization header, and
   scrubbed from every error message (some endpoints echo it back in their error bodies).
+- A response is read to at most MAX_RESPONSE_BYTES (after decompression); a larger one fails the
+  call with a BackendError, not retried, so a broken or hostile endpoint cannot fill the agent's memory.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ log = structlog.get_logger("swarm.backends.openai")
 
 START_CHECK_TIMEOUT_S = 5.0  # the reachability check at start: one try, at most this long
 RETRY_AFTER_CAP_S = 30.0  # longest Retry-After honoured; the query's deadline bounds the rest
+MAX_RESPONSE_BYTES = 8 << 20  # the most of one response that is read
 _SNIPPET = 200
 _CONTEXT_TOO_LONG = re.compile(r"context[ _-]?length|maximum context|too long|too many tokens", re.IGNORECASE)
 
@@ -145,8 +148,8 @@ class OpenAIBackend(Backend):
         """One POST. Returns the decoded JSON of a 200, raises _Retryable or BackendError."""
         try:
             # httpx's timeout is per read; this bounds the whole attempt (a server trickling bytes).
-            async with asyncio.timeout(self.spec.timeout_s):
-                response = await self._client.post(self.url, json=body)
+            async with asyncio.timeout(self.spec.timeout_s), self._client.stream("POST", self.url, json=body) as streamed:
+                response = await self._read_capped(streamed)
         except TimeoutError:
             raise _Retryable(f"no reply within {self.spec.timeout_s:g} s") from None
         except httpx.TimeoutException:
@@ -171,6 +174,24 @@ class OpenAIBackend(Backend):
             return response.json()
         except ValueError:
             raise BackendError(self._where(f"answered HTTP 200 with a body that is not JSON: {self._snippet(response.text)!r}")) from None
+
+    async def _read_capped(self, response: httpx.Response) -> httpx.Response:
+        """The response with its body read, or BackendError past MAX_RESPONSE_BYTES."""
+        declared = response.headers.get("content-length", "")
+        too_large = declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES
+        body = bytearray()
+        if not too_large:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    too_large = True
+                    break
+        if too_large:
+            raise BackendError(self._where(f"answered HTTP {response.status_code} with more than {MAX_RESPONSE_BYTES:,} bytes; "
+                                           "the response was not read"))
+        # The body as read (decoded): a plain Response around it, without the encoding headers that no longer apply.
+        headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+        return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
 
     def _parse(self, payload) -> tuple[str, str, tuple[float, ...], dict]:
         def garbage(what: str) -> BackendError:

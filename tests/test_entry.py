@@ -116,7 +116,7 @@ def gateway_face(client: EntryClient) -> Callable[[], Awaitable[Outcome]]:
     app = build_app(client, GatewaySettings())
 
     async def run() -> Outcome:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as http:  # keyless: loopback Host only
             body = {"model": client.swarm, "messages": [{"role": "user", "content": QUESTION}], "deadline_s": DEADLINE_S}
             r = await http.post("/v1/chat/completions", json=body, timeout=30)
         if r.status_code == 200:

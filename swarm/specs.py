@@ -25,10 +25,19 @@ def _resolve(path: Path, info: ValidationInfo, what: str) -> Path:
     base = (info.context or {}).get("base_dir")
     if base is None:
         return path
-    path = (Path(base) / path.expanduser()).resolve()
-    if not path.exists():
+    path, exists = _locate(Path(base), str(path), what)
+    if not exists:
         raise ValueError(f"{what} {str(path)!r} does not exist")
     return path
+
+
+def _locate(base: Path, name: str, what: str) -> tuple[Path, bool]:
+    """`name` resolved against `base`, and whether it exists; a name no file can have is a ValueError."""
+    try:
+        path = (base / Path(name).expanduser()).resolve()
+        return path, path.exists()
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+        raise ValueError(f"{what} {name[:80]!r} cannot be used: {getattr(e, 'strerror', None) or e}") from None
 
 
 class ReplayBackendSpec(BaseModel):
@@ -121,7 +130,8 @@ class VLLMBackendSpec(BaseModel):
 
 def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     """'offline:name', 'testbed:ladder/rung' and hub ids pass as they are (the first two checked);
-    anything else is a local path that must exist."""
+    anything else is a local path that must exist, and so is an org/name whose org is a folder
+    beside the file (models/foo with a models/ folder there)."""
     if model.startswith(TESTBED_PREFIX):
         from swarm.testbed.models import parse_ref
 
@@ -137,10 +147,11 @@ def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     base = (info.context or {}).get("base_dir")
     if base is None:
         return model
-    local = (Path(base) / Path(model).expanduser()).resolve()
-    if local.exists():
+    local, exists = _locate(Path(base), model, "model path")
+    if exists:
         return str(local)
-    if HUB_ID.match(model) and not model.endswith(".gguf"):
+    # A hub id looks like org/name; one whose org is a folder beside the file is a local path gone missing.
+    if HUB_ID.match(model) and not model.endswith(".gguf") and not (Path(base) / model.split("/")[0]).is_dir():
         return model  # a hub id: fetched on first start, where the machine has internet
     raise ValueError(f"model path {str(local)!r} does not exist")
 

@@ -19,7 +19,7 @@ from swarm.specs import (
     PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec,
 )
 
-from swarm.yamlfile import Parts, Problems, parse_yaml, read_text, validate
+from swarm.yamlfile import Parts, Problems, parse_yaml, read_text, short, validate
 
 __all__ = [
     "BACKEND_KINDS", "POLICY_KINDS", "AgentSpec", "AlwaysAnswerPolicySpec", "BackendSpec", "ConfidencePolicySpec",
@@ -94,7 +94,7 @@ class Topology(BaseModel):
     def _check(self) -> Topology:
         """Cross-field rules: unique names, a sound cascade, links and seeds naming real agents."""
         problems = self._name_problems() + self._cascade_problems() + self._link_problems()
-        problems += [(("seeds", i), f"unknown agent {s!r}") for i, s in enumerate(self.seeds) if s not in self._index()]
+        problems += [(("seeds", i), f"unknown agent {short(s)}") for i, s in enumerate(self.seeds) if s not in self._index()]
         if problems:
             raise Problems(problems)
         return self
@@ -115,9 +115,9 @@ class Topology(BaseModel):
         index, seen, out = self._index(), set(), []
         for i, name in enumerate(self.cascade):
             if name not in index:
-                out.append((("cascade", i), f"unknown agent {name!r}"))
+                out.append((("cascade", i), f"unknown agent {short(name)}"))
             elif name in seen:
-                out.append((("cascade",), f"{name!r} appears twice: a cascade cannot contain a cycle"))
+                out.append((("cascade",), f"{short(name)} appears twice: a cascade cannot contain a cycle"))
             seen.add(name)
         out += [(("cascade",), f"agent {a.name!r} is missing from the cascade order")
                 for a in self.agents if a.name not in seen]
@@ -140,9 +140,9 @@ class Topology(BaseModel):
         for parts, (a, b) in edges:
             bad = [n for n in (a, b) if n not in index]
             if bad:
-                out.append((parts, f"unknown agent {bad[0]!r}"))
+                out.append((parts, f"unknown agent {short(bad[0])}"))
             elif a == b:
-                out.append((parts, f"agent {a!r} cannot link to itself"))
+                out.append((parts, f"agent {short(a)} cannot link to itself"))
         return out
 
     def agent(self, name: str) -> AgentSpec:

@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
     s = launch(topo)
     gateway = None
     try:
-        settings = GatewaySettings(port=0, api_keys=(KEY,), rate_per_s=1e6, burst=1_000_000, max_in_flight=1024, max_queue=4096)
+        settings = GatewaySettings(port=0, api_keys=(KEY,), rate_per_s=1e6, burst=1_000_000, max_in_flight=1024, max_queue=4096,
+                                   max_in_flight_per_key=1024, max_connections=1024)  # measure the gateway, not its caps
         gateway = serve(NAME, settings)
         questions = ReplayTable.load(topo.agents[0].backend.table).queries()
         results = asyncio.run(measure(s, gateway, questions, args))

@@ -25,13 +25,13 @@ def _resolve(path: Path, info: ValidationInfo, what: str) -> Path:
     base = (info.context or {}).get("base_dir")
     if base is None:
         return path
-    path, exists = _locate(Path(base), str(path), what)
+    path, exists = locate_path(Path(base), str(path), what)
     if not exists:
         raise ValueError(f"{what} {str(path)!r} does not exist")
     return path
 
 
-def _locate(base: Path, name: str, what: str) -> tuple[Path, bool]:
+def locate_path(base: Path, name: str, what: str) -> tuple[Path, bool]:
     """`name` resolved against `base`, and whether it exists; a name no file can have is a ValueError."""
     try:
         path = (base / Path(name).expanduser()).resolve()
@@ -147,7 +147,7 @@ def resolve_model_ref(model: str, info: ValidationInfo) -> str:
     base = (info.context or {}).get("base_dir")
     if base is None:
         return model
-    local, exists = _locate(Path(base), model, "model path")
+    local, exists = locate_path(Path(base), model, "model path")
     if exists:
         return str(local)
     # A hub id looks like org/name; one whose org is a folder beside the file is a local path gone missing.

@@ -168,3 +168,10 @@ def test_short_never_builds_the_whole_repr() -> None:
     message, _ = _refused({"name": huge, "cost": 10**5000, "backend": {"kind": "replay", "table": "t.jsonl"}},
                           lambda spec: load_agent_spec(spec, base_dir=ROOT))
     assert time.perf_counter() - started < 2 and len(message) < 200 and message.startswith("<agent>: name: ")
+
+
+def test_a_recipe_model_no_file_can_have_is_one_line(tmp_path: Path) -> None:
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"name: r\nmodel: '{'a' * 5000}'\noutput_dir: out\n", encoding="utf-8")
+    message, _ = _refused(recipe, load_recipe, RecipeError)
+    assert message == f"{recipe}:2: model: model directory '{'a' * 80}' cannot be used: File name too long"

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from swarm.errors import RecipeError
 from swarm.prompts import GAMMA, SCENARIOS
+from swarm.specs import locate_path
 from swarm.yamlfile import parse_yaml, read_text, validate
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -177,9 +178,8 @@ class Recipe(BaseModel):
 
             parse_ref(value)
             return value
-        base = (info.context or {}).get("base_dir") or Path.cwd()
-        path = Path(value).expanduser()
-        return str(_model_dir(path if path.is_absolute() else (Path(base) / path).resolve()))
+        path, _ = locate_path(Path((info.context or {}).get("base_dir") or Path.cwd()), value, "model directory")
+        return str(_model_dir(path))
 
     def model_dir(self) -> Path:
         """The base model's directory (a testbed rung's ladder is built first if it is not cached)."""

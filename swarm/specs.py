@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from swarm.prompts import ScenarioName, default_thresholds
 
-STRICT = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+STRICT = ConfigDict(extra="forbid", frozen=True, protected_namespaces=(), allow_inf_nan=False)
 OFFLINE_PREFIX = "offline:"
 TESTBED_PREFIX = "testbed:"  # a rung of the testbed ladder, see swarm.testbed.models
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -28,7 +28,7 @@ __all__ = [
     "parse_topology", "topology_json_schema", "VLLMBackendSpec",
 ]
 
-_STRICT = ConfigDict(extra="forbid", frozen=True)
+_STRICT = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # a duration or cost of .inf or .nan is a mistake
 
 
 class ResourcesSpec(BaseModel):

@@ -35,7 +35,7 @@ MAX_NUMBER_CHARS = 100  # an int or float scalar, written out
 MAX_PROBLEM_CHARS = 500  # the problem part of an error message
 MAX_KEPT_ERRORS = 50  # an error's `errors`: the first of pydantic's complaints
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: same marks, ~10x faster
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (same line marks)
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 

@@ -54,8 +54,12 @@ class ReplayBackendSpec(BaseModel):
     @classmethod
     def _table_exists(cls, table: Path, info: ValidationInfo) -> Path:
         table = _resolve(table, info, "replay table")
-        if (info.context or {}).get("base_dir") is not None and not table.is_file():
-            raise ValueError(f"replay table {str(table)!r} is not a file")
+        if (info.context or {}).get("base_dir") is not None:
+            if not table.is_file():
+                raise ValueError(f"replay table {str(table)!r} is not a file")
+            from swarm.replaytable import load_table
+
+            load_table(table)  # a broken table fails here, with the topology's file and line, not in an agent's process
         return table
 
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from swarm.errors import TopologyError
+from swarm.protocol import MAX_MESSAGE_BYTES
 from swarm.specs import (
     BACKEND_KINDS, POLICY_KINDS, AlwaysAnswerPolicySpec, BackendSpec, ConfidencePolicySpec, OpenAIBackendSpec,
     PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec,
@@ -59,9 +60,13 @@ class DefaultsSpec(BaseModel):
 
     model_config = _STRICT
     max_hops: int = Field(8, ge=1, le=64, description="the most agents a query may visit, its entry included (so at most max_hops - 1 forwards; an Answer's `hops` counts forwards)")
-    deadline_s: float = Field(60, gt=0)
+    deadline_s: float = Field(60, gt=0, description="a query's deadline when its client names none")
+    max_deadline_s: float = Field(600, gt=0, description="the longest time a query may ask for: agents cut a longer budget (from a client or "
+                                                         "any sender on the wire) to this")
     gamma: float = Field(0.5, ge=0, le=5)
-    max_query_chars: int = Field(32768, ge=1)
+    max_query_chars: int = Field(32768, ge=1, le=MAX_MESSAGE_BYTES // 8,
+                                 description="the longest query accepted; at most an eighth of a wire message, so that a query "
+                                             "with its trace always fits one (a character is up to 4 bytes)")
     gossip_interval_s: float = Field(0.5, gt=0)
     ping_interval_s: float = Field(1.0, gt=0)
     ping_timeout_s: float = Field(2.0, gt=0)
@@ -95,6 +100,9 @@ class Topology(BaseModel):
         """Cross-field rules: unique names, a sound cascade, links and seeds naming real agents."""
         problems = self._name_problems() + self._cascade_problems() + self._link_problems()
         problems += [(("seeds", i), f"unknown agent {short(s)}") for i, s in enumerate(self.seeds) if s not in self._index()]
+        if self.defaults.deadline_s > self.defaults.max_deadline_s:
+            problems.append((("defaults", "deadline_s"), f"{self.defaults.deadline_s:g} s is longer than max_deadline_s "
+                                                          f"({self.defaults.max_deadline_s:g} s), which agents would cut it to"))
         if problems:
             raise Problems(problems)
         return self

@@ -31,6 +31,25 @@ def test_a_second_row_for_a_query_is_refused_with_the_file_and_both_lines(tmp_pa
     assert message.startswith(f"{path}:5: ") and "line 1" in message and "\n" not in message
 
 
+FIRST_ROW = b'{"query": "What is 2 + 2?", "agents": {}}\n'
+
+
+@pytest.mark.parametrize("content, problem", [
+    (FIRST_ROW + b'{"query": "what is 2 + 2?", "agents": {}}\n', "t.jsonl:2: query 'what is 2 + 2?' already has a row at line 1"),
+    (FIRST_ROW + b'{"query": 1' + b"0" * 5000 + b'}\n', "t.jsonl:2: not valid JSON"),
+    (FIRST_ROW + b'\xff\xfe\n', "t.jsonl:2: not UTF-8 text"),
+], ids=["duplicate row", "huge number", "not utf-8"])
+def test_launch_refuses_a_broken_replay_table_with_the_topology_and_table_lines(tmp_path, capsys, content, problem):
+    """The topology's validation reads the table: the error names the topology's line and the
+    table's, in one line, before Ray starts (it used to surface as an actor that died in creation)."""
+    (tmp_path / "t.jsonl").write_bytes(content)
+    (tmp_path / "topo.yaml").write_text("name: broken-table\nagents:\n  - name: a\n    cost: 0.1\n"
+                                        "    backend: {kind: replay, table: t.jsonl}\n")
+    assert cli_main(["launch", str(tmp_path / "topo.yaml")]) != 0
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and f"{tmp_path / 'topo.yaml'}:5: agents[0].backend.table" in err and problem in err, err
+
+
 def test_the_shipped_table_has_one_row_per_query_and_is_what_the_generator_writes():
     table = ReplayTable.load(SHIPPED_TABLE)
     assert len({" ".join(q.split()).casefold() for q in table.queries()}) == len(table.rows) == 500

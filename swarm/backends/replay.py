@@ -15,77 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
 from swarm.prompts import GAMMA, reject_reward
+from swarm.replaytable import ReplayEntry, ReplayTable, load_table, normalise_query
+
+__all__ = ["ReplayBackend", "ReplayEntry", "ReplayTable", "load_table", "synthesize_table", "write_table"]
 
 UNKNOWN_ANSWER = "I cannot answer this question."
-
-
-@dataclass(frozen=True)
-class ReplayEntry:
-    answer: str
-    correct: bool
-    p: float
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
-class ReplayTable:
-    """Rows of a replay file, indexed by normalised query text."""
-
-    def __init__(self, rows: list[dict], source: str = "<memory>", lines: list[int] | None = None) -> None:
-        """`lines`: each row's line in `source` (default: its position), for the errors."""
-        self.source = source
-        self.rows = rows
-        lines = lines or list(range(1, len(rows) + 1))
-        self._by_text: dict[str, dict] = {}
-        first_line: dict[str, int] = {}
-        for number, row in zip(lines, rows, strict=True):
-            if not isinstance(row, dict) or not isinstance(row.get("query"), str):
-                raise ValueError(f"{source}:{number}: each row needs a string 'query'")
-            key = _normalise(row["query"])
-            if key in first_line:  # two rows for one query: which one answers would be an accident of order
-                shown = row["query"] if len(row["query"]) <= 80 else row["query"][:77] + "..."
-                raise ValueError(f"{source}:{number}: query {shown!r} already has a row at line {first_line[key]} "
-                                 "(queries are matched ignoring case and spacing; keep one row per query)")
-            first_line[key] = number
-            self._by_text[key] = row
-
-    @classmethod
-    def load(cls, path: str | Path) -> ReplayTable:
-        path = Path(path)
-        rows, lines = [], []
-        with path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
-                lines.append(number)
-        return cls(rows, str(path), lines)
-
-    def entry(self, query: str, model: str) -> ReplayEntry | None:
-        row = self._by_text.get(_normalise(query))
-        if row is None:
-            return None
-        cell = row.get("agents", {}).get(model)
-        if cell is None:
-            return None
-        return ReplayEntry(answer=str(cell.get("answer", "")), correct=bool(cell.get("correct", False)), p=float(cell.get("p", 0.0)))
-
-    def gold(self, query: str) -> str | None:
-        row = self._by_text.get(_normalise(query))
-        return None if row is None else row.get("gold")
-
-    def queries(self) -> list[str]:
-        return [row["query"] for row in self.rows]
 
 
 class ReplayBackend(Backend):
@@ -95,7 +33,7 @@ class ReplayBackend(Backend):
 
     @classmethod
     def from_spec(cls, spec, agent_name: str, gamma: float = GAMMA) -> ReplayBackend:
-        return cls(ReplayTable.load(spec.table), spec.model or agent_name, gamma, spec.latency_ms, spec.reject_latency_ms)
+        return cls(load_table(spec.table), spec.model or agent_name, gamma, spec.latency_ms, spec.reject_latency_ms)
 
     def threshold(self, alpha: float) -> float:
         return reject_reward(alpha, self.gamma)
@@ -132,17 +70,17 @@ def synthesize_table(n: int = 500, models: tuple[str, ...] = ("m1", "m2", "m3", 
         lambda r: (r.randint(101, 999), "*", r.randint(11, 99)),
     ]
     rows = [_row("q0", 17, "+", 25, 1, models, rng)]
-    seen = {_normalise(rows[0]["query"])}
+    seen = {normalise_query(rows[0]["query"])}
     for i in range(1, n):
         difficulty = 1 + i % 5
         a, op, b = makers[difficulty - 1](rng)
         for _ in range(10_000):
-            if _normalise(_query(a, op, b)) not in seen:
+            if normalise_query(_query(a, op, b)) not in seen:
                 break
             a, op, b = makers[difficulty - 1](redraw)
         else:
             raise ValueError(f"no new query of difficulty {difficulty} in 10,000 draws: {n} rows are too many")
-        seen.add(_normalise(_query(a, op, b)))
+        seen.add(normalise_query(_query(a, op, b)))
         rows.append(_row(f"q{i}", a, op, b, difficulty, models, rng))
     return rows
 

@@ -128,6 +128,20 @@ def test_agent_files_and_recipes_are_read_with_the_same_bounds(corpus: Path) -> 
     assert message.startswith(f"{corpus / 'alias_bomb.yaml'}:6: ") and seconds < 5
 
 
+@pytest.mark.parametrize("name", list(CORPUS))
+def test_swarm_launch_refuses_every_corpus_file_in_one_line(name: str, corpus: Path, capsys) -> None:
+    """The whole corpus through the `swarm launch` command in-process (the worst five also run
+    as a real subprocess below): exit 1 within 30 s, one line on stderr naming the file."""
+    from swarm.cli import main as cli_main
+
+    path = corpus / f"{name}.yaml"
+    started = time.perf_counter()
+    assert cli_main(["launch", str(path)]) == 1
+    assert time.perf_counter() - started < 30
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith(f"error: {path}:"), err
+
+
 @pytest.mark.parametrize("name", THROUGH_CLI)
 def test_swarm_launch_exits_1_with_one_line_naming_the_file(name: str, corpus: Path) -> None:
     path = corpus / f"{name}.yaml"

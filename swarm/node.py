@@ -249,7 +249,6 @@ class AgentNode:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
-            self.counters.forwarded += 1
             onward = q.model_copy(update={"budget_s": remaining, "visited": visited, "sender": self.name, "digest": self.membership.digest()})
             try:
                 reply = await self._forward(peer, onward, remaining)
@@ -368,7 +367,9 @@ class AgentNode:
         to it), so a query waiting on a hung peer is routed around. A reply must answer this query.
         When we stop waiting without a reply (deadline, judged dead, cancelled ourselves) the peer is
         told to cancel, in case it still works on it: it may only have been slow or cut off."""
-        send = asyncio.ensure_future(self.transport.send(peer, encode(q)))  # encode first: an Oversize sends nothing
+        message = encode(q)  # first: an Oversize sends (and counts) nothing
+        self.counters.forwarded += 1
+        send = asyncio.ensure_future(self.transport.send(peer, message))
         pending = self._sending.setdefault(peer, set())
         pending.add(send)
         replied = False

@@ -22,7 +22,13 @@ def check_output_dir(path: Path, marker: str, what: str = "output directory") ->
     """`path` made absolute (symbolic links resolved; `~` is not expanded here, as the caller writes
     where `path` says), once it is known safe to write into and to delete parts of: not a precious
     directory, not a file, and empty or holding `marker`."""
-    path = Path(path).resolve()
+    try:
+        return _checked(Path(path).resolve(), marker, what)
+    except (OSError, RuntimeError) as e:  # a name too long, a symlink loop, a directory we may not read
+        raise OutputDirError(f"{what} {str(path)[:80]!r} cannot be used: {getattr(e, 'strerror', None) or e}") from None
+
+
+def _checked(path: Path, marker: str, what: str) -> Path:
     precious = _precious(path)
     if precious:
         raise OutputDirError(f"{what} {path} is {precious}; choose a directory of its own")

@@ -15,13 +15,13 @@ by `encode` with `Oversize`, the sender's own fault, never charged to the peer.
 
 from __future__ import annotations
 
-import reprlib
 from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from swarm.errors import Oversize, ProtocolError
+from swarm.quoting import short
 
 PROTOCOL_VERSION = (1, 2)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -57,14 +57,6 @@ Count = Annotated[int, Field(ge=0, le=2**53)]
 Finite = Annotated[float, Field(allow_inf_nan=False)]
 
 
-def _quoting() -> reprlib.Repr:
-    r = reprlib.Repr()  # (keyword arguments only from Python 3.12)
-    r.maxstring, r.maxother, r.maxlist, r.maxdict, r.maxlevel = 60, 60, 4, 4, 2
-    return r
-
-
-_brief = _quoting().repr  # how errors quote what was sent: a few dozen characters, whatever its size
-
 MemberState = Literal["alive", "suspect", "dead", "left"]
 Decision = Literal["answer", "reject", "forced", "unreachable", "refused", "error"]
 
@@ -81,10 +73,10 @@ class Member(_Body):
     cost: Finite
     state: MemberState = "alive"
     incarnation: int = Field(default=0, ge=0, le=MAX_INCARNATION)
-    links: list[Name] = Field(default_factory=list, max_length=1024)
+    links: list[Name] = Field(default_factory=list, max_length=1024, fail_fast=True)
     # What a query handed to this agent is worth (utility) at each alpha of swarm.assess.curves.GRID; empty: not advertised.
     # A change comes with a fresh incarnation, so gossip and the digest carry it like any other change.
-    curve: list[Finite] = Field(default_factory=list, max_length=64)
+    curve: list[Finite] = Field(default_factory=list, max_length=64, fail_fast=True)
 
 
 class Hop(_Body):
@@ -107,7 +99,7 @@ class Query(_Body):
     alpha: float = Field(ge=0.0, le=1.0)
     budget_s: Finite
     max_hops: int = Field(ge=1, le=MAX_HOPS)  # the most agents it may visit, its entry included (forwards: at most max_hops - 1)
-    visited: list[Name] = Field(default_factory=list, max_length=MAX_TRACE)
+    visited: list[Name] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
     sender: Name = ""
     digest: str = Field(default="", max_length=64)  # the sender's membership digest: a mismatch triggers a gossip exchange
 
@@ -122,7 +114,7 @@ class Result(_Body):
     cost: Finite = 0.0
     error_code: str = Field(default="", max_length=64)
     error: Detail = ""
-    trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE)
+    trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
     # 1.2: this agent already held the query id; the reply is its one execution's (joined, or remembered).
     duplicate: bool = False
 
@@ -133,13 +125,13 @@ class Join(_Body):
 
 class Gossip(_Body):
     digest: str = Field(max_length=64)
-    updates: list[Member] = Field(default_factory=list, max_length=MAX_MEMBERS)
+    updates: list[Member] = Field(default_factory=list, max_length=MAX_MEMBERS, fail_fast=True)
     full: bool = False  # ask the receiver for its whole view
 
 
 class View(_Body):
     digest: str = Field(max_length=64)
-    members: list[Member] = Field(max_length=MAX_MEMBERS)
+    members: list[Member] = Field(max_length=MAX_MEMBERS, fail_fast=True)
 
 
 class Leave(_Body):
@@ -193,7 +185,7 @@ class Status(_Body):
     forwarded: Count
     p50_s: Finite = 0.0  # latency of the queries this agent handled, its downstream included
     p95_s: Finite = 0.0
-    members: list[Member] = Field(max_length=MAX_MEMBERS)
+    members: list[Member] = Field(max_length=MAX_MEMBERS, fail_fast=True)
     # 1.2: executions of one query id beyond its first here (joined or answered from memory instead), and cancels obeyed
     duplicates: Count = 0
     cancelled: Count = 0
@@ -264,12 +256,12 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     except ProtocolError:
         raise
     except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError("malformed", f"not a msgpack message within the limits ({type(exc).__name__}: {_brief(str(exc))})") from None
+        raise ProtocolError("malformed", f"not a msgpack message within the limits ({type(exc).__name__}: {short(str(exc))})") from None
     if not isinstance(envelope, dict):
         raise ProtocolError("malformed", f"envelope must be a map, got {type(envelope).__name__}")
     version = envelope.get("v")
     if not (isinstance(version, list) and len(version) == 2 and all(isinstance(x, int) for x in version)):
-        raise ProtocolError("malformed", f"envelope field 'v' must be [major, minor], got {_brief(version)}")
+        raise ProtocolError("malformed", f"envelope field 'v' must be [major, minor], got {short(version)}")
     if version[0] != PROTOCOL_VERSION[0]:
         raise ProtocolError(
             "unsupported_version", f"protocol major version {version[0]} is not supported (this agent speaks {PROTOCOL_VERSION[0]}.x)"
@@ -277,10 +269,10 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     kind = envelope.get("type")
     cls = MESSAGE_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        raise ProtocolError("unknown_type", f"unknown message type {_brief(kind)}")
+        raise ProtocolError("unknown_type", f"unknown message type {short(kind)}")
     msg_id = envelope.get("id", "")
     if not isinstance(msg_id, str) or len(msg_id) > MAX_NAME:
-        raise ProtocolError("malformed", f"envelope field 'id' must be a string of at most {MAX_NAME} characters, got {_brief(msg_id)}")
+        raise ProtocolError("malformed", f"envelope field 'id' must be a string of at most {MAX_NAME} characters, got {short(msg_id)}")
     body = envelope.get("body")
     if not isinstance(body, dict):
         raise ProtocolError("malformed", f"envelope field 'body' must be a map, got {type(body).__name__}")
@@ -289,7 +281,7 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[str, _Body]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ProtocolError("invalid_body", f"{kind} message: {_brief(where)}: {_brief(first['msg'])}") from None
+        raise ProtocolError("invalid_body", f"{kind} message: {short(where)}: {first['msg'][:200]}") from None
 
 
 def error_reply(exc: ProtocolError, msg_id: str = "") -> bytes:

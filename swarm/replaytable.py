@@ -40,6 +40,9 @@ class ReplayTable:
         for number, row in zip(lines, rows, strict=True):
             if not isinstance(row, dict) or not isinstance(row.get("query"), str):
                 raise ValueError(f"{source}:{number}: each row needs a string 'query'")
+            problem = _cells_problem(row.get("agents", {}))
+            if problem:
+                raise ValueError(f"{source}:{number}: {problem}")
             key = normalise_query(row["query"])
             if key in first_line:  # two rows for one query: which one answers would be an accident of order
                 shown = row["query"] if len(row["query"]) <= 80 else row["query"][:77] + "..."
@@ -82,6 +85,24 @@ class ReplayTable:
 
     def queries(self) -> list[str]:
         return [row["query"] for row in self.rows]
+
+
+def _cells_problem(agents: object) -> str | None:
+    """What is wrong with a row's `agents` ({model: {"answer": str, "correct": bool, "p": 0..1}}), if anything."""
+    if not isinstance(agents, dict):
+        return f"'agents' must map each model to its cell, got {type(agents).__name__}"
+    for model, cell in agents.items():
+        shown = repr(model[:40])
+        if not isinstance(cell, dict):
+            return f"agents[{shown}] must be a map of answer, correct and p, got {type(cell).__name__}"
+        if not isinstance(cell.get("answer", ""), str):
+            return f"agents[{shown}].answer must be text"
+        if not isinstance(cell.get("correct", False), bool):
+            return f"agents[{shown}].correct must be true or false"
+        p = cell.get("p", 0.0)
+        if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+            return f"agents[{shown}].p must be a number from 0 to 1"
+    return None
 
 
 def load_table(path: str | Path) -> ReplayTable:

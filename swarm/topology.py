@@ -20,7 +20,8 @@ from swarm.specs import (
     PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec,
 )
 
-from swarm.yamlfile import Parts, Problems, parse_yaml, read_text, short, validate
+from swarm.quoting import short
+from swarm.yamlfile import Parts, Problems, parse_yaml, read_text, validate
 
 __all__ = [
     "BACKEND_KINDS", "POLICY_KINDS", "AgentSpec", "AlwaysAnswerPolicySpec", "BackendSpec", "ConfidencePolicySpec",

@@ -16,7 +16,6 @@ values through `short`, which never builds the full repr of a big structure.
 from __future__ import annotations
 
 import re
-import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from swarm.errors import FileError
+from swarm.quoting import short
 from swarm.specs import BACKEND_KINDS, POLICY_KINDS
 
 Parts = tuple[str | int, ...]
@@ -33,6 +33,7 @@ MAX_YAML_DEPTH = 64  # collections inside collections; our files need about 6
 MAX_YAML_NODES = 100_000  # values in the document once every alias is expanded
 MAX_NUMBER_CHARS = 100  # an int or float scalar, written out
 MAX_PROBLEM_CHARS = 500  # the problem part of an error message
+MAX_PATH_CHARS = 120  # the path part (agents[2].backend.kind) of an error message
 MAX_KEPT_ERRORS = 50  # an error's `errors`: the first of pydantic's complaints
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present (same line marks)
@@ -74,6 +75,8 @@ def _fail(error: type[FileError], source: str, path: str, problem: str, line: in
     problem = " ".join(problem.split())  # always one line
     if len(problem) > MAX_PROBLEM_CHARS:
         problem = problem[: MAX_PROBLEM_CHARS - 3] + "..."
+    if len(path) > MAX_PATH_CHARS:  # a key of the file's own can be as long as the file
+        path = " ".join(path[: MAX_PATH_CHARS - 3].split()) + "..."
     err = error(source, path, problem, line)
     err.errors = errors or [(path, problem)]
     return err
@@ -142,7 +145,8 @@ def _check_events(text: str, source: str, error: type[FileError]) -> None:
         top = open_[-1]
         top[1], top[2] = top[1] + values, max(top[2], levels)
         if top[1] > MAX_YAML_NODES or values > MAX_YAML_NODES:
-            refuse(f"the document expands to more than {MAX_YAML_NODES} values (aliases repeat what they name)", event)
+            why = " (aliases repeat what they name)" if found else ""
+            refuse(f"the document {'expands to' if found else 'holds'} more than {MAX_YAML_NODES} values{why}", event)
         if len(open_) - 1 + levels > MAX_YAML_DEPTH:
             how = "aliases nest it" if isinstance(event, yaml.AliasEvent) else "nested"
             refuse(f"{how} more than {MAX_YAML_DEPTH} levels deep", event)
@@ -276,24 +280,3 @@ def _line_of(node: yaml.Node | None, parts: Parts) -> int | None:
 def _kind(value: Any) -> str:
     names = {dict: "a mapping", list: "a list", str: "a string", type(None): "nothing"}
     return names.get(type(value), type(value).__name__)
-
-
-class _ShortRepr(reprlib.Repr):
-    """reprlib's bounded repr (a few items a level, a few levels), with huge ints summarised, not converted."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxlevel, self.maxdict, self.maxlist, self.maxtuple, self.maxset = 3, 4, 6, 6, 6
-        self.maxstring, self.maxlong, self.maxother = 60, 40, 60
-
-    def repr_int(self, x: int, level: int) -> str:
-        return super().repr_int(x, level) if x.bit_length() <= 256 else f"<an integer of {x.bit_length()} bits>"
-
-
-_SHORT = _ShortRepr()
-
-
-def short(value: Any) -> str:
-    """A repr of at most 60 characters, in time and memory bounded whatever `value` holds."""
-    text = _SHORT.repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -238,7 +238,7 @@ def test_swarm_serve_command(gw, tmp_path):
     keys.write_text(KEY + "\n")
     address = ray.get_runtime_context().gcs_address
     cmd = [sys.executable, "-m", "swarm.cli", "serve", "gw", "--port", "0", "--api-keys-file", str(keys), "--address", address,
-           "--body-timeout-s", "5", "--max-connections", "64", "--max-in-flight-per-key", "8"]
+           "--body-timeout-s", "5", "--max-in-flight", "16", "--max-queue", "16", "--max-connections", "64", "--max-in-flight-per-key", "8"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "warning"})
     try:
         line = proc.stdout.readline()

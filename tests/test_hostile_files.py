@@ -38,7 +38,10 @@ FIRST_ROW = b'{"query": "What is 2 + 2?", "agents": {}}\n'
     (FIRST_ROW + b'{"query": "what is 2 + 2?", "agents": {}}\n', "t.jsonl:2: query 'what is 2 + 2?' already has a row at line 1"),
     (FIRST_ROW + b'{"query": 1' + b"0" * 5000 + b'}\n', "t.jsonl:2: not valid JSON"),
     (FIRST_ROW + b'\xff\xfe\n', "t.jsonl:2: not UTF-8 text"),
-], ids=["duplicate row", "huge number", "not utf-8"])
+    (FIRST_ROW + b'{"query": "q", "agents": [1]}\n', "t.jsonl:2: 'agents' must map each model to its cell, got list"),
+    (FIRST_ROW + b'{"query": "q", "agents": {"a": {"p": "x"}}}\n', "t.jsonl:2: agents['a'].p must be a number from 0 to 1"),
+    (FIRST_ROW + b'{"query": "q", "agents": {"a": {"answer": 42}}}\n', "t.jsonl:2: agents['a'].answer must be text"),
+], ids=["duplicate row", "huge number", "not utf-8", "agents a list", "p a string", "answer a number"])
 def test_launch_refuses_a_broken_replay_table_with_the_topology_and_table_lines(tmp_path, capsys, content, problem):
     """The topology's validation reads the table: the error names the topology's line and the
     table's, in one line, before Ray starts (it used to surface as an actor that died in creation)."""
@@ -94,6 +97,25 @@ def test_eval_refuses_a_file_as_its_results_directory(tmp_path, capsys):
     (tmp_path / "f").write_text("x")
     assert cli_main(["eval", "main", "--out", str(tmp_path / "f"), "--overwrite"]) == 1
     assert "is not a directory" in capsys.readouterr().err and (tmp_path / "f").read_text() == "x"
+
+
+def _unusable(tmp_path: Path) -> list[tuple[str, str]]:
+    """Output paths no directory can have: inside a symlink loop, and a name too long."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    return [(str(tmp_path / "loop" / "out"), "cannot be used"), (str(tmp_path / ("n" * 5000)), "cannot be used")]
+
+
+def test_eval_refuses_an_output_path_no_directory_can_have_in_one_line(tmp_path, capsys):
+    for out, problem in _unusable(tmp_path):
+        assert cli_main(["eval", "main", "--out", out, "--overwrite"]) == 1
+        err = capsys.readouterr().err
+        assert problem in err and err.count("\n") == 1 and len(err) < 400, err[:300]
+
+
+def test_a_recipe_refuses_an_output_path_no_directory_can_have(tmp_path):
+    for out, problem in _unusable(tmp_path):
+        with pytest.raises(RecipeError, match=f"r.yaml:3: output_dir: .*{problem}"):
+            parse_recipe(recipe_text(out), source="r.yaml")
 
 
 def test_a_results_directory_eval_made_is_overwritten_resumed_or_refused_as_before(tmp_path):

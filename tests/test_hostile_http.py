@@ -30,6 +30,7 @@ from test_gateway import KEY, OTHER_KEY, QUESTION, _gateway_error_lines, _wait_f
 pytestmark = pytest.mark.ray
 NAME = "hostile"
 BODY_TIMEOUT_S = 1.0
+CAPPED_HEAD_S = 3.0  # the capped gateway closes a connection whose request head is not in after this
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def gws(ray_cluster):
         gateways["keyed"] = serve(NAME, GatewaySettings(**keyed))
         gateways["perkey"] = serve(NAME, GatewaySettings(**{**keyed, "body_timeout_s": 30, "max_in_flight_per_key": 2}))
         gateways["open"] = serve(NAME, GatewaySettings(port=0, body_timeout_s=BODY_TIMEOUT_S))
-        gateways["capped"] = serve(NAME, GatewaySettings(port=0, max_connections=4))
+        gateways["capped"] = serve(NAME, GatewaySettings(port=0, max_connections=4, body_timeout_s=CAPPED_HEAD_S))
         yield gateways
     finally:
         for g in gateways.values():
@@ -243,17 +244,25 @@ def test_per_key_cap_is_429_and_other_keys_go_on(gws):
     _wait_for(lambda: post(g, msg(QUESTION)).status_code == 200, timeout_s=20)  # the slots come back
 
 
-def test_connection_cap_is_503_and_lifts(gws):
-    g = gws["capped"]  # four connections at once
-    idle = [socket.create_connection(address(g), timeout=10) for _ in range(4)]
+def test_connection_cap_is_503_and_idle_connections_cannot_hold_it(gws):
+    """Four connections at once: the fifth gets 503 while they are open. But sockets that send
+    nothing, or half a request head, are closed by the gateway after its head timeout, so they
+    cannot lock clients out: a normal request is answered while the client still holds them."""
+    g = gws["capped"]
+    idle = [socket.create_connection(address(g), timeout=10) for _ in range(3)]
+    idle.append(socket.create_connection(address(g), timeout=10))
+    idle[-1].sendall(b"GET /health HTTP/1.1\r\nHo")  # half a request head, then silence
+    began = time.monotonic()
     try:
-        _wait_for(lambda: httpx.get(g.url + "/health", timeout=10).status_code == 503, timeout_s=20)
+        assert httpx.get(g.url + "/health", timeout=10).status_code == 503  # well within the head timeout
         answered(gws["keyed"])  # another gateway is untouched
+        for sock in idle:
+            assert sock.recv(1024) == b""  # closed by the gateway, not by us
+        assert CAPPED_HEAD_S - 0.5 < time.monotonic() - began < CAPPED_HEAD_S + 5
+        answered(g, key=None)  # our sockets are still open on this side
     finally:
         for sock in idle:
             sock.close()
-    _wait_for(lambda: httpx.get(g.url + "/health", timeout=10).status_code == 200, timeout_s=20)
-    answered(g, key=None)
 
 
 # ---------------------------------------------------------------- keyless: loopback only, JSON only
@@ -265,14 +274,15 @@ def test_keyless_gateway_takes_only_json_and_loopback_hosts(gws):
     assert_error(post(g, msg(QUESTION), key=None, content_type="text/plain"), 415, "unsupported_media_type")
     assert_error(post(g, msg(QUESTION), key=None, content_type="application/x-www-form-urlencoded"), 415, "unsupported_media_type")
     assert_error(post(g, msg(QUESTION), key=None, content_type=None), 415, "unsupported_media_type")
-    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1:{port + 1}", f"localhost.evil.example:{port}",
+    for host in (f"evil.example:{port}", "evil.example", f"localhost.evil.example:{port}",
                  f"evil@localhost:{port}", f"localhost:{port}/x", "[::1"):
         assert_error(post(g, msg(QUESTION), key=None, host=host), 421, "misdirected_request")
         assert_error(httpx.get(g.url + "/health", headers={"Host": host}, timeout=10), 421, "misdirected_request")
     with socket.create_connection(address(g), timeout=10) as sock:  # HTTP/1.0 without a Host header
         sock.sendall(b"GET /health HTTP/1.0\r\n\r\n")
         assert status_of(sock) == 421
-    for host in (f"localhost:{port}", f"LOCALHOST:{port}", f"127.0.0.1:{port}", "127.0.0.1", f"[::1]:{port}"):
+    for host in (f"localhost:{port}", f"LOCALHOST:{port}", f"127.0.0.1:{port}", "127.0.0.1", f"[::1]:{port}",
+                 f"localhost:{port + 1}"):  # a tunnel (ssh -L 9000:localhost:8000) sends its own port
         r = post(g, msg(QUESTION), key=None, host=host, content_type="application/json; charset=utf-8")
         assert r.status_code == 200, (host, r.text)
     health = httpx.get(g.url + "/health", timeout=10).json()  # keyless on loopback: the details too

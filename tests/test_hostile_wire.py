@@ -5,6 +5,8 @@ local Ray cluster; the bounds on work are measured in-process as well (tracemall
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 import tracemalloc
 from pathlib import Path
@@ -48,6 +50,12 @@ CORPUS: dict[str, tuple[bytes, str]] = {
     "text_a_map": (_env({**QUERY, "text": {"a": 1}}), "invalid_body"),
     "alpha_a_string_of_a_megabyte": (_env({**QUERY, "alpha": "9" * 1_000_000}), "invalid_body"),
     "visited_of_300_names": (_env({**QUERY, "visited": ["a"] * 300}), "invalid_body"),
+    # every item of a long list wrong: one error, not one per item (pydantic's fail_fast)
+    "gossip_of_4000_members_with_1000_bad_links_each": (_env({"digest": "d", "updates": [{"name": "a", "cost": 1, "links": [1] * 1000}] * 4000},
+                                                            "gossip"), "invalid_body"),
+    "view_of_80000_members_each_wrong_six_ways": (_env({"digest": "d", "members": [{"name": 1, "cost": "x", "state": "zz", "incarnation": -1,
+                                                                                   "links": "q", "curve": "r"}] * 80_000}, "view"), "invalid_body"),
+    "visited_of_100k_numbers": (_env({**QUERY, "visited": [7] * 100_000}), "invalid_body"),
     "invalid_utf8_text": (_env(QUERY).replace(b"What is", b"\xff\xfe\xfd is"), "malformed"),
     "truncated": (_env(QUERY)[:-3], "malformed"),
     "five_megabytes": (b"\x00" * (5 * 1024 * 1024), "oversize"),
@@ -69,6 +77,23 @@ def test_every_hostile_envelope_is_refused_with_bounded_work() -> None:
         assert seconds < 1.0, (name, seconds)
         assert peak < 64 * 2**20, (name, peak)
         assert len(message) < 400, (name, len(message))
+
+
+def test_refusing_the_whole_corpus_needs_little_memory() -> None:
+    """tracemalloc does not see pydantic-core's own allocations: the process's peak RSS does. A
+    fresh interpreter builds the corpus, then refuses every message in it; its peak may grow by
+    at most 128 MB (the worst message used to take 4.6 GB)."""
+    script = (
+        "import resource, sys; sys.path.insert(0, sys.argv[1]);"
+        "from test_hostile_wire import CORPUS, _refusal;"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss;"
+        "codes = [_refusal(data)[0] for data, _ in CORPUS.values()];"
+        "assert codes == [code for _, code in CORPUS.values()], codes;"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert int(done.stdout.strip()) < 128 * 1024, f"peak RSS grew by {int(done.stdout) // 1024} MB"
 
 
 def _refusal(data: bytes) -> tuple[str, str]:
@@ -119,7 +144,7 @@ def test_hostile_envelopes_sent_to_a_real_agent(hostile):
         _, body = decode(reply)
         assert isinstance(body, Error) and body.code == code, (name, body)
         assert len(reply) < 2048, (name, len(reply))  # small replies, whatever was sent
-        assert seconds < 5.0, (name, seconds)
+        assert seconds < 2.0, (name, seconds)
     # no agent harmed: both alive in each other's view, m1 grew by less than the corpus it read, and it answers
     assert all(st.state == "alive" for st in hostile.status())
     assert _rss(hostile, "m1") - rss_before < 256 * 2**20

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from swarm.errors import RecipeError, TopologyError
-from swarm.topology import load_agent_spec, load_topology
+from swarm.topology import load_agent_spec, load_topology, parse_topology
 from swarm.training.recipe import load_recipe
-from swarm.yamlfile import MAX_YAML_DEPTH, MAX_YAML_NODES, parse_yaml, short
+from swarm.quoting import short
+from swarm.yamlfile import MAX_YAML_DEPTH, MAX_YAML_NODES, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 AGENT = "- name: a\n  cost: 1\n  backend: {kind: replay, table: t.jsonl}\n"
@@ -72,7 +73,7 @@ CORPUS: dict[str, tuple[bytes, str]] = {
     "model_name_too_long": (_model("a" * 5000).encode(), r"model path 'a{80}' cannot be used: File name too long"),
     "megabyte_agent_name": (("name: t\ncascade: [" + "x" * 500_000 + "]\nagents:\n" + AGENT).encode(),
                             r"cascade\[0\]: unknown agent 'x+\.\.\.x+'$"),
-    "too_many_values": (("name: t\nagents: [" + ",".join(["1"] * 200_000) + "]\n").encode(), "expands to more than"),
+    "too_many_values": (("name: t\nagents: [" + ",".join(["1"] * 200_000) + "]\n").encode(), f"holds more than {MAX_YAML_NODES} values$"),
     "empty": (b"", "the file is empty"),
 }
 
@@ -192,3 +193,12 @@ def test_a_recipe_model_no_file_can_have_is_one_line(tmp_path: Path) -> None:
     recipe.write_text(f"name: r\nmodel: '{'a' * 5000}'\noutput_dir: out\n", encoding="utf-8")
     message, _ = _refused(recipe, load_recipe, RecipeError)
     assert message == f"{recipe}:2: model: model directory '{'a' * 80}' cannot be used: File name too long"
+
+
+@pytest.mark.parametrize("where", ["", "defaults:\n  "])
+def test_a_key_as_long_as_the_file_is_not_quoted_whole(where: str) -> None:
+    text = f"name: x\nagents: [{{name: a, cost: 0.1, backend: {{kind: replay, table: t.jsonl}}}}]\n{where}" + "k" * 900_000 + ": 1\n"
+    with pytest.raises(TopologyError) as info:
+        parse_topology(text, source="long-key.yaml")
+    message = str(info.value)
+    assert message.startswith("long-key.yaml:") and len(message) < 700 and "\n" not in message, message[:300]

@@ -25,6 +25,45 @@ from swarm.gateway.limits import GatewaySettings
 from swarm.logging import configure_logging, logging_settings
 
 log = structlog.get_logger("swarm.gateway")
+
+
+def _head_timed(timeout_s: float) -> type:
+    """uvicorn's HTTP/1.1 protocol with a deadline for each request's head. uvicorn times nothing
+    before a connection's first response, so a socket that sends nothing, or trickles its headers,
+    would hold one of `--max-connections` forever and 256 of them would lock every client out.
+    Here a connection whose request head has not fully arrived `timeout_s` after it opened (or
+    after its last response) is closed. The body has its own deadline in the app (408)."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeadTimedH11Protocol(H11Protocol):
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._await_head()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._await_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            super().connection_lost(exc)
+
+        def _await_head(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+            if not self.transport.is_closing():
+                self._head_timer = self.loop.call_later(timeout_s, self._head_overdue)
+
+        def _head_overdue(self) -> None:
+            self._head_timer = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():  # still waiting for a request head
+                log.info("connection closed: no request head in time", timeout_s=timeout_s)
+                self.transport.close()
+
+    return HeadTimedH11Protocol
 _LATENCY_BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60]
 
 
@@ -66,9 +105,11 @@ class GatewayActor:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((s.host, s.port))
         port = sock.getsockname()[1]
-        # limit_concurrency: past that many open connections (or requests at once) uvicorn answers 503 itself.
+        # limit_concurrency: past that many open connections (or requests at once) uvicorn answers 503 itself;
+        # a connection that does not send a whole request head in time is closed, so idle sockets cannot hold them all.
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=5,
-                                backlog=2048, timeout_keep_alive=30, limit_concurrency=s.max_connections)
+                                backlog=2048, timeout_keep_alive=30, limit_concurrency=s.max_connections,
+                                http=_head_timed(s.body_timeout_s))
         self.server = uvicorn.Server(config)
         self.task = asyncio.ensure_future(self.server.serve(sockets=[sock]))
         while not self.server.started:

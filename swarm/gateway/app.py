@@ -67,8 +67,8 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
     def local_only(request: Request) -> None:
         """Without keys: a Host header that names loopback, else 421 (a DNS-rebinding page names its own host)."""
         if not keys.enabled and not _loopback_host(request):
-            raise BadRequest(421, "this gateway has no API keys and answers only to Host: localhost, 127.0.0.1 or [::1] "
-                             "(with its port)", "misdirected_request")
+            raise BadRequest(421, "this gateway has no API keys and answers only to Host: localhost, 127.0.0.1 or [::1]",
+                             "misdirected_request")
 
     def authorised(request: Request) -> str:
         local_only(request)
@@ -85,11 +85,15 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         if wait:
             raise BadRequest(429, f"rate limit of {settings.rate_per_s:g} requests/s for this key exceeded", "rate_limit_exceeded",
                              kind="rate_limit_error", headers={"Retry-After": retry_after(wait)})
-        if per_key.full(who):
+        if not keys.enabled:  # loopback only, one anonymous client: max_in_flight and max_queue bound it
+            return await complete(request)
+        if not per_key.take(who):
             raise BadRequest(429, f"this key already has {settings.max_in_flight_per_key} requests in progress; retry later",
                              "too_many_in_flight", kind="rate_limit_error", headers={"Retry-After": "1"})
-        with per_key.slot(who):
+        try:
             return await complete(request)
+        finally:
+            per_key.release(who)
 
     async def complete(request: Request) -> Response:
         body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
@@ -199,17 +203,17 @@ async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 
 
 def _loopback_host(request: Request) -> bool:
-    """The Host header names loopback, with no port or the port this server listens on."""
+    """The Host header names loopback (any port: a tunnel such as `ssh -L 9000:localhost:8000` sends
+    its own; a DNS-rebinding page always sends its own host name, which is what this refuses)."""
     host = request.headers.get("host", "")
     if any(c in host for c in "/\\@?#"):
         return False
     try:
         url = urlsplit("//" + host)
-        port = url.port
+        url.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
         return False
-    server = request.scope.get("server") or (None, None)
-    return url.hostname in LOOPBACK and (port is None or port == server[1])
+    return url.hostname in LOOPBACK
 
 
 def _error(exc: BadRequest) -> JSONResponse:

@@ -16,9 +16,11 @@ import hmac
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+import structlog
 
 from swarm.errors import SwarmError
 
@@ -26,6 +28,7 @@ KEYS_ENV = "SWARM_API_KEYS"  # comma-separated keys
 KEYS_FILE_ENV = "SWARM_API_KEYS_FILE"  # a file of keys, one a line
 ANONYMOUS = "anonymous"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+log = structlog.get_logger("swarm.gateway")
 
 
 @dataclass(frozen=True)
@@ -43,9 +46,10 @@ class GatewaySettings:
     max_in_flight: int = 256  # queries in the swarm at once from this gateway
     max_queue: int = 1024  # requests waiting for a slot; beyond: 429 with Retry-After
     deadline_s: float | None = None  # per request (504 past it); default: the topology's deadline_s
-    body_timeout_s: float = 30.0  # to read a request's body, from its headers on; beyond: 408
-    max_connections: int = 256  # open connections at once (uvicorn's limit_concurrency); beyond: 503
-    max_in_flight_per_key: int = 64  # requests of one key at once (body read included); beyond: 429 with Retry-After
+    body_timeout_s: float = 30.0  # to read a request's head (else the connection is closed), and its body (else 408)
+    max_connections: int = 2048  # open connections at once (uvicorn's limit_concurrency); beyond: 503. Above
+    # max_in_flight + max_queue, so that the queue (and its JSON 429) is reached before uvicorn's plain 503
+    max_in_flight_per_key: int = 64  # requests of one key at once (body read included); beyond: 429 with Retry-After. With keys only
 
     @property
     def keyless(self) -> bool:
@@ -67,6 +71,9 @@ class GatewaySettings:
             raise SwarmError("gateway settings: rate_per_s and body_timeout_s must be positive and max_queue not negative")
         if any(len(d) != 64 or d.strip("0123456789abcdef") for d in self.key_digests):
             raise SwarmError("gateway settings: key_digests must be SHA-256 hex digests")
+        if self.max_connections <= self.max_in_flight + self.max_queue:
+            log.warning("max_connections is not above max_in_flight + max_queue: past it clients get uvicorn's plain 503, "
+                        "not the queue's 429", max_connections=self.max_connections, in_flight_and_queue=self.max_in_flight + self.max_queue)
 
 
 def load_api_keys(path: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None) -> tuple[str, ...]:
@@ -185,23 +192,19 @@ class PerKey:
         self.limit = limit
         self._held: dict[str, int] = {}  # only keys that hold a slot: bounded by the keys in use
 
-    def full(self, key: str) -> bool:
-        return self._held.get(key, 0) >= self.limit
-
-    @contextlib.contextmanager
-    def slot(self, key: str) -> Iterator[None]:
-        """Hold one of the key's slots for the block; Overloaded when it has none left (check `full` first)."""
+    def take(self, key: str) -> bool:
+        """One of the key's slots, if it has one left (give it back with `release`)."""
         held = self._held.get(key, 0)
         if held >= self.limit:
-            raise Overloaded
+            return False
         self._held[key] = held + 1
-        try:
-            yield
-        finally:
-            if self._held[key] == 1:
-                del self._held[key]
-            else:
-                self._held[key] -= 1
+        return True
+
+    def release(self, key: str) -> None:
+        if self._held[key] == 1:
+            del self._held[key]
+        else:
+            self._held[key] -= 1
 
 
 def retry_after(seconds: float) -> str:

@@ -46,6 +46,7 @@ from swarm.tasks.testbed_families import (
     reply_text,
     training_stream,
 )
+from swarm.costscale import log_cost_scale
 from swarm.prompts import Renderer, user_turn
 from swarm.testbed.tokenizer import build_tokenizer
 
@@ -419,10 +420,9 @@ def _flops(config) -> int:
 
 
 def _set_costs(models: list[ModelReport]) -> None:
-    logs = [math.log(m.flops_per_token) for m in models]
-    lo, hi = min(logs), max(logs)
-    for m, lf in zip(models, logs):
-        m.cost = round(0.1 + 0.8 * ((lf - lo) / (hi - lo) if hi > lo else 0.0), 3)
+    costs = log_cost_scale({m.name: m.flops_per_token for m in models})
+    for m in models:
+        m.cost = costs[m.name]
 
 
 def _heatmap(ladder: LadderReport, path: Path) -> None:

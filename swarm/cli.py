@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, probe, eval.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, probe, eval, outcomes.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -158,6 +158,11 @@ def _parser() -> argparse.ArgumentParser:
     from swarm.eval import cli as eval_cli
 
     eval_cli.add_arguments(command("eval", eval_cli.run, "run an evaluation experiment on a swarm launched for it; writes JSON, a markdown table and plots"))
+
+    from swarm.eval.outcomes import cli as outcomes_cli
+
+    outcomes_cli.add_arguments(command("outcomes", outcomes_cli.run, "outcome matrices of real models: convert RouterBench CSV files "
+                                       "to the generic format, write a replay swarm from one, print the format's schema"))
     return p
 
 

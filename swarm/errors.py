@@ -24,6 +24,10 @@ class RecipeError(FileError):
     """A training recipe that cannot be used."""
 
 
+class OutcomesError(FileError, ValueError):
+    """An outcome matrix (per query, each model's correctness, answer and cost) that cannot be used."""
+
+
 class ProtocolError(SwarmError):
     """A message that cannot be decoded or does not match its schema."""
 

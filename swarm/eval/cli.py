@@ -32,6 +32,13 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
+    c.add_argument("--outcomes", type=Path, help="replay the experiment (main) on an outcome matrix instead of the testbed: a "
+                   "generic JSON-lines matrix (`swarm outcomes convert` makes one from RouterBench's CSV files); computed "
+                   "in-process, no swarm launched")
+    c.add_argument("--models", nargs="+", default=[], help="with --outcomes: the models to route among (default: all)")
+    c.add_argument("--test-size", type=int, default=1000, help="with --outcomes: test queries of the stratified split")
+    c.add_argument("--cache", type=Path, help="with --outcomes: the query embeddings' disk cache (default: "
+                   "$SWARM_CACHE_DIR/embeddings/all-MiniLM-L6-v2)")
     c.add_argument("--summary", type=Path, help="also write a small JSON summary here (the command, versions, machine, the table; "
                    "no per-query records), as benchmarks/results/ holds for the README's numbers")
 
@@ -43,9 +50,18 @@ def run(args) -> int:
     if args.overwrite and args.resume:
         raise ValueError("--overwrite and --resume exclude each other")
     configure_logging()
+    if args.outcomes is not None:
+        from swarm.eval.outcomes.experiment import OutcomeSettings, run_outcome_experiment
+
+        o = OutcomeSettings(args.outcomes, tuple(args.models), args.test_size, tuple(args.alphas), args.seed, args.cache, tuple(args.methods))
+        paths = run_outcome_experiment(args.experiment, args.out, o, args.overwrite, args.resume)
+        return _finish(args, paths)
     s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained,
                  args.probes, args.duration, args.rate)
-    paths = run_experiment(args.experiment, args.out, s, args.overwrite, args.resume)
+    return _finish(args, run_experiment(args.experiment, args.out, s, args.overwrite, args.resume))
+
+
+def _finish(args, paths) -> int:
     for p in paths:
         print(p)
     if args.summary:

@@ -1,0 +1,324 @@
+"""`swarm eval main --outcomes PATH`: the main experiment replayed on an outcome matrix, in-process.
+
+Every routing decision is a function of the query and the recorded outcomes, so nothing is
+launched: each method's decisions are computed directly and become the same per-query `Record`s
+the testbed's experiments write, summarised by the same `swarm.eval.metrics` (utility at each
+alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `swarm.eval.report`.
+
+- split: `stratified_split` (seeded, stratified by domain): `test_size` queries test, the rest train;
+  only queries with an outcome for every chosen model are used.
+- cost: each model's mean dollars per query on the training split, log-scaled to 0.1-0.9
+  (`swarm.costscale`); the dollars each method spends per query are reported beside it (a swarm
+  rejection is free: the probe reads the query's embedding; a FrugalGPT veto is not: the vetoed
+  answer was generated and paid for).
+- swarm-probe (recommended): one agent per model, each with a probe learned from its own training
+  outcomes only (`swarm.eval.outcomes.selfassess`); swarm-fixed: the same probes with the paper's
+  fixed bar (1 - alpha) ** 0.5 instead of the value curves.
+- centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
+  (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
+  recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
+- trivial: the Oracle (cheapest correct model), smallest, largest, random, every single model
+  (`only:<model>`), best-model (the most accurate on the training split), and threshold (every
+  agent's calibrated P against one bar, the best on the training split's out-of-fold P per alpha).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from swarm.eval import metrics
+from swarm.eval.outcomes.matrix import OutcomeRow, model_names, read_outcomes
+from swarm.eval.outcomes.replay import mean_dollars
+from swarm.eval.outcomes.split import stratified_split
+from swarm.eval.records import Record, Step
+from swarm.tasks.base import TaskItem
+
+ALPHAS = (0.2, 0.5, 0.8)
+ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
+RECOMMENDED = "swarm-probe"
+LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
+THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
+
+
+@dataclass
+class OutcomeSettings:
+    outcomes: Path
+    models: tuple[str, ...] = ()  # empty: every model of the matrix
+    test_size: int = 1000
+    alphas: tuple[float, ...] = ()  # empty: ALPHAS
+    seed: int = 0
+    cache: Path | None = None  # embeddings' disk cache (default: the user's cache folder)
+    methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
+
+
+@dataclass
+class Matrix:
+    """The chosen models' outcomes on one split, in the shapes the baselines take."""
+
+    rows: list[OutcomeRow]
+    models: list[str]
+
+    @property
+    def items(self) -> list[TaskItem]:
+        return [TaskItem(id=r.id, prompt=r.query, gold=r.gold or "", verifier="exact", domain=r.domain) for r in self.rows]
+
+    @property
+    def labels(self) -> dict[str, dict[str, bool]]:
+        return {r.id: {m: r.models[m].correct >= 0.5 for m in self.models} for r in self.rows}
+
+    def correctness(self, model: str) -> np.ndarray:
+        return np.array([r.models[model].correct for r in self.rows], dtype=np.float64)
+
+    def answers(self) -> dict[str, dict[str, str]]:
+        return {m: {r.id: r.models[m].answer for r in self.rows} for m in self.models}
+
+
+def choose_models(rows: Sequence[OutcomeRow], models: Sequence[str]) -> tuple[list[str], list[OutcomeRow]]:
+    known = model_names(rows)
+    chosen = list(models or known)
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        raise ValueError(f"model {unknown[0][:80]!r} is not in the matrix (it has: {', '.join(known)[:300]})")
+    if len(chosen) < 2 or len(set(chosen)) != len(chosen):
+        raise ValueError("choose at least two different models")
+    kept = [r for r in rows if all(m in r.models for m in chosen)]
+    if not kept:
+        raise ValueError("no query has an outcome for every chosen model")
+    return chosen, kept
+
+
+def record(row: OutcomeRow, method: str, alpha: float, steps: list[Step], costs: dict[str, float]) -> Record:
+    """The record of one query: the last step's model answered (its answer counts)."""
+    agent = steps[-1].agent
+    o = row.models[agent]
+    return Record(query_id=row.id, method=method, alpha=alpha, domain=row.domain, difficulty=1, agent=agent, cost=costs[agent],
+                  correct=o.correct >= 0.5, calls=sum(s.decision != "reject" or method == "frugalgpt" for s in steps), steps=steps,
+                  answer=o.answer)
+
+
+def dollars(recs: Sequence[Record], rows: dict[str, OutcomeRow], paid_rejections: bool) -> float:
+    """Mean dollars per query: the answering call, and each vetoed call when it was generated."""
+    total = 0.0
+    for r in recs:
+        total += sum(rows[r.query_id].models[s.agent].cost for s in r.steps if s.decision != "reject" or paid_rejections)
+    return total / len(recs) if recs else 0.0
+
+
+def embed_rows(rows: Sequence[OutcomeRow], cache: Path | None) -> np.ndarray:
+    from swarm.eval.embed import embed_cached
+
+    return embed_cached([r.query for r in rows], cache)
+
+
+def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int, cache: Path | None,
+                wanted: Sequence[str] = (), progress=None) -> tuple[dict[str, dict[float, list[Record]]], dict]:
+    """Every method's records on the test split at each alpha, and what was learned (costs, dollars)."""
+    from swarm.costscale import log_cost_scale
+    from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
+    from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
+
+    say = progress or (lambda _msg: None)
+    models = train.models
+    usd = mean_dollars(train.rows, models)
+    costs = dict(sorted(log_cost_scale(usd).items(), key=lambda kv: (kv[1], kv[0])))
+    order = list(costs)
+    want = (lambda n: not wanted or n in wanted or n in ("oracle", "largest"))
+    x_train, x_test = embed_rows(train.rows, cache), embed_rows(test.rows, cache)
+    say(f"embedded {len(train.rows)} training and {len(test.rows)} test queries")
+    labels_train, labels_test = train.labels, test.labels
+    items_train, items_test = train.items, test.items
+    by_id = {r.id: r for r in test.rows}
+
+    def routed(name: str, router) -> dict[float, list[Record]]:
+        out = {}
+        for a in alphas:
+            choice = router.choose(items_test, a, costs)
+            out[a] = [record(r, name, a, [Step(m, "forced")], costs) for r, m in zip(test.rows, choice, strict=True)]
+        return out
+
+    class Fixed:  # always one model
+        def __init__(self, model):
+            self.model = model
+
+        def choose(self, items, alpha, agents):
+            return [self.model] * len(items)
+
+    records: dict[str, dict[float, list[Record]]] = {}
+    probes = {}
+    if want("swarm-probe") or want("swarm-fixed") or want("threshold"):
+        for m in order:  # each agent learns from its own outcomes only
+            probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
+        say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
+    for name, bar in (("swarm-probe", "curve"), ("swarm-fixed", "fixed")):
+        if want(name):
+            swarm = ProbeSwarm.of(probes, costs, bar=bar)
+            records[name] = {a: [record(r, name, a, steps, costs) for r, steps in zip(test.rows, swarm.route([r.id for r in test.rows], x_test, a), strict=True)]
+                             for a in alphas}
+    if want("threshold"):
+        records["threshold"] = threshold_cascade(probes, costs, train, test, x_test, alphas)
+    simple = {"oracle": lambda: Oracle(labels_test), "smallest": Smallest, "largest": Largest, "random": lambda: Random(seed)}
+    for name, make in simple.items():
+        if want(name):
+            records[name] = routed(name, make())
+    if want("best-model"):
+        best = max(order, key=lambda m: (train.correctness(m).mean(), -costs[m]))
+        records["best-model"] = routed("best-model", Fixed(best))
+    for m in order:
+        if want(f"only:{m}"):
+            records[f"only:{m}"] = routed(f"only:{m}", Fixed(m))
+    learned = {"knn": lambda: KNNRouter(), "forc": lambda: FORCRouter(seed=seed), "routellm-mf": lambda: MFRouter(seed=seed)}
+    for name, make in learned.items():
+        if want(name):
+            records[name] = routed(name, make().fit(items_train, labels_train, order))
+            say(f"{name}: trained on the joint matrix")
+    if want("frugalgpt"):
+        records["frugalgpt"] = frugal_cascade(train, test, costs, alphas, seed, cache)
+        say("frugalgpt: trained on the joint matrix (scorers on the recorded responses)")
+    return records, {"costs": costs, "dollars": usd, "by_id": by_id}
+
+
+def frugal_cascade(train: Matrix, test: Matrix, costs: dict[str, float], alphas, seed: int, cache: Path | None) -> dict[float, list[Record]]:
+    """FrugalGPT on the recorded responses: each cheaper model's answer is generated, scored and kept or vetoed."""
+    from swarm.eval.baselines import FrugalGPT
+    from swarm.eval.embed import embed_cached
+
+    order = list(costs)
+    for m in order[:-1]:  # warm the disk cache with the scorer's texts
+        embed_cached([FrugalGPT._text(i, r.models[m].answer) for i, r in zip(train.items, train.rows, strict=True)], cache)
+        embed_cached([FrugalGPT._text(i, r.models[m].answer) for i, r in zip(test.items, test.rows, strict=True)], cache)
+    fg = FrugalGPT(seed).fit(train.items, train.answers(), train.labels, costs)
+    items = test.items
+    scores = {m: fg.score(m, items, [r.models[m].answer for r in test.rows]) for m in order[:-1]}
+    out = {}
+    for a in alphas:
+        t = fg.thresholds_for(a)
+        recs = []
+        for k, r in enumerate(test.rows):
+            steps = []
+            for m in order[:-1]:
+                if scores[m][k] >= t[m]:
+                    steps.append(Step(m, "answer"))
+                    break
+                steps.append(Step(m, "reject"))
+            else:
+                steps.append(Step(order[-1], "forced"))
+            recs.append(record(r, "frugalgpt", a, steps, costs))
+        out[a] = recs
+    return out
+
+
+def threshold_cascade(probes, costs, train: Matrix, test: Matrix, x_test: np.ndarray, alphas) -> dict[float, list[Record]]:
+    """Cheapest first, an agent answers when its calibrated P >= one bar shared by all, the bar that
+    maximises utility on the training split (scored with the probes' out-of-fold P)."""
+    order = list(costs)
+    states = np.asarray(x_test, dtype=np.float32)[:, None, :]
+    p_test = {m: probes[m].p_know(states) for m in order[:-1]}
+    p_val = {m: np.asarray(probes[m].val_p, dtype=np.float64) for m in order[:-1]}
+    right = {m: train.correctness(m) >= 0.5 for m in order}
+
+    def walk(p: dict[str, np.ndarray], k: int, bar: float) -> list[str]:
+        taken = []
+        for m in order[:-1]:
+            taken.append(m)
+            if p[m][k] >= bar:
+                return taken
+        return [*taken, order[-1]]
+
+    out = {}
+    for a in alphas:
+        def gain(bar: float) -> float:
+            return float(np.mean([right[w[-1]][k] - a * costs[w[-1]] for k in range(len(train.rows)) for w in [walk(p_val, k, bar)]]))
+        bar = max(THRESHOLDS, key=lambda b: (gain(b), -b))
+        out[a] = []
+        for k, r in enumerate(test.rows):
+            w = walk(p_test, k, bar)
+            steps = [Step(m, "reject") for m in w[:-1]] + [Step(w[-1], "forced" if w[-1] == order[-1] else "answer")]
+            out[a].append(record(r, "threshold", a, steps, costs))
+    return out
+
+
+def summarize(name: str, title: str, setup: str, records, learned: dict, test: Matrix, alphas, seconds: float, extra: dict | None = None) -> dict:
+    """The testbed's summary shape (`summary.methods`, `.recommended`, `.routers`), dollars beside the 0-1 cost."""
+    costs, by_id = learned["costs"], learned["by_id"]
+    agents = list(costs)
+    labels = test.labels
+    summary: dict = {
+        "experiment": name, "title": title, "setup": setup, "alphas": list(alphas), "agents": costs,
+        "dollars_per_query": learned["dollars"], "seconds": seconds,
+        "forced_accuracy": {"test": {m: float(np.mean([labels[q][m] for q in labels])) for m in agents}},
+        "methods": {}, "routers": [m for m in ROUTERS if m in records],
+        "recommended": RECOMMENDED if RECOMMENDED in records else None, "left_out": LEFT_OUT, **(extra or {}),
+    }
+    for method, by_alpha in records.items():
+        summary["methods"][method] = {}
+        for a, recs in by_alpha.items():
+            oracle_u = metrics.utility(records["oracle"][a], a)
+            s = metrics.summarize(recs, a, agents, labels, oracle_utility=oracle_u)
+            s["dollars"] = dollars(recs, by_id, paid_rejections=method == "frugalgpt")
+            summary["methods"][method][f"{a:g}"] = s
+    return summary
+
+
+def markdown_table(summary: dict) -> str:
+    """One row per method: utility, share of the Oracle's utility and accuracy per alpha; 0-1 cost and dollars per query."""
+    alphas = summary["alphas"]
+    head = ["method", *[f"utility a={a:g}" for a in alphas], *[f"share of Oracle a={a:g}" for a in alphas],
+            *[f"acc a={a:g}" for a in alphas], *[f"cost a={a:g}" for a in alphas], *[f"$/query a={a:g}" for a in alphas]]
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for method, by_alpha in summary["methods"].items():
+        cells = [by_alpha[f"{a:g}"] for a in alphas]
+        row = ([f"{c['utility']:.3f}" for c in cells] + [f"{c['oracle_share']:.2f}" for c in cells]
+               + [f"{c['accuracy']:.3f}" for c in cells] + [f"{c['cost']:.3f}" for c in cells] + [f"{c['dollars']:.6f}" for c in cells])
+        lines.append(f"| {method} | " + " | ".join(row) + " |")
+    notes = "".join(f"\n{m} is left out: {why}." for m, why in summary.get("left_out", {}).items())
+    return "\n".join(lines) + "\n" + notes + "\n"
+
+
+def write(summary: dict, out: Path, name: str) -> list[Path]:
+    from swarm.eval import report
+
+    text = f"# {summary['title']}\n\n{summary['setup']}\n\n" + markdown_table(summary)
+    return report.write_outputs(out, name, summary, text, {"frontier": lambda p: report.frontier_png(summary, p),
+                                                           "routing": lambda p: report.routing_png(summary, p)})
+
+
+def run_main(out: Path, s: OutcomeSettings, models: list[str], rows: list[OutcomeRow], progress=None) -> list[Path]:
+    """The main experiment on `rows` (the queries with an outcome of every one of `models`) into the
+    results directory `out` (already prepared)."""
+    began = time.monotonic()
+    train_rows, test_rows = stratified_split(rows, s.test_size, s.seed)
+    train, test = Matrix(train_rows, models), Matrix(test_rows, models)
+    alphas = tuple(s.alphas) or ALPHAS
+    records, learned = run_methods(train, test, alphas, s.seed, s.cache, s.methods, progress)
+    domains = sorted({r.domain for r in rows})
+    setup = (f"outcome matrix {s.outcomes}: {len(models)} models, {len(rows)} queries with every model's outcome "
+             f"(domains {', '.join(domains)}); stratified split, seed {s.seed}: {len(test_rows)} test, {len(train_rows)} train; "
+             "cost: mean dollars per training query, log-scaled to 0.1-0.9")
+    summary = summarize("main", "main (replayed outcomes): every method on real models' recorded outcomes", setup, records, learned,
+                        test, alphas, time.monotonic() - began,
+                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes)}})
+    return write(summary, out, "main")
+
+
+OUTCOME_EXPERIMENTS = {"main": run_main}
+
+
+def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: bool = False, resume: bool = False) -> list[Path]:
+    """`swarm eval NAME --outcomes PATH`: check the request, make the results directory, run. (Nothing
+    is kept per query between runs: --resume computes everything again into the same directory.)"""
+    from swarm.eval.experiments import prepare_dir
+    from swarm.eval.harness import say
+
+    if name not in OUTCOME_EXPERIMENTS:
+        raise ValueError(f"experiment {name!r} does not run on an outcome matrix (with --outcomes: {', '.join(OUTCOME_EXPERIMENTS)})")
+    models, rows = choose_models(read_outcomes(s.outcomes), s.models)
+    if not 0 < s.test_size < len(rows):
+        raise ValueError(f"--test-size must be 1 to {len(rows) - 1} (the matrix has {len(rows)} queries with every chosen model), "
+                         f"not {s.test_size}")
+    prepare_dir(out, name, overwrite, resume)
+    return OUTCOME_EXPERIMENTS[name](out, s, models, rows, say)

@@ -1,0 +1,149 @@
+"""The main experiment replayed on an outcome matrix (swarm.eval.outcomes.experiment), on small
+matrices these tests generate: queries whose embeddings the test builds (injected into the
+embedding cache, so no encoder runs), a cheap model competent on one region of that space only,
+a middling one and a dear one that is usually right."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from swarm.eval import embed as embed_mod
+from swarm.eval.outcomes import OutcomeRow, write_outcomes
+from swarm.eval.outcomes.experiment import Matrix, OutcomeSettings, run_methods, run_outcome_experiment, summarize
+from swarm.eval.outcomes.split import stratified_split
+
+DIM = 16
+PRICES = {"small": 0.0001, "mid": 0.001, "large": 0.01}
+
+
+def synthetic(n: int = 400, seed: int = 0) -> tuple[list[OutcomeRow], dict[str, np.ndarray]]:
+    """Rows and the embedding of every text the methods embed (queries, and 'query answer' for FrugalGPT).
+    small is right exactly where the first coordinate is positive (5% noise), mid 60% anywhere, large 92%."""
+    rng = np.random.default_rng(seed)
+    rows, vectors = [], {}
+    for i in range(n):
+        x = rng.normal(size=DIM)
+        x /= np.linalg.norm(x)
+        right = {"small": (x[0] > 0) != (rng.random() < 0.05), "mid": rng.random() < 0.6, "large": rng.random() < 0.92}
+        query = f"question {i}"
+        models = {m: {"correct": float(right[m]), "answer": "yes" if right[m] else "no", "cost": PRICES[m] * (1 + 0.1 * rng.random())}
+                  for m in PRICES}
+        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": query, "domain": "ab"[i % 2], "models": models}))
+        vectors[query] = x
+        for m, o in models.items():
+            vectors[f"{query} {o['answer']}"] = x
+    return rows, vectors
+
+
+@pytest.fixture
+def matrix():
+    rows, vectors = synthetic()
+    saved = dict(embed_mod._cache)
+    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
+    yield rows, vectors
+    embed_mod._cache.clear()
+    embed_mod._cache.update(saved)
+
+
+def _run(rows, tmp_path, seed=0, methods=()):
+    models = ["small", "mid", "large"]
+    train, test = stratified_split(rows, 150, seed)
+    recs, learned = run_methods(Matrix(train, models), Matrix(test, models), (0.2, 0.5, 0.8), seed, tmp_path / "cache", methods)
+    return recs, summarize("main", "t", "s", recs, learned, Matrix(test, models), (0.2, 0.5, 0.8), 0.0)
+
+
+def test_learned_probe_beats_the_cheapest_always_answering(matrix, tmp_path):
+    rows, _ = matrix
+    _, summary = _run(rows, tmp_path, methods=("swarm-probe", "smallest", "knn"))
+    m = summary["methods"]
+    for a in ("0.2", "0.5", "0.8"):
+        assert m["swarm-probe"][a]["utility"] > m["smallest"][a]["utility"] + 0.05
+    # the cheap model answers in its region: it takes a real share of the queries, and is mostly right there
+    probe = m["swarm-probe"]["0.8"]
+    assert 0.25 < probe["routing"]["small"] < 0.7
+    assert probe["self_assessment"]["agents"]["small"]["f1"] > 0.8
+
+
+def test_summary_keys_routers_oracle_and_ranges(matrix, tmp_path):
+    rows, _ = matrix
+    _, summary = _run(rows, tmp_path)
+    assert summary["recommended"] == "swarm-probe"
+    assert set(summary["routers"]) == {"knn", "forc", "routellm-mf", "frugalgpt"}
+    assert "automix" in summary["left_out"] and "automix" not in summary["methods"]
+    assert {"oracle", "smallest", "largest", "random", "best-model", "threshold", "swarm-fixed", "only:mid"} <= set(summary["methods"])
+    for method, by_alpha in summary["methods"].items():
+        for a, s in by_alpha.items():
+            assert 0 <= s["accuracy"] <= 1 and 0.1 - 1e-9 <= s["cost"] <= 0.9 + 1e-9, (method, a)
+            assert s["utility"] == pytest.approx(s["accuracy"] - float(a) * s["cost"])
+            assert s["utility"] <= summary["methods"]["oracle"][a]["utility"] + 1e-12, (method, a)
+            assert s["dollars"] > 0 and s["n"] == 150
+    oracle = summary["methods"]["oracle"]["0.5"]
+    assert oracle["oracle_share"] == pytest.approx(1.0)
+    # FrugalGPT pays for every answer it generated, vetoed or not: at least the answering call
+    fg = summary["methods"]["frugalgpt"]["0.5"]
+    assert fg["dollars"] >= summary["methods"]["smallest"]["0.5"]["dollars"]
+
+
+def test_seeded_runs_agree(matrix, tmp_path):
+    rows, _ = matrix
+    methods = ("swarm-probe", "random", "routellm-mf")
+    a, _ = _run(rows, tmp_path, seed=3, methods=methods)
+    b, _ = _run(rows, tmp_path, seed=3, methods=methods)
+    for method in a:
+        assert [r.agent for r in a[method][0.5]] == [r.agent for r in b[method][0.5]], method
+
+
+def test_cli_path_writes_results_with_the_disk_cache(matrix, tmp_path, monkeypatch):
+    """`swarm eval main --outcomes`: the matrix file, embeddings read from a disk cache shard (no encoder)."""
+    from swarm.cli import main
+
+    rows, vectors = matrix
+    path = tmp_path / "m.jsonl"
+    write_outcomes(rows, path)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    keys = [hashlib.sha256(t.encode()).hexdigest() for t in vectors]
+    np.savez(cache / "shard-test.npz", keys=np.array(keys), vectors=np.stack(list(vectors.values())).astype(np.float32))
+    embed_mod._cache.clear()
+    monkeypatch.setattr(embed_mod, "_model", lambda: pytest.fail("the encoder ran despite the cache"))
+    out = tmp_path / "res"
+    assert main(["eval", "main", "--outcomes", str(path), "--out", str(out), "--test-size", "100", "--cache", str(cache),
+                 "--methods", "swarm-probe", "knn"]) == 0
+    data = json.loads((out / "main.json").read_text())
+    assert set(data["methods"]) == {"swarm-probe", "knn", "oracle", "largest"}
+    assert (out / ".swarm-results").is_file() and (out / "main_frontier.png").is_file()
+    assert "automix is left out" in (out / "main.md").read_text()
+
+
+def test_bad_requests_are_one_line_before_any_directory(tmp_path):
+    rows, _ = synthetic(20)
+    path = tmp_path / "m.jsonl"
+    write_outcomes(rows, path)
+    out = tmp_path / "res"
+    with pytest.raises(ValueError, match="'gpt-9' is not in the matrix"):
+        run_outcome_experiment("main", out, OutcomeSettings(path, models=("small", "gpt-9")))
+    with pytest.raises(ValueError, match="--test-size must be 1 to 19"):
+        run_outcome_experiment("main", out, OutcomeSettings(path, test_size=20))
+    with pytest.raises(ValueError, match="does not run on an outcome matrix"):
+        run_outcome_experiment("live", out, OutcomeSettings(path))
+    assert not out.exists()
+
+
+def test_real_encoder_and_its_disk_cache(tmp_path, monkeypatch):
+    texts = ["What is the capital of France?", "def add(a, b): return a + b", "The trophy did not fit in the suitcase."]
+    saved = dict(embed_mod._cache)
+    try:
+        embed_mod._cache.clear()
+        first = embed_mod.embed_cached(texts, tmp_path)
+        assert first.shape == (3, 384) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-4)
+        assert len(list(tmp_path.glob("shard-*.npz"))) == 1
+        embed_mod._cache.clear()
+        monkeypatch.setattr(embed_mod, "_model", lambda: pytest.fail("the encoder ran despite the cache"))
+        assert np.array_equal(embed_mod.embed_cached(texts, tmp_path), first)
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)

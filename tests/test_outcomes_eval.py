@@ -147,3 +147,27 @@ def test_real_encoder_and_its_disk_cache(tmp_path, monkeypatch):
     finally:
         embed_mod._cache.clear()
         embed_mod._cache.update(saved)
+
+
+def test_ood_holds_each_domain_out_and_pools_them(matrix, tmp_path, monkeypatch):
+    from swarm.eval.outcomes import experiment
+
+    rows, _ = matrix
+    path = tmp_path / "m.jsonl"
+    write_outcomes(rows, path)
+    seen = []
+    real = experiment.run_methods
+
+    def spy(train, test, *args, **kw):
+        seen.append(({r.domain for r in train.rows}, {r.domain for r in test.rows}))
+        return real(train, test, *args, **kw)
+
+    monkeypatch.setattr(experiment, "run_methods", spy)
+    s = OutcomeSettings(path, test_size=60, cache=tmp_path / "cache", methods=("swarm-probe", "smallest", "knn"))
+    paths = run_outcome_experiment("ood", tmp_path / "res", s)
+    data = json.loads(paths[0].read_text())
+    assert seen == [({"b"}, {"a"}), ({"a"}, {"b"})]  # no learner ever trained on the domain it is tested on
+    assert data["experiment"] == "ood" and data["held_out"] == ["a", "b"]
+    for a in ("0.2", "0.5", "0.8"):
+        assert data["methods"]["swarm-probe"][a]["n"] == 120
+        assert data["methods"]["swarm-probe"][a]["utility"] > data["methods"]["smallest"][a]["utility"]

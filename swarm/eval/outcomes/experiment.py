@@ -1,4 +1,5 @@
-"""`swarm eval main --outcomes PATH`: the main experiment replayed on an outcome matrix, in-process.
+"""`swarm eval main|ood --outcomes PATH`: the main and out-of-domain experiments replayed on an outcome
+matrix, in-process (ood: `run_ood`).
 
 Every routing decision is a function of the query and the recorded outcomes, so nothing is
 launched: each method's decisions are computed directly and become the same per-query `Record`s
@@ -116,15 +117,16 @@ def embed_rows(rows: Sequence[OutcomeRow], cache: Path | None) -> np.ndarray:
 
 
 def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int, cache: Path | None,
-                wanted: Sequence[str] = (), progress=None) -> tuple[dict[str, dict[float, list[Record]]], dict]:
-    """Every method's records on the test split at each alpha, and what was learned (costs, dollars)."""
+                wanted: Sequence[str] = (), progress=None, usd: dict[str, float] | None = None) -> tuple[dict[str, dict[float, list[Record]]], dict]:
+    """Every method's records on the test split at each alpha, and what was learned (costs, dollars;
+    `usd`: each model's dollars per query, default its mean on the training split)."""
     from swarm.costscale import log_cost_scale
     from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
     say = progress or (lambda _msg: None)
     models = train.models
-    usd = mean_dollars(train.rows, models)
+    usd = usd or mean_dollars(train.rows, models)
     costs = dict(sorted(log_cost_scale(usd).items(), key=lambda kv: (kv[1], kv[0])))
     order = list(costs)
     want = (lambda n: not wanted or n in wanted or n in ("oracle", "largest"))
@@ -305,7 +307,46 @@ def run_main(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcom
     return write(summary, out, "main")
 
 
-OUTCOME_EXPERIMENTS = {"main": run_main}
+def run_ood(out: Path, s: OutcomeSettings, models: list[str], rows: list[OutcomeRow], progress=None) -> list[Path]:
+    """Out of domain: each domain in turn is held out of every learner's training (the swarm's probes
+    and every router) and tested on (`test_size` of its queries at most, seeded); the records of the
+    held-out domains are pooled into one table. Cost: each model's mean dollars over the whole matrix
+    (a price, not something learned), so every fold routes on the same scale."""
+    import random
+
+    began = time.monotonic()
+    domains = sorted({r.domain for r in rows})
+    if len(domains) < 2:
+        raise ValueError(f"{s.outcomes}: ood needs at least two domains to hold one out, the matrix has {len(domains)}")
+    alphas = tuple(s.alphas) or ALPHAS
+    usd = mean_dollars(rows, models)
+    records: dict[str, dict[float, list[Record]]] = {}
+    tested: list[OutcomeRow] = []
+    learned: dict = {}
+    for d in domains:
+        held = sorted((r for r in rows if r.domain == d), key=lambda r: r.id)
+        random.Random(f"outcomes-ood|{d}|{s.seed}").shuffle(held)
+        test = held[: s.test_size]
+        train = [r for r in rows if r.domain != d]
+        if progress:
+            progress(f"ood: holding out {d} ({len(test)} test queries; {len(train)} training queries of other domains)")
+        recs, learned = run_methods(Matrix(train, models), Matrix(test, models), alphas, s.seed, s.cache, s.methods, progress, usd)
+        for method, by_alpha in recs.items():
+            for a, rs in by_alpha.items():
+                records.setdefault(method, {}).setdefault(a, []).extend(rs)
+        tested.extend(test)
+    learned["by_id"] = {r.id: r for r in tested}
+    setup = (f"outcome matrix {s.outcomes}: {len(models)} models; each of the domains {', '.join(domains)} held out of every "
+             f"learner's training in turn and tested on (at most {s.test_size} queries each, seed {s.seed}); {len(tested)} test "
+             "queries pooled; cost: mean dollars per query over the matrix, log-scaled to 0.1-0.9")
+    summary = summarize("ood", "ood (replayed outcomes): every learner trained without the test query's domain", setup, records,
+                        learned, Matrix(tested, models), alphas, time.monotonic() - began,
+                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes)},
+                         "held_out": domains})
+    return write(summary, out, "ood")
+
+
+OUTCOME_EXPERIMENTS = {"main": run_main, "ood": run_ood}
 
 
 def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: bool = False, resume: bool = False) -> list[Path]:

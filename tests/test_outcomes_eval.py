@@ -171,3 +171,20 @@ def test_ood_holds_each_domain_out_and_pools_them(matrix, tmp_path, monkeypatch)
     for a in ("0.2", "0.5", "0.8"):
         assert data["methods"]["swarm-probe"][a]["n"] == 120
         assert data["methods"]["swarm-probe"][a]["utility"] > data["methods"]["smallest"][a]["utility"]
+
+
+def test_frugalgpt_thresholds_on_a_long_ladder_are_searched_not_enumerated():
+    """11 models (RouterBench's pool) make GRID ** 10 combinations: coordinate ascent finds thresholds
+    at least as good on the training items as any single threshold shared by all agents."""
+    from swarm.eval.baselines import FrugalGPT
+
+    rng = np.random.default_rng(0)
+    ladder = [f"m{i}" for i in range(11)]
+    fg = FrugalGPT(0)
+    fg.costs, fg.ladder = {m: 0.1 + 0.08 * i for i, m in enumerate(ladder)}, ladder
+    fg._y = {m: (rng.random(300) < 0.3 + 0.06 * i).astype(float) for i, m in enumerate(ladder)}
+    fg._cv = {m: np.clip(fg._y[m] * 0.5 + rng.random(300) * 0.5, 0, 1) for m in ladder[:-1]}
+    t = fg.thresholds_for(0.5)
+    assert list(t) == ladder[:-1] and set(t.values()) <= set(FrugalGPT.GRID)
+    found = fg._train_utility(tuple(t.values()), 0.5)
+    assert all(found >= fg._train_utility((g,) * 10, 0.5) for g in FrugalGPT.GRID)

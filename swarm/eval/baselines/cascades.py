@@ -108,21 +108,36 @@ class FrugalGPT(DriverCascade):
         self._y = {a: np.array([labels[i.id][a] for i in items], dtype=float) for a in self.ladder}
         return self
 
+    MAX_COMBOS = 50_000  # beyond this many threshold combinations (a ladder of 7+), coordinate ascent instead
+
     def thresholds_for(self, alpha: float) -> dict[str, float]:
-        """The accept thresholds that maximise mean (correct - alpha x cost) on the training items."""
+        """The accept thresholds that maximise mean (correct - alpha x cost) on the training items:
+        every combination of GRID values on a short ladder; on a long one (len(GRID) ** agents past
+        MAX_COMBOS) coordinate ascent from the best single threshold shared by all, one agent's
+        threshold at a time over GRID, until a pass changes nothing."""
         if alpha not in self.thresholds:
-            best, best_u = None, -np.inf
-            for combo in itertools.product(self.GRID, repeat=len(self.ladder) - 1):
-                taken = np.zeros(len(self._y[self.ladder[0]]), dtype=bool)
-                gain = np.zeros_like(taken, dtype=float)
-                for agent, t in zip(self.ladder, (*combo, -1.0), strict=True):
-                    take = ~taken & (self._cv.get(agent, np.ones_like(gain)) >= t)
-                    gain[take] = self._y[agent][take] - alpha * self.costs[agent]
-                    taken |= take
-                if gain.mean() > best_u:
-                    best, best_u = combo, gain.mean()
+            k = len(self.ladder) - 1
+            if len(self.GRID) ** k <= self.MAX_COMBOS:
+                best = max(itertools.product(self.GRID, repeat=k), key=lambda c: self._train_utility(c, alpha))
+            else:
+                best = max(((t,) * k for t in self.GRID), key=lambda c: self._train_utility(c, alpha))
+                for _ in range(20):
+                    before = best
+                    for j in range(k):
+                        best = max((best[:j] + (t,) + best[j + 1:] for t in self.GRID), key=lambda c: self._train_utility(c, alpha))
+                    if best == before:
+                        break
             self.thresholds[alpha] = dict(zip(self.ladder[:-1], best, strict=True))
         return self.thresholds[alpha]
+
+    def _train_utility(self, combo: tuple[float, ...], alpha: float) -> float:
+        taken = np.zeros(len(self._y[self.ladder[0]]), dtype=bool)
+        gain = np.zeros_like(taken, dtype=float)
+        for agent, t in zip(self.ladder, (*combo, -1.0), strict=True):
+            take = ~taken & (self._cv.get(agent, np.ones_like(gain)) >= t)
+            gain[take] = self._y[agent][take] - alpha * self.costs[agent]
+            taken |= take
+        return float(gain.mean())
 
     def score(self, agent: str, items: list[TaskItem], texts: list[str]) -> np.ndarray:
         model = self.models[agent]

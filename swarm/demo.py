@@ -54,7 +54,9 @@ def run_demo(topo: Topology, n: int, scenario: str | None = None, alpha: float |
     # agent_output=False: the agents' processes print nothing here (their logs stay in Ray's session folder)
     s = swarm.launch(topo, address="local", agent_output=False)
     try:
-        outcomes = s.ask_many([q.text for q in questions], scenario=scenario, alpha=alpha)
+        # one at a time: a micro-batch shifts a model's numbers by ~1e-6 with its company, which can flip a
+        # decision at the bar, so concurrent questions would route a little differently from run to run
+        outcomes = s.ask_many([q.text for q in questions], scenario=scenario, alpha=alpha, concurrency=1)
         _print_first(questions[0], outcomes[0])
         _print_routing(s, questions, outcomes)
     finally:

@@ -9,10 +9,11 @@ both line numbers.
 from __future__ import annotations
 
 import functools
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from swarm.jsonlines import read_json_lines
 
 
 def normalise_query(text: str) -> str:
@@ -54,20 +55,8 @@ class ReplayTable:
     @classmethod
     def load(cls, path: str | Path) -> ReplayTable:
         path = Path(path)
-        rows, lines = [], []
-        with path.open("rb") as fh:
-            for number, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise ValueError(f"{path}:{number}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except ValueError as exc:  # not JSON, or a number past Python's digit limit
-                    raise ValueError(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', None) or str(exc)[:120]})") from None
-                lines.append(number)
+        numbered = read_json_lines(path, lambda number, problem: ValueError(f"{path}:{number}: {problem}"))
+        rows, lines = [row for _, row in numbered], [number for number, _ in numbered]
         return cls(rows, str(path), lines)
 
     def entry(self, query: str, model: str) -> ReplayEntry | None:

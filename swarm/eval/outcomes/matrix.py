@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from swarm.errors import OutcomesError
+from swarm.jsonlines import json_lines
 from swarm.replaytable import normalise_query
 from swarm.yamlfile import validate
 
@@ -78,12 +79,10 @@ def read_outcomes(path: str | Path) -> list[OutcomeRow]:
     """The rows of a generic outcome matrix (JSON lines; blank lines skipped)."""
     path = Path(path)
     rows, places = [], []
-    for number, line in _lines(path):
-        source = str(path)
-        try:
-            data = json.loads(line)
-        except (ValueError, RecursionError) as exc:  # not JSON, a number past the digit limit, nesting past the stack
-            raise OutcomesError(source, "", f"not valid JSON ({getattr(exc, 'msg', None) or str(exc)[:120]})", number) from None
+    source = str(path)
+    with open_bounded(path) as fh:
+        numbered = list(json_lines(fh, lambda number, problem: OutcomesError(source, "", problem, number), MAX_FILE_BYTES))
+    for number, data in numbered:
         if not isinstance(data, dict):
             raise OutcomesError(source, "", f"expected a JSON object, got {type(data).__name__}", number)
         rows.append(validate(OutcomeRow, data, f"{source}:{number}", None, None, OutcomesError))
@@ -92,23 +91,6 @@ def read_outcomes(path: str | Path) -> list[OutcomeRow]:
         raise OutcomesError(str(path), "", "no rows")
     check_unique(rows, places)
     return rows
-
-
-def _lines(path: Path) -> Iterable[tuple[int, str]]:
-    """(line number, text) of each non-blank line, at most MAX_FILE_BYTES read."""
-    source = str(path)
-    with open_bounded(path) as fh:
-        read = 0
-        for number, raw in enumerate(fh, 1):
-            read += len(raw)
-            if read > MAX_FILE_BYTES:
-                raise OutcomesError(source, "", f"the file is larger than {MAX_FILE_BYTES >> 20} MiB; is it the right file?")
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise OutcomesError(source, "", f"not UTF-8 text (byte {exc.start + 1} of the line)", number) from None
-            if line.strip():
-                yield number, line
 
 
 def open_bounded(path: Path):

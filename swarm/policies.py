@@ -217,6 +217,13 @@ class ProbePolicy(Policy):
 
         return tuple(value_curve(self.val_p(), self.probe.val_correct, cost, list(successor) if successor else None))
 
+    def region_curves(self, cost: float, successor: list[list[float]] | None, regions, k: int) -> list[tuple[float, ...]]:
+        """The value curve per region (`swarm.assess.curves.region_curves`), given the region of each
+        of this agent's validation queries."""
+        from swarm.assess.curves import region_curves
+
+        return [tuple(c) for c in region_curves(self.val_p(), self.probe.val_correct, cost, successor, regions, k)]
+
     def answers(self, p_know: float, ask: Ask) -> bool:
         from swarm.assess.curves import answers
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from swarm.assess.calibration import auroc, decision_table, ece
-from swarm.assess.curves import GRID, answers, at, value_curve
+from swarm.assess.curves import GRID, MIN_REGION, answers, at, region_curves, value_curve
+from swarm.assess.regions import RegionMap
 from swarm.assess.probe import Probe, fit_fusion, fit_probe
 from swarm.errors import BackendError, SwarmError
 from swarm.node import NodeConfig
@@ -64,6 +65,52 @@ def test_value_curves_by_backward_induction() -> None:
     assert answers(0.9, 0.0, 0.1, last, bar=1.0) and not answers(0.4, 0.0, 0.1, last, bar=0.0)
     assert answers(0.8, 0.5, 0.1, None, bar=reject_reward(0.5)) and not answers(0.7, 0.5, 0.1, None, bar=reject_reward(0.5))
 
+
+
+def test_region_curves_value_passing_on_by_the_query_s_region() -> None:
+    """Where the successor is always right (region 0) passing on is worth more than where it is
+    wrong half the time (region 1); one curve for both averages them, and the cheap agent's choice
+    at alpha 0.2 differs by region only with regions."""
+    n = 2 * MIN_REGION
+    regions = np.repeat([0, 1], n)
+    last = region_curves(np.full(2 * n, 0.5), np.r_[np.ones(n), np.tile([1.0, 0.0], n // 2)], 0.9, None, regions, 2)
+    j = GRID.index(0.2)
+    assert last[0][j] == pytest.approx(1 - 0.2 * 0.9) and last[1][j] == pytest.approx(0.5 - 0.2 * 0.9)
+    one = value_curve(np.full(2 * n, 0.5), np.r_[np.ones(n), np.tile([1.0, 0.0], n // 2)], 0.9, None)
+    assert one[j] == pytest.approx(0.75 - 0.2 * 0.9)
+    p_cheap = 0.7  # a cheap agent 70% right everywhere: worth 0.68 answering at alpha 0.2
+    assert not answers(p_cheap, 0.2, 0.1, last[0], bar=0.0) and answers(p_cheap, 0.2, 0.1, last[1], bar=0.0)
+    assert answers(p_cheap, 0.2, 0.1, one, bar=0.0)  # one curve: it answers in both regions, also where passing is worth 0.82
+    # the cheap agent's own curves, by backward induction per region
+    mine = region_curves(np.full(2 * n, p_cheap), np.tile([1.0] * 7 + [0.0] * 3, 2 * n // 10), 0.1, last, regions, 2)
+    assert mine[0][j] == pytest.approx(last[0][j]) and mine[1][j] == pytest.approx(0.7 - 0.02)
+
+
+def test_a_region_with_too_few_validation_queries_is_valued_on_all_of_them() -> None:
+    regions = np.r_[np.zeros(MIN_REGION), np.ones(MIN_REGION - 1)].astype(int)
+    correct = np.r_[np.ones(MIN_REGION), np.zeros(MIN_REGION - 1)]
+    curves = region_curves(np.full(len(regions), 0.5), correct, 0.5, None, regions, 3)
+    j = GRID.index(0.0)
+    assert curves[0][j] == pytest.approx(1.0)  # enough queries: its own
+    assert curves[1][j] == pytest.approx(correct.mean(), abs=1e-5) and curves[2] == curves[1]  # too few, and none: all queries
+    with pytest.raises(ValueError, match="3 regions for 2 validation queries"):
+        region_curves(np.zeros(2), np.zeros(2), 0.5, None, np.zeros(3, int), 1)
+    with pytest.raises(ValueError, match="successor advertises 1 regions, expected 2"):
+        region_curves(np.zeros(2), np.zeros(2), 0.5, [list(GRID)], np.zeros(2, int), 2)
+
+
+def test_region_map_finds_separated_clusters_and_assigns_new_queries() -> None:
+    rng = np.random.default_rng(0)
+    centres = np.array([[5.0, 0, 0], [0, 5.0, 0], [0, 0, 5.0]])
+    x = np.concatenate([c + rng.normal(size=(40, 3)) for c in centres])
+    m = RegionMap.fit(x, 3, seed=0)
+    labels = m.assign(x)
+    assert m.k == 3 and all(len(set(labels[i * 40:(i + 1) * 40])) == 1 for i in range(3)) and len(set(labels)) == 3
+    assert list(m.assign(centres)) == [labels[0], labels[40], labels[80]]
+    assert np.array_equal(RegionMap.fit(x, 3, seed=0).centroids, m.centroids)  # seeded
+    assert set(RegionMap.fit(x, 1).assign(x)) == {0}
+    with pytest.raises(ValueError, match="k must be 1 to 120"):
+        RegionMap.fit(x, 121)
 
 def synthetic_probe(directory: Path, accuracy: float, seed: int) -> Path:
     """A real probe fitted on random states whose labels follow one direction: validation data whose

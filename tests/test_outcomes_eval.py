@@ -173,6 +173,44 @@ def test_ood_holds_each_domain_out_and_pools_them(matrix, tmp_path, monkeypatch)
         assert data["methods"]["swarm-probe"][a]["utility"] > data["methods"]["smallest"][a]["utility"]
 
 
+
+def test_regions_send_on_only_where_passing_on_is_worth_it(tmp_path):
+    """Two clusters of queries: the dear model is always right in one and a coin in the other, the
+    cheap one 70% right everywhere (nothing in the embedding tells when). One value curve for all
+    queries makes the cheap agent answer everything at alpha 0.2 (passing on is worth 0.57 on
+    average, answering 0.68); with regions it passes on exactly the first cluster (worth 0.82) and
+    earns more. No outcome draws the map: k-means of the embeddings finds the clusters."""
+    rng = np.random.default_rng(1)
+    rows, vectors = [], {}
+    for i in range(600):
+        cluster = i % 2
+        x = rng.normal(size=DIM) * 0.2
+        x[1] += 3.0 if cluster == 0 else -3.0
+        right = {"small": rng.random() < 0.7, "large": True if cluster == 0 else rng.random() < 0.5}
+        models = {m: {"correct": float(right[m]), "answer": "y", "cost": {"small": 0.0001, "large": 0.01}[m]} for m in right}
+        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"q {i}", "domain": "d", "models": models}))
+        vectors[f"q {i}"] = x
+    saved = dict(embed_mod._cache)
+    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
+    try:
+        train, test = stratified_split(rows, 200, 0)
+        m = ["small", "large"]
+        recs, learned = run_methods(Matrix(train, m), Matrix(test, m), (0.2,), 0, tmp_path, ("swarm-probe", "swarm-1region"), regions=2)
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)
+    assert learned["regions"] == 2
+    cluster = {r.id: int(r.id[1:]) % 2 for r in test}
+    one, two = recs["swarm-1region"][0.2], recs["swarm-probe"][0.2]
+    assert sum(r.agent == "small" for r in one) >= 0.95 * len(one)  # one curve: the cheap agent answers (nearly) all
+    assert all(r.agent == "large" for r in two if cluster[r.query_id] == 0)  # regions: passed on where the dear model is always right
+    # kept where it is not, but for the few queries the cheap agent's probe finds unfamiliar (past 99% of its training queries' distance)
+    second = [r for r in two if cluster[r.query_id] == 1]
+    assert sum(r.agent == "small" for r in second) >= 0.97 * len(second)
+    from swarm.eval import metrics
+
+    assert metrics.utility(two, 0.2) > metrics.utility(one, 0.2) + 0.03
+
 def test_frugalgpt_thresholds_on_a_long_ladder_are_searched_not_enumerated():
     """11 models (RouterBench's pool) make GRID ** 10 combinations: coordinate ascent finds thresholds
     at least as good on the training items as any single threshold shared by all agents."""

@@ -39,6 +39,8 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--test-size", type=int, default=1000, help="with --outcomes: test queries of the stratified split")
     c.add_argument("--cache", type=Path, help="with --outcomes: the query embeddings' disk cache (default: "
                    "$SWARM_CACHE_DIR/embeddings/all-MiniLM-L6-v2)")
+    c.add_argument("--regions", type=int, default=4, help="with --outcomes: regions of the swarm's value curves (k-means of the "
+                   "training queries' embeddings; 1: one curve for every query)")
     c.add_argument("--summary", type=Path, help="also write a small JSON summary here (the command, versions, machine, the table; "
                    "no per-query records), as benchmarks/results/ holds for the README's numbers")
 
@@ -53,7 +55,8 @@ def run(args) -> int:
     if args.outcomes is not None:
         from swarm.eval.outcomes.experiment import OutcomeSettings, run_outcome_experiment
 
-        o = OutcomeSettings(args.outcomes, tuple(args.models), args.test_size, tuple(args.alphas), args.seed, args.cache, tuple(args.methods))
+        o = OutcomeSettings(args.outcomes, tuple(args.models), args.test_size, tuple(args.alphas), args.seed, args.cache, tuple(args.methods),
+                            args.regions)
         paths = run_outcome_experiment(args.experiment, args.out, o, args.overwrite, args.resume)
         return _finish(args, paths)
     s = Settings(args.topology, args.per_cell, args.train, tuple(args.alphas), args.seed, args.address, tuple(args.methods), args.trained,

@@ -13,8 +13,10 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   rejection is free: the probe reads the query's embedding; a FrugalGPT veto is not: the vetoed
   answer was generated and paid for).
 - swarm-probe (recommended): one agent per model, each with a probe learned from its own training
-  outcomes only (`swarm.eval.outcomes.selfassess`); swarm-fixed: the same probes with the paper's
-  fixed bar (1 - alpha) ** 0.5 instead of the value curves.
+  outcomes only (`swarm.eval.outcomes.selfassess`), judging a query against the next agent's value
+  curve of the query's region (`regions`, default 4: k-means of the training queries' embeddings,
+  `swarm.assess.regions`; no outcome is used to draw it); swarm-1region: the same with one curve for
+  every query (the runtime's curves today); swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
   recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
@@ -55,6 +57,7 @@ class OutcomeSettings:
     seed: int = 0
     cache: Path | None = None  # embeddings' disk cache (default: the user's cache folder)
     methods: tuple[str, ...] = field(default_factory=tuple)  # empty: all
+    regions: int = 4  # k of the region map the swarm's value curves are given on (1: one curve for every query)
 
 
 @dataclass
@@ -117,10 +120,13 @@ def embed_rows(rows: Sequence[OutcomeRow], cache: Path | None) -> np.ndarray:
 
 
 def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int, cache: Path | None,
-                wanted: Sequence[str] = (), progress=None, usd: dict[str, float] | None = None) -> tuple[dict[str, dict[float, list[Record]]], dict]:
+                wanted: Sequence[str] = (), progress=None, usd: dict[str, float] | None = None,
+                regions: int = 4) -> tuple[dict[str, dict[float, list[Record]]], dict]:
     """Every method's records on the test split at each alpha, and what was learned (costs, dollars;
-    `usd`: each model's dollars per query, default its mean on the training split)."""
+    `usd`: each model's dollars per query, default its mean on the training split; `regions`: k of
+    the swarm's region map)."""
     from swarm.costscale import log_cost_scale
+    from swarm.assess.regions import RegionMap
     from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
@@ -152,14 +158,18 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
 
     records: dict[str, dict[float, list[Record]]] = {}
     probes = {}
-    if want("swarm-probe") or want("swarm-fixed") or want("threshold"):
+    if any(want(n) for n in ("swarm-probe", "swarm-1region", "swarm-fixed", "threshold")):
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
-    for name, bar in (("swarm-probe", "curve"), ("swarm-fixed", "fixed")):
-        if want(name):
-            swarm = ProbeSwarm.of(probes, costs, bar=bar)
-            records[name] = {a: [record(r, name, a, steps, costs) for r, steps in zip(test.rows, swarm.route([r.id for r in test.rows], x_test, a), strict=True)]
+    region_map = RegionMap.fit(x_train, min(regions, len(x_train)), seed)
+    r_train, r_test = region_map.assign(x_train), region_map.assign(x_test)
+    for name, bar, k in (("swarm-probe", "curve", region_map.k), ("swarm-1region", "curve", 1), ("swarm-fixed", "fixed", 1)):
+        if want(name) and not (name == "swarm-1region" and region_map.k == 1):
+            swarm = ProbeSwarm.of(probes, costs, bar=bar, regions=r_train if k > 1 else None, k=k)
+            ids = [r.id for r in test.rows]
+            records[name] = {a: [record(r, name, a, steps, costs)
+                                 for r, steps in zip(test.rows, swarm.route(ids, x_test, a, r_test if k > 1 else None), strict=True)]
                              for a in alphas}
     if want("threshold"):
         records["threshold"] = threshold_cascade(probes, costs, train, test, x_test, alphas)
@@ -181,7 +191,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
     if want("frugalgpt"):
         records["frugalgpt"] = frugal_cascade(train, test, costs, alphas, seed, cache)
         say("frugalgpt: trained on the joint matrix (scorers on the recorded responses)")
-    return records, {"costs": costs, "dollars": usd, "by_id": by_id}
+    return records, {"costs": costs, "dollars": usd, "by_id": by_id, "regions": region_map.k}
 
 
 def frugal_cascade(train: Matrix, test: Matrix, costs: dict[str, float], alphas, seed: int, cache: Path | None) -> dict[float, list[Record]]:
@@ -296,14 +306,16 @@ def run_main(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcom
     train_rows, test_rows = stratified_split(rows, s.test_size, s.seed)
     train, test = Matrix(train_rows, models), Matrix(test_rows, models)
     alphas = tuple(s.alphas) or ALPHAS
-    records, learned = run_methods(train, test, alphas, s.seed, s.cache, s.methods, progress)
+    records, learned = run_methods(train, test, alphas, s.seed, s.cache, s.methods, progress, regions=s.regions)
     domains = sorted({r.domain for r in rows})
     setup = (f"outcome matrix {s.outcomes}: {len(models)} models, {len(rows)} queries with every model's outcome "
              f"(domains {', '.join(domains)}); stratified split, seed {s.seed}: {len(test_rows)} test, {len(train_rows)} train; "
-             "cost: mean dollars per training query, log-scaled to 0.1-0.9")
+             "cost: mean dollars per training query, log-scaled to 0.1-0.9; "
+             f"the swarm's value curves on {learned['regions']} regions (k-means of the training queries' embeddings)")
     summary = summarize("main", "main (replayed outcomes): every method on real models' recorded outcomes", setup, records, learned,
                         test, alphas, time.monotonic() - began,
-                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes)}})
+                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes),
+                                      "regions": s.regions}})
     return write(summary, out, "main")
 
 
@@ -330,7 +342,8 @@ def run_ood(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcome
         train = [r for r in rows if r.domain != d]
         if progress:
             progress(f"ood: holding out {d} ({len(test)} test queries; {len(train)} training queries of other domains)")
-        recs, learned = run_methods(Matrix(train, models), Matrix(test, models), alphas, s.seed, s.cache, s.methods, progress, usd)
+        recs, learned = run_methods(Matrix(train, models), Matrix(test, models), alphas, s.seed, s.cache, s.methods, progress, usd,
+                                    regions=s.regions)
         for method, by_alpha in recs.items():
             for a, rs in by_alpha.items():
                 records.setdefault(method, {}).setdefault(a, []).extend(rs)
@@ -341,7 +354,8 @@ def run_ood(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcome
              "queries pooled; cost: mean dollars per query over the matrix, log-scaled to 0.1-0.9")
     summary = summarize("ood", "ood (replayed outcomes): every learner trained without the test query's domain", setup, records,
                         learned, Matrix(tested, models), alphas, time.monotonic() - began,
-                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes)},
+                        {"settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes),
+                                      "regions": s.regions},
                          "held_out": domains})
     return write(summary, out, "ood")
 
@@ -361,5 +375,7 @@ def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: 
     if not 0 < s.test_size < len(rows):
         raise ValueError(f"--test-size must be 1 to {len(rows) - 1} (the matrix has {len(rows)} queries with every chosen model), "
                          f"not {s.test_size}")
+    if not 1 <= s.regions <= 64:
+        raise ValueError(f"--regions must be 1 to 64, not {s.regions}")
     prepare_dir(out, name, overwrite, resume)
     return OUTCOME_EXPERIMENTS[name](out, s, models, rows, say)

@@ -18,6 +18,7 @@ import ray
 import structlog
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from swarm.cluster.dashboard import RayControl
 from swarm.cluster.swarm import open_entry
 from swarm.entry import EntryClient
 from swarm.gateway.app import Observer, build_app
@@ -92,6 +93,7 @@ class GatewayActor:
         self.server = None
         self.task: asyncio.Future | None = None
         self.entry: EntryClient | None = None
+        self.control: RayControl | None = None
 
     async def start(self) -> str:
         """Bind, start serving, and return the base URL (with the port actually bound)."""
@@ -99,7 +101,8 @@ class GatewayActor:
 
         s = self.settings
         self.entry = await open_entry(self.swarm_name)
-        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name)))
+        self.control = RayControl(self.swarm_name) if s.dashboard else None
+        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name), self.control))
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -132,6 +135,8 @@ class GatewayActor:
             await self.task
         if self.entry is not None:
             await self.entry.close()
+        if self.control is not None:
+            self.control.close()
 
 
 def _answered_once(app: Callable) -> Callable:

@@ -302,28 +302,45 @@ class Swarm:
 
     def status(self) -> list[AgentStatus]:
         """Every agent's state, load and decisions, including agents other processes added."""
+        statuses = self.statuses()
+        costs = {m.name: m.cost for m in self._client.known(("alive", "suspect", "left", "dead"))}
+        out = [AgentStatus(name, "unreachable", costs.get(name, 0.0)) if s is None
+               else AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))) for name, s in statuses.items()]
+        return sorted(out, key=lambda s: (s.cost, s.name))
+
+    def statuses(self, timeout_s: float = 10) -> dict[str, Status | None]:
+        """Each live agent's own Status (protocol 1.3: with its forwards per peer, its last queries, the
+        membership changes it saw), asked of all at once; None for one that did not answer in `timeout_s`."""
         self._refresh_view()
         gone = {m.name for m in self._client.known(("left", "dead"))}
         for name in gone & set(self._handles):  # left or died, whoever removed it
             self._handles.pop(name)
-        costs = {m.name: m.cost for m in self._client.known(("alive", "suspect"))}
-        names = sorted(set(costs) | set(self._handles))
+        names = sorted({m.name for m in self._client.known(("alive", "suspect"))} | set(self._handles))
         refs = {}
         for name in names:
             try:
                 refs[name] = self._handle(name).control.remote(encode(StatusRequest()))
             except SwarmError:
                 continue
-        out = []
+        ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
+        out: dict[str, Status | None] = {}
         for name, ref in refs.items():
             try:
-                s = expect(ray.get(ref, timeout=10), Status)
-            except (RayError, GetTimeoutError, SwarmError):
-                out.append(AgentStatus(name, "unreachable", costs.get(name, 0.0)))
+                out[name] = expect(ray.get(ref), Status) if ref in ready else None
+            except (RayError, SwarmError):
+                out[name] = None
                 continue
-            out.append(AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))))
-            self._client.learn(s.members)
-        return sorted(out, key=lambda s: (s.cost, s.name))
+            self._client.learn(out[name].members)
+        return out
+
+    def agent_spec(self, name: str, timeout_s: float = 10) -> AgentSpec:
+        """The spec an agent was started from (its backend and model), as the agent describes it."""
+        return AgentSpec.model_validate_json(ray.get(self._handle(name).describe.remote(), timeout=timeout_s)["agent"])
+
+    def detach(self) -> None:
+        """Let go of the swarm without stopping it: this handle's thread ends, the agents run on."""
+        self._loop.close()
+        self._closed = True
 
     def shutdown(self) -> None:
         """Stop every agent of this swarm (including ones other processes added)."""

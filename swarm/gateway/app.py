@@ -1,4 +1,5 @@
-"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health.
+"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health, and the
+dashboard's routes under /dashboard when it is given a `Control` (swarm.dashboard.routes).
 
 Every failure leaves as an OpenAI-shaped JSON error with the right status; a client's mistake is
 logged at info level at most, a fault of ours at error level, and no response ever carries a
@@ -29,6 +30,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from swarm.dashboard.poller import Control
 from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge, SwarmError
 from swarm.gateway import schema
 from swarm.entry import EntryClient
@@ -56,7 +58,7 @@ class Observer:
         pass
 
 
-def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None) -> Starlette:
+def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None, control: Control | None = None) -> Starlette:
     keys = KeyRing.of(settings)
     rates = RateLimiter(settings.rate_per_s, settings.burst)
     admission = Admission(settings.max_in_flight, settings.max_queue)
@@ -96,7 +98,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
             per_key.release(who)
 
     async def complete(request: Request) -> Response:
-        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         req = schema.parse_request(schema.parse_json(body))
         _, scenario = schema.split_model(req.model, swarm_name)
         alpha = scenario_alpha(scenario, req.alpha)
@@ -157,6 +159,12 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         Route("/v1/models", _observed(models, "models", observer), methods=["GET"]),
         Route("/health", _observed(health, "health", observer), methods=["GET"]),
     ]
+    if control is not None:
+        from swarm.dashboard.routes import dashboard_routes
+
+        for path, handler, methods in dashboard_routes(control, swarm_name, settings, keys.enabled, rates, local_only, authorised,
+                                                       read_body, settings.agent_base_dir):
+            routes.append(Route(path, _observed(handler, "dashboard", observer), methods=methods))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
 
 
@@ -177,7 +185,7 @@ def _observed(handler: Callable, route: str, observer: Observer) -> Callable:
     return run
 
 
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The body, or BadRequest: 413 past `limit`, 408 when it has not all arrived within `timeout_s`
     (a slow or stalled client then holds nothing but its own connection, and that not for long).
     An oversize body is read to its end (up to a bound, within the same time) so the client,

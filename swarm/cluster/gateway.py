@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import asdict
+from functools import partial
 from collections.abc import Callable
 from typing import Self
 
@@ -101,8 +102,13 @@ class GatewayActor:
 
         s = self.settings
         self.entry = await open_entry(self.swarm_name)
-        self.control = RayControl(self.swarm_name) if s.dashboard else None
-        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name), self.control))
+        more = None
+        if s.dashboard:
+            from swarm.dashboard.routes import dashboard_routes
+
+            self.control = RayControl(self.swarm_name)
+            more = partial(dashboard_routes, self.control, self.swarm_name, s)
+        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name), more))
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

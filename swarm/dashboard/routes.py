@@ -30,7 +30,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from swarm.dashboard.poller import Control, Poller
 from swarm.dashboard.view import SwarmView
 from swarm.errors import SwarmError, TopologyError
-from swarm.gateway.limits import GatewaySettings, RateLimiter, retry_after
+from swarm.gateway.app import Access, read_body
+from swarm.gateway.limits import GatewaySettings, retry_after
 from swarm.gateway.schema import BadRequest, parse_json
 from swarm.topology import parse_agent_spec
 
@@ -45,10 +46,9 @@ HEADERS = {  # the page loads only its own files, cannot be framed (clickjacking
 }
 
 
-def dashboard_routes(control: Control, swarm_name: str, settings: GatewaySettings, keyed: bool, rates: RateLimiter,
-                     local_only: Callable[[Request], None], authorised: Callable[[Request], str],
-                     read_body: Callable, base_dir: str | None) -> list[tuple[str, Callable, list[str]]]:
-    """(path, handler, methods) for each route; the gateway wraps and mounts them."""
+def dashboard_routes(control: Control, swarm_name: str, settings: GatewaySettings, access: Access) -> list[tuple[str, Callable, list[str]]]:
+    """(path, handler, methods) for each route; the gateway's app wraps and mounts them (`build_app(..., more=...)`)."""
+    keyed, rates, local_only, authorised, base_dir = access.keyed, access.rates, access.local_only, access.authorised, settings.agent_base_dir
     poller = Poller(control, SwarmView(swarm_name))
     static = files("swarm.dashboard") / "static"
     page = (static / "index.html").read_text("utf-8").replace("{{swarm}}", _html(swarm_name)).replace("{{keyed}}", str(keyed).lower())

@@ -1,5 +1,5 @@
-"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health, and the
-dashboard's routes under /dashboard when it is given a `Control` (swarm.dashboard.routes).
+"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health, and routes
+added under the same checks (`Access`): the dashboard's (swarm.dashboard.routes).
 
 Every failure leaves as an OpenAI-shaped JSON error with the right status; a client's mistake is
 logged at info level at most, a fault of ours at error level, and no response ever carries a
@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import structlog
@@ -30,7 +31,6 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from swarm.dashboard.poller import Control
 from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge, SwarmError
 from swarm.gateway import schema
 from swarm.entry import EntryClient
@@ -58,7 +58,21 @@ class Observer:
         pass
 
 
-def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None, control: Control | None = None) -> Starlette:
+@dataclass(frozen=True)
+class Access:
+    """The gateway's own checks, for routes added to its app: the loopback Host check of a keyless
+    gateway (421), the key (401; returns its fingerprint), and each key's rate."""
+
+    keyed: bool
+    local_only: Callable[[Request], None]
+    authorised: Callable[[Request], str]
+    rates: RateLimiter
+
+
+Routes = Callable[[Access], list[tuple[str, Callable, list[str]]]]  # (path, handler, methods) for each added route
+
+
+def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None, more: Routes | None = None) -> Starlette:
     keys = KeyRing.of(settings)
     rates = RateLimiter(settings.rate_per_s, settings.burst)
     admission = Admission(settings.max_in_flight, settings.max_queue)
@@ -159,12 +173,9 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         Route("/v1/models", _observed(models, "models", observer), methods=["GET"]),
         Route("/health", _observed(health, "health", observer), methods=["GET"]),
     ]
-    if control is not None:
-        from swarm.dashboard.routes import dashboard_routes
-
-        for path, handler, methods in dashboard_routes(control, swarm_name, settings, keys.enabled, rates, local_only, authorised,
-                                                       read_body, settings.agent_base_dir):
-            routes.append(Route(path, _observed(handler, "dashboard", observer), methods=methods))
+    if more is not None:
+        for path, handler, methods in more(Access(keys.enabled, local_only, authorised, rates)):
+            routes.append(Route(path, _observed(handler, path.split("/")[1], observer), methods=methods))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
 
 

@@ -6,7 +6,10 @@ Locally a missing browser skips with the reason; under CI=true it fails."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "dash-key-" + "c" * 24
 QUESTIONS = ReplayTable.load(ROOT / "topologies" / "data" / "arith-replay.jsonl").queries()
-NEWCOMER = "name: m2b\ncost: 0.4\nbackend: {kind: replay, table: topologies/data/arith-replay.jsonl, model: m4}\n"
+NEWCOMER = "name: m4b\ncost: 0.8\nbackend: {kind: replay, table: topologies/data/arith-replay.jsonl, model: m4}\n"
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 
 
@@ -127,7 +130,7 @@ def test_the_api_keeps_the_gateways_rules(dash):
 # ---------------------------------------------------------------- the page, in Chromium
 
 
-def test_the_page_shows_the_swarm_live(dash, browser, tmp_path_factory):
+def test_the_page_shows_the_swarm_live(dash, browser, ray_cluster, tmp_path_factory):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -172,20 +175,40 @@ def test_the_page_shows_the_swarm_live(dash, browser, tmp_path_factory):
     d = topo.defaults
     detection_s = d.ping_interval_s + 2 * d.ping_timeout_s + d.suspect_timeout_s + 3  # probe, indirect probes, suspicion, polls
     began = time.monotonic()
-    assert call(keyed, "POST", "/dashboard/api/agents/m4/kill", json={}).json() == {"killed": "m4"}
-    wait(lambda: nodes().get("m4") == "dead" and "m4" in events("death detected"), detection_s)
-    print(f"m4's death shown after {time.monotonic() - began:.1f} s (detection bound {detection_s:.0f} s)")
+    assert call(keyed, "POST", "/dashboard/api/agents/m2/kill", json={}).json() == {"killed": "m2"}
+    wait(lambda: nodes().get("m2") == "dead" and "m2" in events("death detected"), detection_s)
+    print(f"m2's death shown after {time.monotonic() - began:.1f} s (detection bound {detection_s:.0f} s)")
 
     # An agent added from the page appears, and queries then take its edges.
     browser.find_element(By.ID, "add-yaml").send_keys(NEWCOMER)
     browser.find_element(By.ID, "add-button").click()
     wait(lambda: read("#action-result", "text") == [["add: done"]], 60)
-    wait(lambda: nodes().get("m2b") == "alive" and "m2b" in events("joined"))
-    assert list(nodes()) == ["m1", "m2", "m2b", "m3", "m4", "m5"]
+    wait(lambda: nodes().get("m4b") == "alive" and "m4b" in events("joined"))
+    assert list(nodes()) == ["m1", "m2", "m3", "m4", "m4b", "m5"]
     s.ask_many(QUESTIONS[:60], scenario="performance_first")
-    wait(lambda: any("m2b" in e.split("->") for e in edges()))
+    wait(lambda: edges().get("m4->m4b", 0) > 0 and edges().get("m1->m3", 0) > 0)  # around the dead m2, through the newcomer
     browser.execute_script("window.scrollTo(0, 0)")
     browser.save_screenshot(str(shots / "2-crash-and-join.png"))
+
+    # The live-membership example, attached to this swarm: its join, leave and crash appear as they happen.
+    example = subprocess.Popen([sys.executable, str(ROOT / "examples" / "live_membership.py"), "--attach", "dash", "--pace", "1.5",
+                                "--rate", "5", "--address", ray_cluster.get_runtime_context().gcs_address],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "error"})
+    try:
+        wait(lambda: "m2b" in events("joined"), 60)
+        wait(lambda: "m3" in events("left"), 30)
+        wait(lambda: "m4" in events("death detected"), 30)
+        out, err = example.communicate(timeout=60)
+    finally:
+        example.kill()
+    assert example.returncode == 0, err[-2000:]
+    sent = re.search(r"(\d+) queries sent, (\d+) outcomes: \{'Answer': (\d+)\}", out)
+    assert sent and sent[1] == sent[2] == sent[3], out
+    timeline = [(k, a) for k, a in read("#timeline [data-kind]", "data-kind", "data-agent")][::-1]  # oldest first
+    assert [e for e in timeline if e[1] in ("m2b", "m3", "m4")] == [("joined", "m2b"), ("left", "m3"), ("death detected", "m4")]
+    assert nodes() | {"m2b": "alive", "m3": "left", "m4": "dead"} == nodes()
+    browser.execute_script("window.scrollTo(0, 0)")
+    browser.save_screenshot(str(shots / "3-live-example.png"))
     print(f"screenshots in {shots}")
 
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]

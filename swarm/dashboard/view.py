@@ -51,6 +51,7 @@ class SwarmView:
         self.members: dict[str, Member] = {}
         self.since: dict[str, float] = {}  # name -> when the dashboard saw its state change
         self.own: dict[str, Status] = {}  # the last Status each agent gave of itself
+        self.reporting: set[str] = set()  # the agents that answered the last poll
         self.backends: dict[str, tuple[str, str]] = {}  # name -> (backend kind, model)
         self.edges: dict[tuple[str, str], _Edge] = {}
         self.timeline: deque[dict[str, Any]] = deque(maxlen=TIMELINE)
@@ -63,6 +64,7 @@ class SwarmView:
         first = self.polls == 0
         before = dict(self.members)
         answered = {name: s for name, s in statuses.items() if s is not None}
+        self.reporting = set(answered)
         for s in answered.values():
             for m in s.members:
                 if m.name not in self.members or supersedes(m, self.members[m.name]):
@@ -94,7 +96,7 @@ class SwarmView:
                 continue  # older than the dashboard, or old news to it (a newcomer learning of the others)
             kind = {"left": "left", "dead": "death detected", "suspect": "suspected"}.get(c.state, "suspicion refuted" if refuted else "joined")
             self.timeline.append({"t": now, "kind": kind, "agent": c.name, "by": s.name, "incarnation": c.incarnation,
-                                  "text": f"{c.name} {kind}" + ("" if c.name == s.name else f" (seen first by {s.name})")})
+                                  "text": f"{c.name} {kind}" + ("" if c.name == s.name else f" (reported by {s.name})")})
 
     def _edges(self, s: Status, now: float, first: bool) -> None:
         for pc in s.forwards_to:
@@ -123,7 +125,7 @@ class SwarmView:
                                    "incarnation": m.incarnation, "backend": kind, "model": model}
             if own is not None:
                 decided = own.answered + own.rejected
-                row |= {"in_flight": own.in_flight, "received": own.received, "answered": own.answered, "rejected": own.rejected,
+                row |= {"in_flight": own.in_flight if m.name in self.reporting else None, "received": own.received, "answered": own.answered, "rejected": own.rejected,
                         "answer_rate": round(own.answered / decided, 4) if decided else None,
                         "p50_ms": round(own.p50_s * 1000, 2), "p95_ms": round(own.p95_s * 1000, 2)}
             agents.append(row)

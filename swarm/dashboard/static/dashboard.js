@@ -95,11 +95,11 @@ function renderGraph(v) {
   const step = n > 1 ? (width - 140) / (n - 1) : 0;
   const x = {};
   v.agents.forEach((a, i) => (x[a.name] = 70 + i * step));
-  const y = 170;
+  const y = 180;
   const top = Math.max(1, ...v.edges.map((e) => e.count));
   const edges = v.edges.filter((e) => e.from in x && e.to in x).map((e) => {
     const x1 = x[e.from], x2 = x[e.to];
-    const lift = Math.min(140, 40 + Math.abs(x2 - x1) / 4);
+    const lift = Math.min(125, 40 + Math.abs(x2 - x1) / 4);
     const mid = (x1 + x2) / 2;
     const d = `M ${x1} ${y - 28} Q ${mid} ${y - 28 - lift * 2} ${x2} ${y - 28}`;
     return el("svg:g", { class: "edge", "data-edge": e.from + "->" + e.to, "data-count": e.count },
@@ -110,7 +110,7 @@ function renderGraph(v) {
     el("svg:rect", { x: x[a.name] - 55, y: y - 28, width: 110, height: 56, rx: 6 }),
     el("svg:text", { x: x[a.name], y: y - 10 }, a.name),
     el("svg:text", { x: x[a.name], y: y + 6 }, a.state + " · cost " + a.cost),
-    el("svg:text", { x: x[a.name], y: y + 21 }, a.in_flight === undefined ? "" : "in flight " + a.in_flight)));
+    el("svg:text", { x: x[a.name], y: y + 21 }, a.in_flight === undefined || a.in_flight === null ? "not reporting" : "in flight " + a.in_flight)));
   const arrow = el("svg:defs", {}, el("svg:marker", { id: "arrow", viewBox: "0 0 10 10", refX: 10, refY: 5, markerWidth: 10, markerHeight: 10, markerUnits: "userSpaceOnUse", orient: "auto-start-reverse" },
     el("svg:path", { d: "M 0 0 L 10 5 L 0 10 z", fill: "#2563eb" })));
   svg.replaceChildren(arrow, ...edges, ...nodes);

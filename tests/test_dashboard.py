@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -125,6 +126,27 @@ def test_the_api_keeps_the_gateways_rules(dash):
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"] and "script-src 'self'" in page.headers["content-security-policy"]
     assert call(keyed, "GET", "/dashboard/dashboard.js", key=None).headers["content-type"].startswith("text/javascript")
     assert error_code(call(keyed, "GET", "/dashboard/secrets.txt", key=None), 404) == "not_found"
+
+
+def test_swarm_dashboard_command(dash, ray_cluster):
+    """As a user runs it: `swarm dashboard NAME` prints the page's URL and serves it until Ctrl-C;
+    without keys it is read-only, and it refuses a non-loopback bind without keys."""
+    address = ray_cluster.get_runtime_context().gcs_address
+    refused = subprocess.run([sys.executable, "-m", "swarm.cli", "dashboard", "dash", "--host", "0.0.0.0", "--address", address],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1 and refused.stderr.startswith("error: refusing to serve on '0.0.0.0' without API keys")
+    proc = subprocess.Popen([sys.executable, "-m", "swarm.cli", "dashboard", "dash", "--port", "0", "--address", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "SWARM_LOG_LEVEL": "warning"})
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("dashboard of swarm 'dash': open http://127.0.0.1:") and "read-only" in line, line or proc.stderr.read()
+        url = line.split(" open ", 1)[1].split(" ", 1)[0]
+        assert url.endswith("/dashboard") and 'data-keyed="false"' in httpx.get(url, timeout=30).text
+        assert len(httpx.get(url + "/api/state", timeout=30).json()["agents"]) == 5
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0 and "Traceback" not in err, err[-2000:]
 
 
 # ---------------------------------------------------------------- the page, in Chromium

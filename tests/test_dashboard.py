@@ -235,3 +235,36 @@ def test_the_page_shows_the_swarm_live(dash, browser, ray_cluster, tmp_path_fact
 
     severe = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     assert severe == [], severe
+
+
+# ---------------------------------------------------------------- the view, from agents' Status messages (no Ray)
+
+
+def test_the_view_counts_edges_over_a_minute_and_puts_each_event_once_on_its_own_clock():
+    from swarm.dashboard.view import SwarmView
+    from swarm.protocol import Member, MemberChange, PeerCount, Status
+
+    def status(name, members, forwards=(), changes=()):
+        return Status(name=name, state="alive", cost=0.1, incarnation=0, in_flight=0, received=0, answered=0, rejected=0, forced=0,
+                      failed=0, forwarded=0, members=members, forwards_to=[PeerCount(peer=p, count=n) for p, n in forwards],
+                      changes=[MemberChange(name=n, state=st, previous=pr, incarnation=i, age_s=0) for n, st, pr, i in changes])
+
+    a, b = Member(name="a", cost=0.1), Member(name="b", cost=0.5)
+    view = SwarmView("v")
+    view.observe({"a": status("a", [a, b], [("b", 100)], [("a", "alive", None, 0), ("b", "alive", None, 0)]), "b": None}, {}, 1000.0)
+    assert view.snapshot()["edges"] == []  # 100 forwards before the dashboard's first poll are not the last minute's
+    view.observe({"a": status("a", [a, b], [("b", 130)])}, {}, 1030.0)
+    view.observe({"a": status("a", [a, b], [("b", 150)])}, {}, 1060.0)
+    assert view.snapshot()["edges"] == [{"from": "a", "to": "b", "count": 50, "total": 150}]
+    view.observe({"a": status("a", [a, b], [("b", 150)])}, {}, 1091.0)  # the window: since the last poll a minute ago or more
+    assert view.snapshot()["edges"] == [{"from": "a", "to": "b", "count": 20, "total": 150}]
+
+    # b is suspected by a and refutes within one poll; then c joins, and learns of a and b (old news to the dashboard).
+    refuted = b.model_copy(update={"incarnation": 1})
+    c = Member(name="c", cost=0.9)
+    view.observe({"a": status("a", [a, refuted, c], [("b", 150)], [("b", "suspect", "alive", 0), ("b", "alive", "suspect", 1),
+                                                                    ("c", "alive", None, 0)]),
+                  "c": status("c", [a, refuted, c], changes=[("a", "alive", None, 0), ("b", "alive", None, 1)])}, {}, 1100.0)
+    events = [(e["kind"], e["agent"]) for e in view.snapshot()["timeline"]][::-1]
+    assert events == [("watching", ""), ("suspected", "b"), ("suspicion refuted", "b"), ("joined", "c")]
+    assert [(r["name"], r["state"], r["since"]) for r in view.snapshot()["agents"]] == [("a", "alive", 0.0), ("b", "alive", 0.0), ("c", "alive", 1100.0)]

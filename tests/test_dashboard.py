@@ -152,7 +152,7 @@ def test_swarm_dashboard_command(dash, ray_cluster):
 # ---------------------------------------------------------------- the page, in Chromium
 
 
-def test_the_page_shows_the_swarm_live(dash, browser, ray_cluster, tmp_path_factory):
+def test_the_page_shows_the_swarm_live(browser, dash, ray_cluster, tmp_path_factory):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 

@@ -15,7 +15,6 @@ from swarm.protocol import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
-    MAX_INCARNATION,
     Ack,
     Cancel,
     Error,

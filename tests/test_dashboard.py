@@ -111,6 +111,8 @@ def test_the_api_keeps_the_gateways_rules(dash):
     missing = call(keyed, "POST", "/dashboard/api/agents", json={"yaml": NEWCOMER.replace("arith-replay", "no-such-table")})
     assert error_code(missing, 400) == "invalid_agent" and "no-such-table" in missing.json()["error"]["message"]
     assert error_code(call(keyed, "POST", "/dashboard/api/agents", json=["not", "an", "object"]), 400) == "invalid_request"
+    taken = call(keyed, "POST", "/dashboard/api/agents", json={"yaml": NEWCOMER.replace("m4b", "m1")})
+    assert error_code(taken, 409) == "add_failed" and "already has a live agent named 'm1'" in taken.json()["error"]["message"]
     assert error_code(call(keyed, "POST", "/dashboard/api/agents", content=b"x" * (2 << 20),
                            headers={"Content-Type": "application/json"}), 413) == "request_too_large"
     assert states(keyed)["m5"] == "alive" and "m5" in s.entries()

@@ -24,7 +24,7 @@ from swarm.cluster.actor import create_actor
 from swarm.cluster.connect import actor_names, connect, namespace_of
 from swarm.cluster.transport import RayTransport
 from swarm.entry import Attempt, EntryClient, LoopThread, Outcome, QueryLimits, unexpected
-from swarm.errors import PeerUnreachable, QueryError, SwarmError
+from swarm.errors import AgentExists, PeerUnreachable, QueryError, SwarmError, UnknownAgent
 from swarm.logging import configure_logging
 from swarm.protocol import Gossip, Member, Query, Status, StatusRequest, encode, expect
 from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
@@ -267,7 +267,7 @@ class Swarm:
         self._refresh_view()
         live = set(self.entries())
         if spec.name in live:
-            raise SwarmError(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
+            raise AgentExists(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
         seeds = seeds or [s for s in self.topology.seeds if s in live] or self.entries()
         _prepare_models([spec], self.topology)
         handle = create_actor(self.topology, spec, [])
@@ -376,7 +376,7 @@ class Swarm:
             try:
                 self._adopt(name, ray.get_actor(name, namespace=self.namespace))
             except ValueError:
-                raise SwarmError(f"swarm {self.name!r} has no agent named {name!r} (agents: {', '.join(sorted(self._handles))})") from None
+                raise UnknownAgent(f"swarm {self.name!r} has no agent named {name!r} (agents: {', '.join(sorted(self._handles))})") from None
         return self._handles[name]
 
     def _refresh_view(self, first: list[str] = ()) -> bool:

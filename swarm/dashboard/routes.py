@@ -29,7 +29,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from swarm.dashboard.poller import Control, Poller
 from swarm.dashboard.view import SwarmView
-from swarm.errors import SwarmError, TopologyError
+from swarm.errors import AgentExists, SwarmError, TopologyError, UnknownAgent
 from swarm.gateway.app import Access, read_body
 from swarm.gateway.limits import GatewaySettings, retry_after
 from swarm.gateway.schema import BadRequest, parse_json
@@ -123,7 +123,7 @@ def dashboard_routes(control: Control, swarm_name: str, settings: GatewaySetting
         try:
             name = await control.add(spec)
         except SwarmError as exc:
-            raise BadRequest(409 if "already has" in str(exc) else 502, str(exc)[:2000], "add_failed") from None
+            raise BadRequest(409 if isinstance(exc, AgentExists) else 502, str(exc)[:2000], "add_failed") from None
         log.info("dashboard action done", swarm=swarm_name, action="add", agent=name)
         return JSONResponse({"added": name})
 
@@ -133,8 +133,10 @@ def dashboard_routes(control: Control, swarm_name: str, settings: GatewaySetting
             await acting(request, "kill" if kill else "remove", name)
             try:
                 await control.remove(name, kill)
+            except UnknownAgent as exc:
+                raise BadRequest(404, str(exc)[:2000], "no_such_agent") from None
             except SwarmError as exc:
-                raise BadRequest(404 if "has no agent" in str(exc) else 502, str(exc)[:2000], "no_such_agent") from None
+                raise BadRequest(502, str(exc)[:2000], "action_failed") from None
             log.info("dashboard action done", swarm=swarm_name, action="kill" if kill else "remove", agent=name)
             return JSONResponse({"killed" if kill else "removed": name})
 

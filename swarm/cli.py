@@ -1,4 +1,4 @@
-"""The `swarm` command: launch, ask, status, add, remove, down, serve, demo, schema, testbed, train, probe, eval, outcomes.
+"""The `swarm` command: launch, ask, status, add, remove, down, serve, dashboard, demo, schema, testbed, train, probe, eval, outcomes.
 
 A swarm launched by one command outlives it (detached actors on a Ray cluster that `launch`
 starts when none is running); later commands attach to it by name. User mistakes end in a
@@ -116,23 +116,27 @@ def _parser() -> argparse.ArgumentParser:
 
     from swarm.gateway.limits import GatewaySettings as G  # its defaults are the flags' (stdlib and structlog only)
 
-    c = command("serve", _serve, "serve a running swarm over HTTP (OpenAI-compatible) until Ctrl-C")
-    c.add_argument("swarm")
-    c.add_argument("--host", default=G.host, help="address to bind (a non-loopback one needs API keys)")
-    c.add_argument("--port", type=int, default=G.port, help="0: any free port")
-    c.add_argument("--api-keys-file", type=Path, help="API keys, one a line (also: SWARM_API_KEYS, SWARM_API_KEYS_FILE)")
-    c.add_argument("--rate", type=float, default=G.rate_per_s, help="requests per second per key (burst: 2x)")
-    c.add_argument("--max-in-flight", type=int, default=G.max_in_flight, help="queries in the swarm at once")
-    c.add_argument("--max-queue", type=int, default=G.max_queue, help="requests waiting beyond that; more get 429")
-    c.add_argument("--max-body-bytes", type=int, default=G.max_body_bytes)
-    c.add_argument("--max-prompt-tokens", type=int, default=G.max_prompt_tokens)
-    c.add_argument("--deadline-s", type=float, help="per request (default: the topology's deadline_s)")
-    c.add_argument("--body-timeout-s", type=float, default=G.body_timeout_s,
-                   help="to receive a request's head (else the connection is closed) and its body (else 408)")
-    c.add_argument("--max-connections", type=int, default=G.max_connections,
-                   help="open connections at once; beyond: 503 (keep it above max-in-flight + max-queue)")
-    c.add_argument("--max-in-flight-per-key", type=int, default=G.max_in_flight_per_key, help="requests of one API key at once; beyond: 429")
-    c.add_argument("--address", default="auto")
+    for name, port, help in (("serve", G.port, "serve a running swarm over HTTP (OpenAI-compatible, and its dashboard at /dashboard) until Ctrl-C"),
+                             ("dashboard", 8001, "serve a live dashboard of a running swarm (and its OpenAI-compatible API) until Ctrl-C")):
+        c = command(name, _serve, help)
+        c.add_argument("swarm")
+        c.add_argument("--host", default=G.host, help="address to bind (a non-loopback one needs API keys)")
+        c.add_argument("--port", type=int, default=port, help="0: any free port")
+        c.add_argument("--api-keys-file", type=Path, help="API keys, one a line (also: SWARM_API_KEYS, SWARM_API_KEYS_FILE); "
+                       "without keys the dashboard is read-only")
+        c.add_argument("--rate", type=float, default=G.rate_per_s, help="requests per second per key (burst: 2x)")
+        c.add_argument("--max-in-flight", type=int, default=G.max_in_flight, help="queries in the swarm at once")
+        c.add_argument("--max-queue", type=int, default=G.max_queue, help="requests waiting beyond that; more get 429")
+        c.add_argument("--max-body-bytes", type=int, default=G.max_body_bytes)
+        c.add_argument("--max-prompt-tokens", type=int, default=G.max_prompt_tokens)
+        c.add_argument("--deadline-s", type=float, help="per request (default: the topology's deadline_s)")
+        c.add_argument("--body-timeout-s", type=float, default=G.body_timeout_s,
+                       help="to receive a request's head (else the connection is closed) and its body (else 408)")
+        c.add_argument("--max-connections", type=int, default=G.max_connections,
+                       help="open connections at once; beyond: 503 (keep it above max-in-flight + max-queue)")
+        c.add_argument("--max-in-flight-per-key", type=int, default=G.max_in_flight_per_key, help="requests of one API key at once; beyond: 429")
+        c.add_argument("--address", default="auto")
+        c.set_defaults(page=name == "dashboard")
 
     c = command("demo", _demo, "the quickstart: launch a swarm on a local Ray, route questions, print where they went, shut down")
     c.add_argument("topology", type=Path, nargs="?", default=_shipped("quickstart-probe.yaml"))
@@ -257,12 +261,17 @@ def _serve(args) -> int:
         burst=max(1, int(args.rate * 2)), max_in_flight=args.max_in_flight, max_queue=args.max_queue,
         max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens, deadline_s=args.deadline_s,
         body_timeout_s=args.body_timeout_s, max_connections=args.max_connections, max_in_flight_per_key=args.max_in_flight_per_key,
+        agent_base_dir=os.getcwd(),  # a relative model path in an agent added from the dashboard means what it would to `swarm add` here
     )
     settings.check()
     swarm.attach(args.swarm, args.address)
     gateway = serve(args.swarm, settings)
-    print(f"serving swarm {args.swarm!r} at {gateway.base_url} (models: {args.swarm}, {args.swarm}:<scenario>; "
-          f"API keys: {len(settings.api_keys) or 'none'}); Ctrl-C stops", flush=True)
+    keys = f"API keys: {len(settings.api_keys)}" if settings.api_keys else "no API keys: the dashboard is read-only"
+    if args.page:
+        print(f"dashboard of swarm {args.swarm!r}: open {gateway.url}/dashboard ({keys}); Ctrl-C stops", flush=True)
+    else:
+        print(f"serving swarm {args.swarm!r} at {gateway.base_url} (models: {args.swarm}, {args.swarm}:<scenario>; "
+              f"{keys}; dashboard: {gateway.url}/dashboard); Ctrl-C stops", flush=True)
     # Wait in short steps, so that Ctrl-C or SIGTERM is handled at once whatever Ray does with signals.
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,6 +7,14 @@ class SwarmError(Exception):
     """Base class of every error swarm raises on purpose."""
 
 
+class UnknownAgent(SwarmError):
+    """A swarm has no agent of that name (to remove, kill or describe)."""
+
+
+class AgentExists(SwarmError):
+    """A swarm already has a live agent of that name (to add)."""
+
+
 class FileError(SwarmError):
     """A user's file that cannot be used: names the file (and line), the path inside it, the problem."""
 

@@ -10,7 +10,8 @@ Dead (not left) members are probed again now and then (`dead_peer`), as memberli
 healed partition refutes its obituaries; an entry dead or left for `forget_after_s` is dropped
 (`forget_gone`), and the map never holds more than `max_members` entries, whatever gossip says.
 The digest covers live entries only, so agents that dropped a gone member at different times
-still agree.
+still agree. The last MAX_CHANGES changes of state seen here are kept (`changes`) for status, so a
+dashboard polling once a second misses no suspicion that was refuted in between.
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ import hashlib
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 
 import structlog
 
-from swarm.protocol import MAX_INCARNATION, MAX_MEMBERS, Member, MemberState
+from swarm.protocol import MAX_CHANGES, MAX_INCARNATION, MAX_MEMBERS, Member, MemberChange, MemberState
 
 log = structlog.get_logger("swarm.membership")
 
@@ -45,6 +47,7 @@ class Membership:
         self.version = 0  # bumped on every change; caches derived from the map key on it
         self._suspected_at: dict[str, float] = {}
         self._digest: str | None = None
+        self._changes: deque[tuple[float, str, MemberState, MemberState | None, int]] = deque(maxlen=MAX_CHANGES)
 
     # -- reading -------------------------------------------------------------------------------
     @property
@@ -74,6 +77,11 @@ class Membership:
         dead = self.peers(("dead",))
         return rng.choice(dead) if dead else None
 
+    def changes(self) -> list[MemberChange]:
+        """The last changes of state seen here, oldest first, each with its age by our own clock."""
+        now = self.clock()
+        return [MemberChange(name=n, state=s, previous=p, incarnation=i, age_s=max(0.0, now - t)) for t, n, s, p, i in self._changes]
+
     def digest(self) -> str:
         if self._digest is None:
             text = ";".join(f"{m.name},{m.incarnation},{m.state}" for m in self.view() if m.state in ("alive", "suspect"))
@@ -87,7 +95,7 @@ class Membership:
         if incoming.name == self.me:
             return self._maybe_refute(incoming)
         current = self.members.get(incoming.name)
-        if current is not None and not _newer(incoming, current):
+        if current is not None and not supersedes(incoming, current):
             return False
         if current is None and len(self.members) >= self.max_members:
             self.refused += 1
@@ -162,6 +170,9 @@ class Membership:
         return True
 
     def _set(self, member: Member, spread: bool = True) -> None:
+        before = self.members.get(member.name)
+        if before is None or before.state != member.state:
+            self._changes.append((self.clock(), member.name, member.state, before and before.state, member.incarnation))
         self.members[member.name] = member
         self._digest = None
         self.version += 1
@@ -178,7 +189,8 @@ class Membership:
             self._gone_at.pop(member.name, None)
 
 
-def _newer(a: Member, b: Member) -> bool:
+def supersedes(a: Member, b: Member) -> bool:
+    """`a` is newer news of the same member than `b` (a higher incarnation, or the worse state at the same one)."""
     if a.incarnation != b.incarnation:
         return a.incarnation > b.incarnation
     return STATE_ORDER[a.state] > STATE_ORDER[b.state]

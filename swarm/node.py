@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 import structlog
@@ -27,7 +27,10 @@ from swarm.execution import CircuitBreaker, Executions
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
-from swarm.protocol import MAX_HOPS, Ack, Cancel, Error, Hop, Member, Query, Result, Status, StatusRequest, decode, encode, error_reply, expect
+from swarm.protocol import (
+    MAX_HOPS, MAX_RECENT, Ack, Cancel, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Status, StatusRequest, decode, encode,
+    error_reply, expect,
+)
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
 
@@ -68,6 +71,7 @@ class Counters:
     duplicates: int = 0  # copies of a query id this agent already held: joined or answered from memory, never run again
     cancelled: int = 0  # executions stopped by a cancel message
     latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
+    forwards_to: Counter[str] = field(default_factory=Counter)  # peer -> forwards it replied to (the edges queries took)
 
 
 class NodeObserver:
@@ -98,6 +102,7 @@ class AgentNode:
         self.executions = Executions(config.remember_s, config.remember_max)
         self.breaker = CircuitBreaker(config.breaker_failures, config.breaker_cooldown_s)
         self.answered_ids: deque[str] = deque(maxlen=100_000)  # the query ids this agent answered, for duplicate counts
+        self.recent: deque[tuple[float, Result, float]] = deque(maxlen=MAX_RECENT)  # (finished, result, seconds) of queries entered here
         self.rng = random.Random(seed)
         self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
@@ -211,6 +216,8 @@ class AgentNode:
         held = time.monotonic() - start
         self.counters.latencies.append(held)
         del self.counters.latencies[:-1000]
+        if not q.visited:
+            self.recent.append((time.monotonic(), result, held))
         path = dict.fromkeys(h.agent for h in result.trace if h.decision not in ("unreachable", "refused"))
         self.observer.query_done(held, "ok" if result.ok else result.error_code, not q.visited, max(0, len(path) - 1))
         return result
@@ -380,6 +387,7 @@ class AgentNode:
             reply = expect(data, Result)
             if reply.query_id != q.query_id:
                 raise ProtocolError("mismatched_reply", f"{peer} answered query {reply.query_id[:64]!r} instead of {q.query_id!r}")
+            self.counters.forwards_to[peer] += 1
             return reply
         except asyncio.CancelledError:
             current = asyncio.current_task()
@@ -397,12 +405,14 @@ class AgentNode:
 
     # -- status --------------------------------------------------------------------------------
     async def _on_status(self, _: StatusRequest) -> Status:
-        me, c = self.membership.self_entry, self.counters
+        me, c, now = self.membership.self_entry, self.counters, time.monotonic()
         return Status(
             name=me.name, state=me.state, cost=me.cost, incarnation=me.incarnation, in_flight=c.in_flight,
             received=c.received, answered=c.answered, rejected=c.rejected, forced=c.forced, failed=c.failed,
             forwarded=c.forwarded, p50_s=_quantile(c.latencies, 0.5), p95_s=_quantile(c.latencies, 0.95),
             members=self.membership.view(), duplicates=c.duplicates, cancelled=c.cancelled,
+            forwards_to=[PeerCount(peer=p, count=n) for p, n in c.forwards_to.most_common(1024)],
+            recent=[_recent(r, seconds, now - t) for t, r, seconds in self.recent], changes=self.membership.changes(),
         )
 
     def _abandon(self, peer: str) -> None:
@@ -414,6 +424,11 @@ class AgentNode:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _recent(r: Result, seconds: float, age_s: float) -> RecentQuery:
+    trace = [h.model_copy(update={"detail": ""}) for h in r.trace]
+    return RecentQuery(query_id=r.query_id, ok=r.ok, agent=r.agent, error_code=r.error_code, seconds=seconds, age_s=age_s, trace=trace)
 
 
 def _quantile(values: list[float], q: float) -> float:

@@ -23,7 +23,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 2)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded
+PROTOCOL_VERSION = (1, 3)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+# 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -36,6 +37,8 @@ MAX_TRACE = 4 * MAX_HOPS  # a hop can add its own decision and each peer it foun
 MAX_NAME = 256
 MAX_DETAIL = 1024
 MAX_KEYS = 64  # keys in one map: a body has about 15; room for minor versions to add more
+MAX_RECENT = 16  # queries an agent remembers having entered the swarm through it, for Status.recent
+MAX_CHANGES = 64  # membership changes an agent remembers having seen, for Status.changes
 MAX_CONTAINERS = 4 * MAX_MEMBERS  # lists and maps in one message: a full view holds 3 per member
 
 
@@ -171,6 +174,37 @@ class StatusRequest(_Body):
     pass
 
 
+class PeerCount(_Body):
+    """1.3: queries this agent passed on to `peer` and got a reply from, since it started."""
+
+    peer: Name
+    count: Count
+
+
+class RecentQuery(_Body):
+    """1.3: a query that entered the swarm through this agent, as it finished: the whole path and
+    every decision (hops without their `detail`, which can hold a backend's error text)."""
+
+    query_id: Name
+    ok: bool
+    agent: Name = ""  # who answered
+    error_code: str = Field(default="", max_length=64)
+    seconds: Finite = 0.0
+    age_s: Finite = 0.0  # how long ago it finished, by this agent's clock: a duration, so no host needs a synchronised clock
+    trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
+
+
+class MemberChange(_Body):
+    """1.3: a change of a member's state that this agent saw in its own map (a join, a suspicion,
+    a refutation, a goodbye, a death), `age_s` seconds ago by its own clock."""
+
+    name: Name
+    state: MemberState
+    previous: MemberState | None = None  # None: a member new to this agent
+    incarnation: int = Field(ge=0, le=MAX_INCARNATION)
+    age_s: Finite = 0.0
+
+
 class Status(_Body):
     name: Name
     state: MemberState
@@ -189,6 +223,10 @@ class Status(_Body):
     # 1.2: executions of one query id beyond its first here (joined or answered from memory instead), and cancels obeyed
     duplicates: Count = 0
     cancelled: Count = 0
+    # 1.3: forwards answered, per peer; the last queries that entered here; the last membership changes seen here
+    forwards_to: list[PeerCount] = Field(default_factory=list, max_length=1024, fail_fast=True)
+    recent: list[RecentQuery] = Field(default_factory=list, max_length=MAX_RECENT, fail_fast=True)
+    changes: list[MemberChange] = Field(default_factory=list, max_length=MAX_CHANGES, fail_fast=True)
 
 
 class Error(_Body):

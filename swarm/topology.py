@@ -215,8 +215,14 @@ def load_agent_spec(
     if isinstance(path_or_mapping, Mapping):
         return validate(AgentSpec, dict(path_or_mapping), "<agent>", None, base_dir, TopologyError)
     path = Path(path_or_mapping)
-    data, root = parse_yaml(read_text(path, TopologyError), str(path), TopologyError)
-    return validate(AgentSpec, data, str(path), root, base_dir or path.resolve().parent, TopologyError)
+    return parse_agent_spec(read_text(path, TopologyError), str(path), base_dir or path.resolve().parent)
+
+
+def parse_agent_spec(text: str, source: str = "<agent>", base_dir: Path | None = None) -> AgentSpec:
+    """One agent from YAML text (a file's, or a snippet pasted into the dashboard), checked as a file is;
+    relative paths resolve against `base_dir` (default: the cwd)."""
+    data, root = parse_yaml(text, source, TopologyError)
+    return validate(AgentSpec, data, source, root, base_dir, TopologyError)
 
 
 if __name__ == "__main__":

@@ -354,3 +354,16 @@ def test_graph_excludes_dead_linked_peer() -> None:
     me = Membership(m("me", cost=0.1, links=["x", "y"]))
     me.merge_all([m("x", cost=0.5, state="dead"), m("y", cost=0.6, state="suspect")])
     assert NeighbourTable(me, "graph").candidates() == ["y"]
+
+
+def test_changes_of_state_are_kept_with_their_age_for_status() -> None:
+    clock = FakeClock()
+    peer = view_of("peer", clock=clock, me=m("me"))
+    clock.now += 1
+    peer.mark("me", "suspect")
+    peer.merge(m("me", incarnation=1))  # the refutation
+    peer.merge(m("me", incarnation=1))  # no news: not a change
+    peer.set_self(curve=[0.5])  # a new curve under the same state: not a change of state
+    clock.now += 2
+    changes = [(c.name, c.previous, c.state, c.incarnation, c.age_s) for c in peer.changes()]
+    assert changes == [("me", None, "alive", 0, 3.0), ("me", "alive", "suspect", 0, 2.0), ("me", "suspect", "alive", 1, 2.0)]

@@ -125,6 +125,13 @@ def test_harder_queries_travel_up_the_cascade_with_a_full_trace() -> None:
             assert (status.name, status.received, status.answered, status.rejected, status.forwarded) == ("medium", 3, 1, 2, 2)
             assert status.in_flight == 0
             assert [m.name for m in status.members] == ["large", "medium", "small"]
+            # 1.3: the edges the queries took, per peer, and (at the entry) each query's path and decisions.
+            assert [(p.peer, p.count) for p in status.forwards_to] == [("large", 2)]
+            entry = expect(await swarm.network.deliver("small", encode(StatusRequest())), Status)
+            assert [(p.peer, p.count) for p in entry.forwards_to] == [("medium", 3)]
+            assert [r.agent for r in entry.recent] == ["medium", "large", "large"] and status.recent == []
+            assert decisions(entry.recent[1].trace) == [("small", "reject"), ("medium", "reject"), ("large", "forced")]
+            assert entry.recent[0].age_s >= entry.recent[-1].age_s >= 0
 
     run(scenario)
 

@@ -15,7 +15,6 @@ from swarm.protocol import (
     MAX_MESSAGE_BYTES,
     MESSAGE_TYPES,
     PROTOCOL_VERSION,
-    MAX_INCARNATION,
     Ack,
     Cancel,
     Error,
@@ -29,6 +28,9 @@ from swarm.protocol import (
     Pong,
     Query,
     Result,
+    MemberChange,
+    PeerCount,
+    RecentQuery,
     Status,
     StatusRequest,
     View,
@@ -61,6 +63,10 @@ SAMPLES = {
     "status": Status(
         name="a", state="alive", cost=0.1, incarnation=2, in_flight=1, received=5, answered=3, rejected=1,
         forced=1, failed=0, forwarded=1, members=[_A],
+        forwards_to=[PeerCount(peer="b", count=1)],
+        recent=[RecentQuery(query_id="q1", ok=True, agent="b", seconds=0.2, age_s=1.5,
+                            trace=[Hop(agent="a", decision="reject"), Hop(agent="b", decision="answer")])],
+        changes=[MemberChange(name="b", state="dead", previous="suspect", incarnation=7, age_s=0.5)],
     ),
     "error": Error(code="oversize", message="too big"),
     "ping_req": PingReq(target="c", sender="a"),
@@ -388,3 +394,10 @@ def test_node_accepts_newer_minor_version_query() -> None:
         await swarm.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_1_2_status_without_the_1_3_exports_still_decodes() -> None:
+    """1.3 added optional fields only: an agent still on 1.2 is read, with the exports empty."""
+    body = SAMPLES["status"].model_dump(exclude={"forwards_to", "recent", "changes"})
+    _, status = decode(_env("status", body, v=[1, 2]))
+    assert isinstance(status, Status) and (status.forwards_to, status.recent, status.changes) == ([], [], [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from dataclasses import asdict
+from functools import partial
 from collections.abc import Callable
 from typing import Self
 
@@ -18,6 +19,7 @@ import ray
 import structlog
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from swarm.cluster.dashboard import RayControl
 from swarm.cluster.swarm import open_entry
 from swarm.entry import EntryClient
 from swarm.gateway.app import Observer, build_app
@@ -92,6 +94,7 @@ class GatewayActor:
         self.server = None
         self.task: asyncio.Future | None = None
         self.entry: EntryClient | None = None
+        self.control: RayControl | None = None
 
     async def start(self) -> str:
         """Bind, start serving, and return the base URL (with the port actually bound)."""
@@ -99,7 +102,13 @@ class GatewayActor:
 
         s = self.settings
         self.entry = await open_entry(self.swarm_name)
-        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name)))
+        more = None
+        if s.dashboard:
+            from swarm.dashboard.routes import dashboard_routes
+
+            self.control = RayControl(self.swarm_name)
+            more = partial(dashboard_routes, self.control, self.swarm_name, s)
+        app = _answered_once(build_app(self.entry, s, RayMetricsObserver(self.swarm_name), more))
         family = socket.AF_INET6 if ":" in s.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -132,6 +141,8 @@ class GatewayActor:
             await self.task
         if self.entry is not None:
             await self.entry.close()
+        if self.control is not None:
+            self.control.close()
 
 
 def _answered_once(app: Callable) -> Callable:

@@ -24,7 +24,7 @@ from swarm.cluster.actor import create_actor
 from swarm.cluster.connect import actor_names, connect, namespace_of
 from swarm.cluster.transport import RayTransport
 from swarm.entry import Attempt, EntryClient, LoopThread, Outcome, QueryLimits, unexpected
-from swarm.errors import PeerUnreachable, QueryError, SwarmError
+from swarm.errors import AgentExists, PeerUnreachable, QueryError, SwarmError, UnknownAgent
 from swarm.logging import configure_logging
 from swarm.protocol import Gossip, Member, Query, Status, StatusRequest, encode, expect
 from swarm.topology import AgentSpec, Topology, load_agent_spec, load_topology
@@ -267,7 +267,7 @@ class Swarm:
         self._refresh_view()
         live = set(self.entries())
         if spec.name in live:
-            raise SwarmError(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
+            raise AgentExists(f"swarm {self.name!r} already has a live agent named {spec.name!r}")
         seeds = seeds or [s for s in self.topology.seeds if s in live] or self.entries()
         _prepare_models([spec], self.topology)
         handle = create_actor(self.topology, spec, [])
@@ -302,28 +302,45 @@ class Swarm:
 
     def status(self) -> list[AgentStatus]:
         """Every agent's state, load and decisions, including agents other processes added."""
+        statuses = self.statuses()
+        costs = {m.name: m.cost for m in self._client.known(("alive", "suspect", "left", "dead"))}
+        out = [AgentStatus(name, "unreachable", costs.get(name, 0.0)) if s is None
+               else AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))) for name, s in statuses.items()]
+        return sorted(out, key=lambda s: (s.cost, s.name))
+
+    def statuses(self, timeout_s: float = 10) -> dict[str, Status | None]:
+        """Each live agent's own Status (protocol 1.3: with its forwards per peer, its last queries, the
+        membership changes it saw), asked of all at once; None for one that did not answer in `timeout_s`."""
         self._refresh_view()
         gone = {m.name for m in self._client.known(("left", "dead"))}
         for name in gone & set(self._handles):  # left or died, whoever removed it
             self._handles.pop(name)
-        costs = {m.name: m.cost for m in self._client.known(("alive", "suspect"))}
-        names = sorted(set(costs) | set(self._handles))
+        names = sorted({m.name for m in self._client.known(("alive", "suspect"))} | set(self._handles))
         refs = {}
         for name in names:
             try:
                 refs[name] = self._handle(name).control.remote(encode(StatusRequest()))
             except SwarmError:
                 continue
-        out = []
+        ready = set(ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)[0]) if refs else set()
+        out: dict[str, Status | None] = {}
         for name, ref in refs.items():
             try:
-                s = expect(ray.get(ref, timeout=10), Status)
-            except (RayError, GetTimeoutError, SwarmError):
-                out.append(AgentStatus(name, "unreachable", costs.get(name, 0.0)))
+                out[name] = expect(ray.get(ref), Status) if ref in ready else None
+            except (RayError, SwarmError):
+                out[name] = None
                 continue
-            out.append(AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))))
-            self._client.learn(s.members)
-        return sorted(out, key=lambda s: (s.cost, s.name))
+            self._client.learn(out[name].members)
+        return out
+
+    def agent_spec(self, name: str, timeout_s: float = 10) -> AgentSpec:
+        """The spec an agent was started from (its backend and model), as the agent describes it."""
+        return AgentSpec.model_validate_json(ray.get(self._handle(name).describe.remote(), timeout=timeout_s)["agent"])
+
+    def detach(self) -> None:
+        """Let go of the swarm without stopping it: this handle's thread ends, the agents run on."""
+        self._loop.close()
+        self._closed = True
 
     def shutdown(self) -> None:
         """Stop every agent of this swarm (including ones other processes added)."""
@@ -359,7 +376,7 @@ class Swarm:
             try:
                 self._adopt(name, ray.get_actor(name, namespace=self.namespace))
             except ValueError:
-                raise SwarmError(f"swarm {self.name!r} has no agent named {name!r} (agents: {', '.join(sorted(self._handles))})") from None
+                raise UnknownAgent(f"swarm {self.name!r} has no agent named {name!r} (agents: {', '.join(sorted(self._handles))})") from None
         return self._handles[name]
 
     def _refresh_view(self, first: list[str] = ()) -> bool:

@@ -3,6 +3,7 @@
     POST /v1/chat/completions   model "<swarm>" or "<swarm>:<scenario>"; stream=true for SSE
     GET  /v1/models             the swarm and its scenarios
     GET  /health                200 while at least one agent is live, else 503
+    GET  /dashboard             the live page of the swarm (swarm.dashboard), under the same keys and rules
 
 Why Starlette and uvicorn inside a Ray actor, not Ray Serve: Ray Serve would add a controller
 actor and an HTTP proxy actor per node, and every request would cross proxy -> replica -> entry

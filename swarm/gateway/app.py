@@ -1,4 +1,5 @@
-"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health.
+"""The gateway's HTTP application (Starlette): /v1/chat/completions, /v1/models, /health, and routes
+added under the same checks (`Access`): the dashboard's (swarm.dashboard.routes).
 
 Every failure leaves as an OpenAI-shaped JSON error with the right status; a client's mistake is
 logged at info level at most, a fault of ours at error level, and no response ever carries a
@@ -20,6 +21,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import structlog
@@ -56,7 +58,21 @@ class Observer:
         pass
 
 
-def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None) -> Starlette:
+@dataclass(frozen=True)
+class Access:
+    """The gateway's own checks, for routes added to its app: the loopback Host check of a keyless
+    gateway (421), the key (401; returns its fingerprint), and each key's rate."""
+
+    keyed: bool
+    local_only: Callable[[Request], None]
+    authorised: Callable[[Request], str]
+    rates: RateLimiter
+
+
+Routes = Callable[[Access], list[tuple[str, Callable, list[str]]]]  # (path, handler, methods) for each added route
+
+
+def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer | None = None, more: Routes | None = None) -> Starlette:
     keys = KeyRing.of(settings)
     rates = RateLimiter(settings.rate_per_s, settings.burst)
     admission = Admission(settings.max_in_flight, settings.max_queue)
@@ -96,7 +112,7 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
             per_key.release(who)
 
     async def complete(request: Request) -> Response:
-        body = await _read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+        body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
         req = schema.parse_request(schema.parse_json(body))
         _, scenario = schema.split_model(req.model, swarm_name)
         alpha = scenario_alpha(scenario, req.alpha)
@@ -157,6 +173,9 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         Route("/v1/models", _observed(models, "models", observer), methods=["GET"]),
         Route("/health", _observed(health, "health", observer), methods=["GET"]),
     ]
+    if more is not None:
+        for path, handler, methods in more(Access(keys.enabled, local_only, authorised, rates)):
+            routes.append(Route(path, _observed(handler, path.split("/")[1], observer), methods=methods))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
 
 
@@ -177,7 +196,7 @@ def _observed(handler: Callable, route: str, observer: Observer) -> Callable:
     return run
 
 
-async def _read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
     """The body, or BadRequest: 413 past `limit`, 408 when it has not all arrived within `timeout_s`
     (a slow or stalled client then holds nothing but its own connection, and that not for long).
     An oversize body is read to its end (up to a bound, within the same time) so the client,

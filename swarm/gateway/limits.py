@@ -50,6 +50,8 @@ class GatewaySettings:
     max_connections: int = 2048  # open connections at once (uvicorn's limit_concurrency); beyond: 503. Above
     # max_in_flight + max_queue, so that the queue (and its JSON 429) is reached before uvicorn's plain 503
     max_in_flight_per_key: int = 64  # requests of one key at once (body read included); beyond: 429 with Retry-After. With keys only
+    dashboard: bool = True  # serve the dashboard at /dashboard (read-only without keys; its actions need a key)
+    agent_base_dir: str | None = None  # relative model paths of agents added from the dashboard resolve here (the CLI's cwd)
 
     @property
     def keyless(self) -> bool:

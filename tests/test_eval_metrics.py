@@ -138,3 +138,19 @@ def test_compute_cost_weighs_every_calls_tokens_by_its_agents_flops():
     assert s["compute_utility"] == pytest.approx(3 / 5 - 0.5 * 42 / 80 * 0.9)
     with pytest.raises(ValueError, match="reference_flops"):
         metrics.compute_cost(RECORDS, fpt, 0.0)
+
+
+def test_paired_gap_and_its_bootstrap_interval():
+    cheap = [rec(f"q{i}", "s", i % 2 == 0) for i in range(40)]  # half right at the cheapest agent
+    same = [rec(f"q{i}", "s", i % 2 == 0) for i in range(40)]
+    g = metrics.paired_gap(cheap, same, 0.5)
+    assert g == {"gap": 0.0, "ci95": [0.0, 0.0]}
+    # one query in four made right by a dearer agent: the gap is exact, and the interval holds it and excludes 0
+    better = [rec(f"q{i}", "l", True) if i % 4 == 1 else rec(f"q{i}", "s", i % 2 == 0) for i in range(40)]
+    g = metrics.paired_gap(better, cheap, 0.5)
+    step = 1 - 0.5 * (COSTS["l"] - COSTS["s"])
+    assert g["gap"] == pytest.approx(step / 4)
+    assert 0 < g["ci95"][0] < g["gap"] < g["ci95"][1]
+    assert metrics.paired_gap(better, cheap, 0.5) == g  # seeded
+    with pytest.raises(ValueError, match="same queries"):
+        metrics.paired_gap(better[:-1], cheap, 0.5)

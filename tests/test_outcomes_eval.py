@@ -74,6 +74,11 @@ def test_summary_keys_routers_oracle_and_ranges(matrix, tmp_path):
     assert summary["recommended"] == "swarm-probe"
     assert set(summary["routers"]) == {"knn", "forc", "routellm-mf", "frugalgpt"}
     assert "automix" in summary["left_out"] and "automix" not in summary["methods"]
+    for a, g in summary["versus_best_router"].items():  # the swarm against the best router at each alpha, paired
+        best = max(summary["routers"], key=lambda m: summary["methods"][m][a]["utility"])
+        assert g["router"] == best
+        assert g["gap"] == pytest.approx(summary["methods"]["swarm-probe"][a]["utility"] - summary["methods"][best][a]["utility"])
+        assert g["ci95"][0] <= g["gap"] <= g["ci95"][1]
     assert {"oracle", "smallest", "largest", "random", "best-model", "threshold", "swarm-fixed", "only:mid"} <= set(summary["methods"])
     for method, by_alpha in summary["methods"].items():
         for a, s in by_alpha.items():

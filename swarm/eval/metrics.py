@@ -75,6 +75,20 @@ def utility(records: Sequence[Record], alpha: float, cost: float | None = None) 
     return accuracy(records) - alpha * (paper_cost(records) if cost is None else cost)
 
 
+def paired_gap(mine: Sequence[Record], theirs: Sequence[Record], alpha: float, resamples: int = 2000, seed: int = 0) -> dict:
+    """Utility of `mine` minus `theirs` on the same queries, with a 95% paired bootstrap interval
+    (queries resampled with replacement, seeded): is a gap larger than the test set's noise?"""
+    import numpy as np
+
+    a, b = {r.query_id: r for r in mine}, {r.query_id: r for r in theirs}
+    if set(a) != set(b) or not a:
+        raise ValueError("paired_gap needs two methods' records of the same queries")
+    ids = sorted(a)
+    d = np.array([(a[q].correct - alpha * a[q].cost) - (b[q].correct - alpha * b[q].cost) for q in ids], dtype=np.float64)
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(resamples, len(d)))].mean(axis=1)
+    return {"gap": float(d.mean()), "ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))]}
+
+
 def quantile(values: Sequence[float], q: float) -> float:
     """Linear-interpolated quantile (numpy's default); 0 for no values."""
     if not values:

@@ -127,7 +127,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
     the swarm's region map)."""
     from swarm.costscale import log_cost_scale
     from swarm.assess.regions import RegionMap
-    from swarm.eval.baselines import FORCRouter, FrugalGPT, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
+    from swarm.eval.baselines import FORCRouter, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
     say = progress or (lambda _msg: None)
@@ -273,6 +273,11 @@ def summarize(name: str, title: str, setup: str, records, learned: dict, test: M
             s = metrics.summarize(recs, a, agents, labels, oracle_utility=oracle_u)
             s["dollars"] = dollars(recs, by_id, paid_rejections=method == "frugalgpt")
             summary["methods"][method][f"{a:g}"] = s
+    if RECOMMENDED in records and summary["routers"]:  # the swarm against the best router at each alpha, with the noise of the test set
+        summary["versus_best_router"] = {}
+        for a in alphas:
+            best = max(summary["routers"], key=lambda m: summary["methods"][m][f"{a:g}"]["utility"])
+            summary["versus_best_router"][f"{a:g}"] = {"router": best, **metrics.paired_gap(records[RECOMMENDED][a], records[best][a], a)}
     return summary
 
 
@@ -288,6 +293,9 @@ def markdown_table(summary: dict) -> str:
                + [f"{c['accuracy']:.3f}" for c in cells] + [f"{c['cost']:.3f}" for c in cells] + [f"{c['dollars']:.6f}" for c in cells])
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     notes = "".join(f"\n{m} is left out: {why}." for m, why in summary.get("left_out", {}).items())
+    for a, g in summary.get("versus_best_router", {}).items():
+        notes += (f"\n{summary['recommended']} minus the best router ({g['router']}) at alpha {a}: {g['gap']:+.3f} utility "
+                  f"(95% paired bootstrap interval {g['ci95'][0]:+.3f} to {g['ci95'][1]:+.3f}).")
     return "\n".join(lines) + "\n" + notes + "\n"
 
 

@@ -231,3 +231,49 @@ def test_frugalgpt_thresholds_on_a_long_ladder_are_searched_not_enumerated():
     assert list(t) == ladder[:-1] and set(t.values()) <= set(FrugalGPT.GRID)
     found = fg._train_utility(tuple(t.values()), 0.5)
     assert all(found >= fg._train_utility((g,) * 10, 0.5) for g in FrugalGPT.GRID)
+
+
+def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tmp_path):
+    """Five models: the cheap one right where the first coordinate is positive, a dear one usually
+    right, and between them m2 (85% right at a mid price: the best at alpha 0.5, so the newcomer),
+    m1 and m3 (coins). before: all but m2; removed: m1 leaves; added: m2 joins. Nobody in the swarm
+    is retrained, and it sends m2 the queries the cheap one cannot do; the stale routers cannot."""
+    rng = np.random.default_rng(2)
+    prices = {"s": 0.0001, "m1": 0.0005, "m2": 0.001, "m3": 0.002, "l": 0.01}
+    rows, vectors = [], {}
+    for i in range(700):
+        x = rng.normal(size=DIM)
+        x /= np.linalg.norm(x)
+        right = {"s": (x[0] > 0) != (rng.random() < 0.05), "m1": rng.random() < 0.5, "m2": rng.random() < 0.85,
+                 "m3": rng.random() < 0.55, "l": rng.random() < 0.92}
+        models = {m: {"correct": float(right[m]), "answer": "y", "cost": prices[m]} for m in prices}
+        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"question {i}", "domain": "ab"[i % 2], "models": models}))
+        vectors[f"question {i}"] = x
+    path = tmp_path / "m.jsonl"
+    write_outcomes(rows, path)
+    saved = dict(embed_mod._cache)
+    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
+    try:
+        s = OutcomeSettings(path, test_size=300, cache=tmp_path / "cache", alphas=(0.5,))
+        paths = run_outcome_experiment("modularity", tmp_path / "res", s)
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)
+    data = json.loads(paths[0].read_text())
+    assert data["added"] == "m2" and data["removed"] == ["m1"] and data["kept"] == ["s", "m3", "l"]
+    assert list(data["phases"]) == ["before", "removed", "added"]
+    assert list(data["phases"]["before"]["agents"]) == ["s", "m1", "m3", "l"]
+    assert list(data["phases"]["added"]["agents"]) == ["s", "m2", "m3", "l"]
+    added = data["phases"]["added"]["methods"]
+    swarm = added["swarm-probe"]["0.5"]
+    assert swarm["routing"]["m2"] > 0.3  # nobody retrained: the newcomer's own probe and the re-settled curves send it work
+    for r in ("knn", "forc", "routellm-mf"):
+        assert added[f"stale-{r}"]["0.5"]["routing"].get("m2", 0.0) == 0.0  # a stale router never chooses what it never saw
+        assert swarm["utility"] > added[f"stale-{r}"]["0.5"]["utility"] + 0.03, r
+        assert added[f"retrained-{r}"]["0.5"]["routing"].get("m2", 0.0) > 0.0
+        assert data["stale_refusals"][f"added/{r}"].startswith("refused")
+    train, _ = stratified_split(rows, 300, 0)
+    assert data["retraining_cost"]["label_dollars"] == pytest.approx(0.001 * len(train))
+    assert "$0." in (tmp_path / "res" / "modularity.md").read_text()
+    with pytest.raises(ValueError, match="at least 4 models"):
+        run_outcome_experiment("modularity", tmp_path / "res2", OutcomeSettings(path, models=("s", "m1", "l")))

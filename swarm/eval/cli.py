@@ -32,7 +32,7 @@ def add_arguments(c: argparse.ArgumentParser) -> None:
     c.add_argument("--rate", type=float, default=d.rate, help="live: queries per second")
     c.add_argument("--seed", type=int, default=d.seed)
     c.add_argument("--address", help="Ray cluster address (default: start a local one)")
-    c.add_argument("--outcomes", type=Path, help="replay the experiment (main or ood) on an outcome matrix instead of the testbed: a "
+    c.add_argument("--outcomes", type=Path, help="replay the experiment (main, ood or modularity) on an outcome matrix instead of the testbed: a "
                    "generic JSON-lines matrix (`swarm outcomes convert` makes one from RouterBench's CSV files); computed "
                    "in-process, no swarm launched")
     c.add_argument("--models", nargs="+", default=[], help="with --outcomes: the models to route among (default: all)")

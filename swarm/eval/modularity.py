@@ -208,8 +208,10 @@ def markdown(summary: dict) -> str:
     lines += [f"- {k}: {v}" for k, v in summary["stale_refusals"].items()]
     c = summary["retraining_cost"]
     if c:
+        paid = (f"${c['label_dollars']:.2f} of recorded calls" if "label_dollars" in c
+                else f"{c['label_wall_s']:.1f} s wall, {c['label_tokens']:,} tokens")
         lines += ["", (f"Retraining for {c['new_agent']}: its forced answers to {c['label_items']} training items "
-                      f"({c['label_wall_s']:.1f} s wall, {c['label_tokens']:,} tokens), then fitting the three routers "
+                      f"({paid}), then fitting the three routers "
                       f"({c['fit_wall_s_all_routers']:.1f} s). The swarm's agents: nothing.")]
     return "\n".join(lines) + "\n"
 

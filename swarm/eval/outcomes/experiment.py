@@ -1,5 +1,5 @@
-"""`swarm eval main|ood --outcomes PATH`: the main and out-of-domain experiments replayed on an outcome
-matrix, in-process (ood: `run_ood`).
+"""`swarm eval main|ood|modularity --outcomes PATH`: the main, out-of-domain and modularity experiments
+replayed on an outcome matrix, in-process (ood: `run_ood`; modularity: `swarm.eval.outcomes.modularity`).
 
 Every routing decision is a function of the query and the recorded outcomes, so nothing is
 launched: each method's decisions are computed directly and become the same per-query `Record`s
@@ -368,7 +368,13 @@ def run_ood(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcome
     return write(summary, out, "ood")
 
 
-OUTCOME_EXPERIMENTS = {"main": run_main, "ood": run_ood}
+def _modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[OutcomeRow], progress=None) -> list[Path]:
+    from swarm.eval.outcomes.modularity import run_modularity
+
+    return run_modularity(out, s, models, rows, progress)
+
+
+OUTCOME_EXPERIMENTS = {"main": run_main, "ood": run_ood, "modularity": _modularity}
 
 
 def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: bool = False, resume: bool = False) -> list[Path]:
@@ -380,6 +386,8 @@ def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: 
     if name not in OUTCOME_EXPERIMENTS:
         raise ValueError(f"experiment {name!r} does not run on an outcome matrix (with --outcomes: {', '.join(OUTCOME_EXPERIMENTS)})")
     models, rows = choose_models(read_outcomes(s.outcomes), s.models)
+    if name == "modularity" and len(models) < 4:
+        raise ValueError(f"modularity needs at least 4 models (the cheapest and the dearest stay, one leaves, one joins), got {len(models)}")
     if not 0 < s.test_size < len(rows):
         raise ValueError(f"--test-size must be 1 to {len(rows) - 1} (the matrix has {len(rows)} queries with every chosen model), "
                          f"not {s.test_size}")

@@ -277,3 +277,34 @@ def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tm
     assert "$0." in (tmp_path / "res" / "modularity.md").read_text()
     with pytest.raises(ValueError, match="at least 4 models"):
         run_outcome_experiment("modularity", tmp_path / "res2", OutcomeSettings(path, models=("s", "m1", "l")))
+
+
+def test_skip_passes_a_query_past_an_agent_that_advertises_less_than_a_dearer_one(tmp_path):
+    """s (cheap, right where the first coordinate is positive), bad (mid price, a coin weighted 30%)
+    and l (dear, 92%): with hop "best" s hands what it cannot do straight to l, whose curve is worth
+    more than bad's; with "next" every such query first visits bad, which passes it on anyway."""
+    rng = np.random.default_rng(3)
+    prices = {"s": 0.0001, "bad": 0.001, "l": 0.01}
+    rows, vectors = [], {}
+    for i in range(500):
+        x = rng.normal(size=DIM)
+        x /= np.linalg.norm(x)
+        right = {"s": (x[0] > 0) != (rng.random() < 0.05), "bad": rng.random() < 0.3, "l": rng.random() < 0.92}
+        models = {m: {"correct": float(right[m]), "answer": "y", "cost": prices[m]} for m in prices}
+        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"question {i}", "domain": "d", "models": models}))
+        vectors[f"question {i}"] = x
+    saved = dict(embed_mod._cache)
+    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
+    try:
+        train, test = stratified_split(rows, 200, 0)
+        m = list(prices)
+        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.5,), 0, tmp_path, ("swarm-probe", "swarm-skip"), regions=1)
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)
+    chain, skip = recs["swarm-probe"][0.5], recs["swarm-skip"][0.5]
+    assert not any(st.agent == "bad" for r in skip for st in r.steps)  # never visited
+    passed = [r for r in chain if r.agent == "l"]
+    assert passed and all([st.agent for st in r.steps] == ["s", "bad", "l"] for r in passed)
+    assert sum(len(r.steps) for r in skip) == sum(len(r.steps) for r in chain) - len(passed)
+    assert [r.agent for r in skip] == [r.agent for r in chain]  # the same answers, one hop fewer each

@@ -16,7 +16,9 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   outcomes only (`swarm.eval.outcomes.selfassess`), judging a query against the next agent's value
   curve of the query's region (`regions`, default 4: k-means of the training queries' embeddings,
   `swarm.assess.regions`; no outcome is used to draw it); swarm-1region: the same with one curve for
-  every query (the runtime's curves today); swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5.
+  every query (the runtime's curves today); swarm-skip: with regions, and an agent passes a query to
+  whichever dearer agent advertises the most for its region (not the next one: fewer hops);
+  swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
   recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
@@ -158,15 +160,16 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
 
     records: dict[str, dict[float, list[Record]]] = {}
     probes = {}
-    if any(want(n) for n in ("swarm-probe", "swarm-1region", "swarm-fixed", "threshold")):
+    if any(want(n) for n in ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "threshold")):
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
     region_map = RegionMap.fit(x_train, min(regions, len(x_train)), seed)
     r_train, r_test = region_map.assign(x_train), region_map.assign(x_test)
-    for name, bar, k in (("swarm-probe", "curve", region_map.k), ("swarm-1region", "curve", 1), ("swarm-fixed", "fixed", 1)):
+    for name, bar, k, hop in (("swarm-probe", "curve", region_map.k, "next"), ("swarm-skip", "curve", region_map.k, "best"),
+                              ("swarm-1region", "curve", 1, "next"), ("swarm-fixed", "fixed", 1, "next")):
         if want(name) and not (name == "swarm-1region" and region_map.k == 1):
-            swarm = ProbeSwarm.of(probes, costs, bar=bar, regions=r_train if k > 1 else None, k=k)
+            swarm = ProbeSwarm.of(probes, costs, bar=bar, regions=r_train if k > 1 else None, k=k, hop=hop)
             ids = [r.id for r in test.rows]
             records[name] = {a: [record(r, name, a, steps, costs)
                                  for r, steps in zip(test.rows, swarm.route(ids, x_test, a, r_test if k > 1 else None), strict=True)]

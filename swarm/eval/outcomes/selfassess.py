@@ -43,36 +43,54 @@ def fit_agent(model: str, x: np.ndarray, correctness: np.ndarray, seed: int = 0)
 
 @dataclass
 class ProbeSwarm:
-    """Agents cheapest first, each deciding with its own probe and the next agent's advertised curve
-    of the query's region (one region: the plain curves)."""
+    """Agents cheapest first, each deciding with its own probe and the advertised curve (of the
+    query's region; one region: the plain curves) of the agent it would pass the query to: the next
+    one (hop "next", a launched swarm's cascade), or, of every dearer agent, the one that advertises
+    the most for this query's region and alpha (hop "best": dominated agents are skipped)."""
 
     policies: dict[str, ProbePolicy]  # model -> its policy
     costs: dict[str, float]  # model -> cost on the paper's scale
     curves: dict[str, list[tuple[float, ...]]]  # model -> the value curve it advertises, per region
+    hop: str = "next"
 
     @classmethod
     def of(cls, probes: Mapping[str, Probe], costs: Mapping[str, float], bar: str = "curve", unfamiliar: str = "pass",
-           regions: np.ndarray | None = None, k: int = 1) -> ProbeSwarm:
+           regions: np.ndarray | None = None, k: int = 1, hop: str = "next") -> ProbeSwarm:
         """`regions`: the region of each validation (training) query, in the probes' order (None: one region)."""
+        if hop not in ("next", "best"):
+            raise ValueError(f"hop must be 'next' or 'best', not {hop!r}")
         order = sorted(probes, key=lambda m: (costs[m], m))
         policies = {m: ProbePolicy.from_probe(probes[m], bar=bar, unfamiliar=unfamiliar) for m in order}
         curves: dict[str, list[tuple[float, ...]]] = {}
-        successor = None
-        for m in reversed(order):  # each agent's curves from its successor's: what the membership gossips
+        for i in range(len(order) - 1, -1, -1):  # each agent's curves from those after it: what the membership gossips
+            m, later = order[i], order[i + 1:]
+            successor = None
+            if later:  # what passing on is worth, per region: the next agent's curve, or the best of all dearer ones
+                heirs = later[:1] if hop == "next" else later
+                successor = [list(np.max([curves[h][r] for h in heirs], axis=0)) for r in range(len(curves[later[0]]))]
             if regions is None:
-                curves[m] = [policies[m].curve(costs[m], successor[0] if successor else None)]
+                curves[m] = [policies[m].curve(costs[m], tuple(successor[0]) if successor else None)]
             else:
-                curves[m] = policies[m].region_curves(costs[m], [list(c) for c in successor] if successor else None, regions, k)
-            successor = curves[m]
-        return cls(policies, {m: costs[m] for m in order}, curves)
+                curves[m] = policies[m].region_curves(costs[m], successor, regions, k)
+        return cls(policies, {m: costs[m] for m in order}, curves, hop)
 
     @property
     def order(self) -> list[str]:
         return list(self.policies)
 
+    def _heir(self, i: int, region: int, alpha: float) -> int:
+        """Who agent `i` passes a query on to."""
+        if self.hop == "next":
+            return i + 1
+        from swarm.assess.curves import at
+
+        order = self.order
+        # a tie goes to the dearer agent: one that advertises no more than a dearer one would pass the query on to it anyway
+        return max(range(i + 1, len(order)), key=lambda j: (at(self.curves[order[j]][region], alpha), j))
+
     def route(self, ids: Sequence[str], x: np.ndarray, alpha: float, regions: np.ndarray | None = None) -> list[list[Step]]:
-        """Per query, the steps of its walk along the cascade: rejections, then the answer (the
-        dearest agent's is forced). `regions`: each query's region (None: region 0)."""
+        """Per query, the steps of its walk: rejections, then the answer (the dearest agent's is
+        forced). `regions`: each query's region (None: region 0)."""
         order = self.order
         states = np.asarray(x, dtype=np.float32)[:, None, :]
         p = {m: self.policies[m].probe.p_know(states) for m in order[:-1]}
@@ -80,16 +98,17 @@ class ProbeSwarm:
         out = []
         for k, qid in enumerate(ids):
             region = 0 if regions is None else int(regions[k])
-            steps = []
-            for i, m in enumerate(order):
-                if i == len(order) - 1:
-                    steps.append(Step(m, "forced"))
-                    break
+            steps, i = [], 0
+            while i < len(order) - 1:
+                m, heir = order[i], self._heir(i, region, alpha)
                 policy = self.policies[m]
-                ask = Ask(qid, "", alpha, cost=self.costs[m], pass_curve=self.curves[order[i + 1]][region])
+                ask = Ask(qid, "", alpha, cost=self.costs[m], pass_curve=self.curves[order[heir]][region])
                 if policy.answers(policy.p_max, ask) and policy.worth_generating(float(p[m][k]), bool(familiar[m][k]), ask):
                     steps.append(Step(m, "answer"))
                     break
                 steps.append(Step(m, "reject"))
+                i = heir
+            else:
+                steps.append(Step(order[-1], "forced"))
             out.append(steps)
         return out

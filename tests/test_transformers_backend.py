@@ -8,6 +8,7 @@ Most tests run a tiny random-weight Qwen2 model with a byte-level BPE tokenizer 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import math
 import threading
@@ -174,6 +175,51 @@ def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(ti
         del tiny.model.forward
     assert tiny.rows_cancelled == before + 1
     assert (kept.text, kept.tokens_out) == (alone.text, alone.tokens_out)
+
+
+def test_each_row_of_a_batch_streams_its_own_reply_as_it_is_generated(tiny):
+    """Issue 17: a per-row streamer inside the micro-batch. Two streaming rows and a silent one share
+    one generate; each listener gets its own row's text, piece by piece, adding up to its reply; the
+    first piece arrives while the batch is still generating."""
+    requests = [ask("What is the capital of France?", max_tokens=12), ask("The answer is", max_tokens=6), ask("I don't", max_tokens=9)]
+    alone = [solo(tiny, r) for r in requests]
+    pieces: list[list[str]] = [[], [], []]
+    generating_at_first_piece: list[bool] = []
+    calls = count_generate_calls(tiny)
+
+    def listener(i: int):
+        def on_text(piece: str) -> None:
+            if not pieces[i]:
+                generating_at_first_piece.append(len(calls) == 1 and tiny._lock.locked())
+            pieces[i].append(piece)
+        return on_text
+
+    streamed = [dataclasses.replace(r, on_text=listener(i)) for i, r in enumerate(requests[:2])] + [requests[2]]
+    try:
+        together = run(lambda: asyncio.gather(*(tiny.generate(r) for r in streamed)))
+    finally:
+        del tiny.model.generate
+    assert calls == [3]
+    for i in range(2):
+        assert together[i].text == alone[i].text and "".join(pieces[i]) == together[i].text
+    assert len(pieces[0]) > 1 and generating_at_first_piece == [True, True]
+    assert pieces[2] == [] and together[2].text == alone[2].text
+
+
+def test_row_streamer_holds_back_a_split_character_and_stops_at_the_end_token():
+    from swarm.backends.hf_generation import RowStreamer
+
+    class Bytes:
+        def decode(self, ids: Any, **kwargs: Any) -> str:
+            return bytes(i for i in ids if i != 0).decode("utf-8", errors="replace")
+
+    reply = list(" caf\u00e9 ok".encode()) + [0, 120, 120]  # 0: the end token; what follows it is padding
+    got: list[str] = []
+    streamer = RowStreamer(Bytes(), 0, [got.append], [99], {0})
+    for step in range(1, len(reply) + 1):
+        assert not streamer(torch.tensor([reply[:step]]), None).any()
+    assert "".join(got) == "caf\u00e9 ok" and "\ufffd" not in "".join(got)
+    assert all(not p.endswith(" ") for p in got)  # whitespace waits: it may end the reply
 
 
 def test_a_reply_that_starts_with_the_reject_phrase_stops_there(tiny):

@@ -206,6 +206,34 @@ def test_each_row_of_a_batch_streams_its_own_reply_as_it_is_generated(tiny):
     assert pieces[2] == [] and together[2].text == alone[2].text
 
 
+def test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_cancel(tiny):
+    inner = tiny.model.forward
+    pieces: list[str] = []
+
+    def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: the row is mid-reply when the cancel comes
+        time.sleep(0.03)
+        return inner(*args, **kwargs)
+
+    async def scenario() -> int:
+        kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))  # the batch runs on for this row
+        dropped = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12, on_text=pieces.append)))
+        while not pieces:
+            await asyncio.sleep(0.005)
+        dropped.cancel()
+        at_cancel = len(pieces)
+        await kept
+        return at_cancel
+
+    before = tiny.rows_cancelled
+    tiny.model.forward = slow
+    try:
+        at_cancel = run(scenario)
+    finally:
+        del tiny.model.forward
+    assert tiny.rows_cancelled == before + 1
+    assert len(pieces) - at_cancel <= 1  # the step under way when the cancel came, at most
+
+
 def test_row_streamer_holds_back_a_split_character_and_stops_at_the_end_token():
     from swarm.backends.hf_generation import RowStreamer
 

@@ -150,15 +150,29 @@ def test_rows_stop_at_their_own_max_tokens(tiny):
     assert long.text.startswith(short.text)
 
 
+def run_with_one_row_cancelled(backend: TransformersBackend, scenario: Callable[[], Awaitable[Any]]) -> Any:
+    """Run `scenario` with each decoding step slowed to 30 ms (the batch is still running when its cancel
+    comes) and check that exactly one row was stopped part way."""
+    inner = backend.model.forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.03)
+        return inner(*args, **kwargs)
+
+    before = backend.rows_cancelled
+    backend.model.forward = slow
+    try:
+        result = run(scenario)
+    finally:
+        del backend.model.forward
+    assert backend.rows_cancelled == before + 1
+    return result
+
+
 def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(tiny):
     """Issue 15: a cancel reaches the backend. The batch is already generating when one caller gives
     up: its row stops at the next step, the other row is untouched."""
     alone = solo(tiny, ask("The answer is", max_tokens=12))
-    inner = tiny.model.forward
-
-    def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: the batch is still running when the cancel comes
-        time.sleep(0.03)
-        return inner(*args, **kwargs)
 
     async def scenario():
         kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))
@@ -167,13 +181,7 @@ def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(ti
         dropped.cancel()
         return await kept
 
-    before = tiny.rows_cancelled
-    tiny.model.forward = slow
-    try:
-        kept = run(scenario)
-    finally:
-        del tiny.model.forward
-    assert tiny.rows_cancelled == before + 1
+    kept = run_with_one_row_cancelled(tiny, scenario)
     assert (kept.text, kept.tokens_out) == (alone.text, alone.tokens_out)
 
 
@@ -207,12 +215,7 @@ def test_each_row_of_a_batch_streams_its_own_reply_as_it_is_generated(tiny):
 
 
 def test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_cancel(tiny):
-    inner = tiny.model.forward
     pieces: list[str] = []
-
-    def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: the row is mid-reply when the cancel comes
-        time.sleep(0.03)
-        return inner(*args, **kwargs)
 
     async def scenario() -> int:
         kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))  # the batch runs on for this row
@@ -224,13 +227,7 @@ def test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_canc
         await kept
         return at_cancel
 
-    before = tiny.rows_cancelled
-    tiny.model.forward = slow
-    try:
-        at_cancel = run(scenario)
-    finally:
-        del tiny.model.forward
-    assert tiny.rows_cancelled == before + 1
+    at_cancel = run_with_one_row_cancelled(tiny, scenario)
     assert len(pieces) - at_cancel <= 1  # the step under way when the cancel came, at most
 
 

@@ -199,8 +199,7 @@ class Swarm:
 
     async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
-        if self._closed:
-            raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
+        self._check_open()
         return await self._client.ask(text, scenario, alpha, deadline_s)
 
     def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
@@ -224,8 +223,7 @@ class Swarm:
     def _drive(self, queries: list[Query], concurrency: int, entry: str | None) -> list[Answer | QueryError]:
         """The entry client's `attempts` for each query, at most `concurrency` at a time, driven by
         blocking on Ray (`ray.wait` over every reply awaited), each given up on at its own deadline."""
-        if self._closed:
-            raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
+        self._check_open()
         if self._client.claim_refresh():  # in the background, on the loop thread: never on a query's clock
             self._loop.submit(self._client.refresh_quietly())
         transport: RayTransport = self._client.transport  # type: ignore[assignment] - or one with its submit and reply

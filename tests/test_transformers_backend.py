@@ -231,6 +231,35 @@ def test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_canc
     assert len(pieces) - at_cancel <= 1  # the step under way when the cancel came, at most
 
 
+def test_ask_stream_through_a_swarm_gets_the_first_piece_while_the_model_still_generates(tiny_dir):
+    """End to end on the memory swarm: the client holds the first piece while the backend's generate
+    is still running (its lock held); the pieces add up to the answer."""
+    from swarm.policies import AlwaysAnswer
+    from swarm.testing import MemorySwarm
+
+    backend = TransformersBackend(spec(tiny_dir, max_new_tokens=16, max_prompt_tokens=200, max_wait_ms=5), "tiny")
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("tiny", 0.5, backend, AlwaysAnswer())
+            await s.start_all(background=False)
+            inner = backend.model.forward
+
+            def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: generation outlasts the first piece's trip
+                time.sleep(0.03)
+                return inner(*args, **kwargs)
+
+            backend.model.forward = slow
+            items = s.ask_stream("The answer is")
+            first = await anext(items)
+            generating = backend._lock.locked()
+            return first, generating, [item async for item in items]
+
+    first, generating, rest = run(scenario)
+    *pieces, answer = [first, *rest]
+    assert generating and "".join(pieces) == answer.text and answer.trace[-1].tokens_out > 1
+
+
 def test_row_streamer_holds_back_a_split_character_and_stops_at_the_end_token():
     from swarm.backends.hf_generation import RowStreamer
 

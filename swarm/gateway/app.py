@@ -149,7 +149,11 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
                 await held.aclose()
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         events = _events(q.query_id, req.model, include_usage, first, items, held, lambda: _swarm_errors(settings, deadline_s))
-        return StreamingResponse(events, media_type="text/event-stream",
+        # Started here: Starlette never closes a body it did not finish, and a generator that never ran is never
+        # finalised; once started, a client gone before (or while) the body is sent still gets the query cancelled
+        # and the slot back when the generator is collected.
+        head = await anext(events)
+        return StreamingResponse(_prepended(head, events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def models(request: Request) -> Response:
@@ -231,6 +235,12 @@ async def _events(query_id: str, model: str, include_usage: bool, first, items, 
     finally:
         await items.aclose()
         await held.aclose()
+
+
+async def _prepended(head: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield head
+    async for event in rest:
+        yield event
 
 
 def _observed(handler: Callable, route: str, observer: Observer) -> Callable:

@@ -246,16 +246,22 @@ class EntryClient:
         """`send`, streamed: the answer's text piece by piece as the answering agent generates it, then
         the Answer (whole text and trace) as the last item. Until a first piece arrives the query is
         retried at the next entry as `send` does; after that it is not (its client would see text
-        twice): a failure then ends it with a QueryError. Closing the iterator cancels the query."""
+        twice): a failure then ends it with a QueryError. Closing the iterator cancels the query.
+        Text the pieces did not carry (an agent of protocol 1.3 answered, or its pieces could not be
+        delivered) comes as one last piece before the Answer."""
         self.refresh_soon()
         steps = self.attempts(q, entry)
         outcome: Outcome = None
         loop = asyncio.get_running_loop()
+        sent = ""
         while True:
             try:
                 at, data, wait_s = steps.send(outcome)
             except StopIteration as done:
-                yield done.value
+                answer: Answer = done.value
+                if len(answer.text) > len(sent) and answer.text.startswith(sent):
+                    yield answer.text[len(sent):]
+                yield answer
                 return
             outcome, streamed, deadline = None, False, loop.time() + wait_s
             replies = self.transport.stream(at, data)
@@ -270,7 +276,7 @@ class EntryClient:
                     if piece is None:
                         outcome = reply
                     else:
-                        streamed = True
+                        streamed, sent = True, sent + piece
                         yield piece
             except (TimeoutError, PeerUnreachable) as exc:
                 if streamed and isinstance(exc, PeerUnreachable):

@@ -108,6 +108,19 @@ def test_the_entry_streams_its_own_answer_and_a_backend_that_cannot_stream_sends
     run(scenario)
 
 
+def test_text_an_agent_did_not_stream_still_reaches_the_client_before_the_answer():
+    """An answering agent of protocol 1.3 (it ignores stream_to), or one whose pieces could not be
+    delivered: the client gets the whole text as one piece, then the Answer."""
+    async def scenario():
+        async with MemorySwarm() as s:
+            await three(s, ScriptedBackend({QUESTION: ANSWER}))
+            s.nodes["large"]._relay = lambda q: None
+            return [item async for item in s.ask_stream(QUESTION)]
+
+    *pieces, answer = run(scenario)
+    assert pieces == [ANSWER] and answer.text == ANSWER and answer.agent == "large"
+
+
 def test_errors_end_the_stream_as_ask_raises_them():
     async def scenario():
         async with MemorySwarm() as s:

@@ -196,7 +196,12 @@ def _ask(args) -> int:
 
     s = swarm.attach(args.swarm, args.address)
     try:
-        a = s.ask(args.question, scenario=args.scenario, alpha=args.alpha)
+        if args.json:
+            a = s.ask(args.question, scenario=args.scenario, alpha=args.alpha)
+        else:  # the answer is printed as the answering agent generates it
+            for a in s.ask_stream(args.question, scenario=args.scenario, alpha=args.alpha):
+                if isinstance(a, str):
+                    print(a, end="", flush=True)
     except QueryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -204,7 +209,7 @@ def _ask(args) -> int:
         print(json.dumps({"query_id": a.query_id, "text": a.text, "agent": a.agent, "cost": a.cost, "hops": a.hops,
                           "latency_s": a.latency_s, "trace": [h.model_dump() for h in a.trace]}, indent=2))
     else:
-        print(a.text)
+        print()
         print(f"-- answered by {a.agent} (cost {a.cost}) after {a.hops} hop(s) in {a.latency_s * 1000:.1f} ms: "
               + " -> ".join(f"{h.agent}:{h.decision}" for h in a.trace))
     return 0

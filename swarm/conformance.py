@@ -39,7 +39,8 @@ def _check_generation(g: object, where: str) -> None:
 
 
 async def check_backend(backend: Backend, timeout_s: float = 300.0) -> None:
-    """start; generate (answer, and with rejection allowed); concurrent requests; log-probs when
+    """start; generate (answer, and with rejection allowed; streamed pieces, if any, add up to a
+    prefix of the text); concurrent requests; log-probs when
     asked; `reject_logprob` when `scores_first_token`; close. A BackendError is the only error a
     backend may raise for a request it cannot serve."""
     async with asyncio.timeout(timeout_s):
@@ -52,6 +53,11 @@ async def check_backend(backend: Backend, timeout_s: float = 300.0) -> None:
             _check_generation(rejectable, "generate with rejection allowed")
             if rejectable.finish_reason == "reject":
                 assert is_rejection(rejectable.text), "generate: finish_reason 'reject' but the text does not start with the reject phrase"
+            pieces: list[str] = []
+            streamed = await backend.generate(_request(False, max_tokens=16, on_text=pieces.append))
+            _check_generation(streamed, "generate with on_text")
+            await asyncio.sleep(0)  # pieces a worker thread handed to the loop
+            assert streamed.text.startswith("".join(pieces)), "on_text: the pieces streamed must add up to a prefix of the reply's text"
             many = await asyncio.gather(*(backend.generate(_request(False, max_tokens=8)) for _ in range(4)))
             for g in many:
                 _check_generation(g, "concurrent generate")

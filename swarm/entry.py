@@ -28,7 +28,7 @@ import contextlib
 import math
 import threading
 import time
-from collections.abc import Coroutine, Generator, Iterable
+from collections.abc import AsyncIterator, Coroutine, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -38,7 +38,7 @@ from swarm.client import Answer, new_query, to_answer
 from swarm.errors import DeadlineExceeded, NoCapableAgent, PeerUnreachable, ProtocolError, QueryError, SwarmError
 from swarm.membership import Membership
 from swarm.prompts import scenario_alpha
-from swarm.protocol import Cancel, Gossip, Member, Query, Result, View, encode, expect
+from swarm.protocol import Cancel, Chunk, Gossip, Member, Query, Result, View, decode, encode, expect
 from swarm.transport.base import Transport
 
 log = structlog.get_logger("swarm.entry")
@@ -199,6 +199,11 @@ class EntryClient:
         """One query: an Answer, or a QueryError (NoCapableAgent, DeadlineExceeded) / QueryTooLarge."""
         return await self.send(self.query(text, scenario, alpha, deadline_s, must_answer), entry)
 
+    def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+                   entry: str | None = None) -> AsyncIterator[str | Answer]:
+        """One query, streamed (`stream`): its text piece by piece, then its Answer."""
+        return self.stream(self.query(text, scenario, alpha, deadline_s), entry)
+
     async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
                        deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None,
                        must_answer: bool = False) -> list[Answer | QueryError]:
@@ -236,6 +241,53 @@ class EntryClient:
             except asyncio.CancelledError:  # our caller went away: the entry need not go on
                 self.abandon(at, encode(Cancel(query_id=q.query_id)))
                 raise
+
+    async def stream(self, q: Query, entry: str | None = None) -> AsyncIterator[str | Answer]:
+        """`send`, streamed: the answer's text piece by piece as the answering agent generates it, then
+        the Answer (whole text and trace) as the last item. Until a first piece arrives the query is
+        retried at the next entry as `send` does; after that it is not (its client would see text
+        twice): a failure then ends it with a QueryError. Closing the iterator cancels the query.
+        Text the pieces did not carry (an agent of protocol 1.3 answered, or its pieces could not be
+        delivered) comes as one last piece before the Answer."""
+        self.refresh_soon()
+        steps = self.attempts(q, entry)
+        outcome: Outcome = None
+        loop = asyncio.get_running_loop()
+        sent = ""
+        while True:
+            try:
+                at, data, wait_s = steps.send(outcome)
+            except StopIteration as done:
+                answer: Answer = done.value
+                if len(answer.text) > len(sent) and answer.text.startswith(sent):
+                    yield answer.text[len(sent):]
+                yield answer
+                return
+            outcome, streamed, deadline = None, False, loop.time() + wait_s
+            replies = self.transport.stream(at, data)
+            try:
+                while outcome is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            reply = await anext(replies)
+                    except StopAsyncIteration:
+                        raise PeerUnreachable(at, "its stream ended without a result", permanent=False) from None
+                    piece = _piece(reply, q.query_id)
+                    if piece is None:
+                        outcome = reply
+                    else:
+                        streamed, sent = True, sent + piece
+                        yield piece
+            except (TimeoutError, PeerUnreachable) as exc:
+                if streamed and isinstance(exc, PeerUnreachable):
+                    self.abandon(at, encode(Cancel(query_id=q.query_id)))
+                    raise QueryError(f"query {q.query_id}: entry agent {at} failed while streaming its answer ({exc})", q.query_id) from None
+                outcome = exc
+            except (asyncio.CancelledError, GeneratorExit):  # our caller went away: the entry need not go on
+                self.abandon(at, encode(Cancel(query_id=q.query_id)))
+                raise
+            finally:
+                await replies.aclose()
 
     def attempts(self, q: Query, entry: str | None = None) -> Generator[Attempt, Outcome, Answer]:
         """The one rule for getting `q` answered, free of any way of waiting (a driver awaits a
@@ -277,10 +329,30 @@ class EntryClient:
             return to_answer(result, time.monotonic() - began, at)
 
 
+def _piece(reply: bytes, query_id: str) -> str | None:
+    """The text of a streamed reply that is a piece of this query's answer; None for anything else (its Result)."""
+    try:
+        _, body = decode(reply)
+    except ProtocolError:
+        return None
+    return body.text if isinstance(body, Chunk) and body.query_id == query_id else None
+
+
 def unexpected(q: Query, exc: BaseException) -> QueryError:
     """A failure no rule above foresaw, as the QueryError of its own query (a batch never loses the others)."""
     log.error("query failed unexpectedly", query_id=q.query_id, error=repr(exc))
     return QueryError(f"query {q.query_id}: failed unexpectedly ({type(exc).__name__}: {str(exc)[:200]})", q.query_id)
+
+
+_END = object()
+
+
+async def next_or_end(items: AsyncIterator[T]) -> T | object:
+    """The next item of `items`, or `_END` (a StopAsyncIteration cannot cross a thread's future)."""
+    try:
+        return await anext(items)
+    except StopAsyncIteration:
+        return _END
 
 
 class LoopThread:
@@ -294,6 +366,15 @@ class LoopThread:
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.submit(coro).result()
+
+    def iterate(self, items: AsyncIterator[T]) -> Generator[T, None, None]:
+        """An async iterator that lives on the loop, consumed from this thread; closing it early closes `items` there."""
+        try:
+            while (item := self.run(next_or_end(items))) is not _END:
+                yield item  # type: ignore[misc]
+        finally:
+            with contextlib.suppress(SwarmError, RuntimeError):
+                self.run(items.aclose())
 
     def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
         """Start `coro` on the loop without waiting for it."""

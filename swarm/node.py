@@ -17,6 +17,7 @@ import asyncio
 import random
 import time
 from collections import Counter, deque
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import structlog
@@ -28,9 +29,10 @@ from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
 from swarm.protocol import (
-    MAX_HOPS, MAX_RECENT, Ack, Cancel, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Status, StatusRequest, decode, encode,
+    MAX_HOPS, MAX_RECENT, Ack, Cancel, Chunk, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Status, StatusRequest, decode, encode,
     error_reply, expect,
 )
+from swarm.streaming import TextRelay, pieces_of
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
 
@@ -108,7 +110,9 @@ class AgentNode:
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
         self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve)
-        self._handlers = {Query: self._on_query, Cancel: self._on_cancel, StatusRequest: self._on_status, **self.upkeep.handlers()}
+        self._streams: dict[str, asyncio.Queue[str | None]] = {}  # query id -> pieces of its answer, for the client streaming it here
+        self._handlers = {Query: self._on_query, Cancel: self._on_cancel, Chunk: self._on_chunk, StatusRequest: self._on_status,
+                          **self.upkeep.handlers()}
 
     # -- life cycle ----------------------------------------------------------------------------
     async def start(self, seeds: list[str] = (), background: bool = True) -> None:
@@ -147,13 +151,40 @@ class AgentNode:
     async def handle(self, data: bytes) -> bytes:
         """Decode, dispatch, encode. Never raises: a bad message, a reply too large to send, or a
         fault of our own becomes an error reply that says so (and is logged here)."""
-        msg_id = ""
         try:
-            try:
-                msg_id, body = decode(data)
-            except ProtocolError as exc:
-                log.warning("bad message", agent=self.name, code=exc.code, error=str(exc))
-                return error_reply(exc)
+            msg_id, body = decode(data)
+        except ProtocolError as exc:
+            log.warning("bad message", agent=self.name, code=exc.code, error=str(exc))
+            return error_reply(exc)
+        return await self._reply(msg_id, body)
+
+    async def handle_stream(self, data: bytes) -> AsyncIterator[bytes]:
+        """`handle` for a client that streams: a Query's answer comes as Chunk messages while it is
+        generated (from whichever agent answers it), then its Result; any other message, its one reply.
+        The client going away (closing the stream) cancels the query, as it does for `handle`."""
+        try:
+            msg_id, body = decode(data)
+        except ProtocolError:
+            yield await self.handle(data)
+            return
+        if not isinstance(body, Query) or body.query_id in self._streams:  # a second stream of one id gets the Result only
+            yield await self._reply(msg_id, body)
+            return
+        q = body.model_copy(update={"stream_to": self.name})
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        self._streams[q.query_id] = pieces
+        reply = asyncio.ensure_future(self._reply(msg_id, q))
+        reply.add_done_callback(lambda _: pieces.put_nowait(None))
+        try:
+            async for text in pieces_of(pieces):
+                yield encode(Chunk(query_id=q.query_id, text=text, sender=self.name), msg_id)
+            yield await reply
+        finally:
+            self._streams.pop(q.query_id, None)
+            reply.cancel()
+
+    async def _reply(self, msg_id: str, body) -> bytes:
+        try:
             handler = self._handlers.get(type(body))
             if handler is None:
                 return encode(Error(code="unexpected_type", message=f"agent {self.name} does not accept {type(body).__name__} messages"), msg_id)
@@ -209,10 +240,13 @@ class AgentNode:
         """The one execution of `q` at this agent."""
         self.counters.in_flight += 1
         start = time.monotonic()
+        relay = self._relay(q)
         try:
-            result = await self._route(q, start + q.budget_s)
+            result = await self._route(q, start + q.budget_s, relay)
         finally:
             self.counters.in_flight -= 1
+            if relay is not None:
+                relay.close()
         held = time.monotonic() - start
         self.counters.latencies.append(held)
         del self.counters.latencies[:-1000]
@@ -235,19 +269,41 @@ class AgentNode:
     def _cancelled(self, q: Query) -> Result:
         return _failure(q, "cancelled", f"query {q.query_id} was cancelled at {self.name}", [Hop(agent=self.name, decision="refused", detail="cancelled")])
 
+    def _relay(self, q: Query) -> TextRelay | None:
+        """Where this agent's answer to a streamed query goes as it is generated: straight to the agent
+        streaming it to the client (ourselves, when we are the entry), never back along the chain."""
+        if not q.stream_to:
+            return None
+        if q.stream_to == self.name:
+            async def deliver(text: str) -> None:
+                if (pieces := self._streams.get(q.query_id)) is not None:
+                    pieces.put_nowait(text)
+        else:
+            async def deliver(text: str) -> None:
+                async with asyncio.timeout(self.config.ping_timeout_s * 5):
+                    expect(await self.transport.send(q.stream_to, encode(Chunk(query_id=q.query_id, text=text, sender=self.name)),
+                                                     control=True), Ack)
+        return TextRelay(deliver)
+
+    async def _on_chunk(self, c: Chunk) -> Ack:
+        """A piece of the answer to a query streamed here: to its client (dropped when it is not, or no longer, streamed here)."""
+        if (pieces := self._streams.get(c.query_id)) is not None:
+            pieces.put_nowait(c.text)
+        return Ack()
+
     async def _on_cancel(self, c: Cancel) -> Ack:
         if self.executions.cancel(c.query_id, c.sender):
             self.counters.cancelled += 1
             log.info("query cancelled", query_id=c.query_id, agent=self.name, by=c.sender)
         return Ack()
 
-    async def _route(self, q: Query, deadline: float) -> Result:
+    async def _route(self, q: Query, deadline: float, relay: TextRelay | None = None) -> Result:
         visited = [*q.visited, self.name]
         peer = self._next_hop(q, visited)
         trace: list[Hop] = []
-        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer)
+        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay)
         if response is not None and not response.rejected:
-            return self._answered(q, response, trace, forced=peer is None)
+            return await self._answered(q, response, trace, forced=peer is None, relay=relay)
         if response is not None:
             self.counters.rejected += 1
             self.observer.decided("reject")
@@ -284,16 +340,17 @@ class AgentNode:
         if deadline <= time.monotonic():
             return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
         # Nobody left to ask: the agent holding the query answers anyway (unless its backend just failed).
-        forced = None if response is None else await self._respond(q, deadline, must_answer=True, trace=trace)
+        forced = None if response is None else await self._respond(q, deadline, must_answer=True, trace=trace, relay=relay)
         if forced is not None:
-            return self._answered(q, forced, trace, forced=True)
+            return await self._answered(q, forced, trace, forced=True, relay=relay)
         self.counters.failed += 1
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
 
     def _next_hop(self, q: Query, visited: list[str]) -> str | None:
         return self.table.next_hop(visited) if len(visited) < q.max_hops else None
 
-    async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None):
+    async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
+                       relay: TextRelay | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
         could still pass the query on spends at most `generation_share` of the time left, and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
@@ -305,7 +362,7 @@ class AgentNode:
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
-                                                  self._curve_of(peer)), self.backend)
+                                                  self._curve_of(peer), relay), self.backend)
         except TimeoutError:
             self._backend_failed()
             detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left"
@@ -358,7 +415,7 @@ class AgentNode:
         log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new))
         return True
 
-    def _answered(self, q: Query, r, trace: list[Hop], forced: bool) -> Result:
+    async def _answered(self, q: Query, r, trace: list[Hop], forced: bool, relay: TextRelay | None = None) -> Result:
         decision = "forced" if forced else "answer"
         self.counters.forced += forced
         self.counters.answered += 1
@@ -367,6 +424,8 @@ class AgentNode:
         trace.append(Hop(agent=self.name, decision=decision, seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
                          detail=f"flagged: {r.flag}" if r.flag else ""))
         log.debug("answered", decision=decision, flag=r.flag or None)
+        if relay is not None:  # every piece reaches the client before the Result does
+            await relay.finish(r.text)
         return Result(query_id=q.query_id, ok=True, text=r.text, agent=self.name, cost=self.membership.self_entry.cost, trace=trace)
 
     async def _forward(self, peer: str, q: Query, timeout: float) -> Result:

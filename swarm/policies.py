@@ -6,6 +6,13 @@
   clear a per-scenario threshold.
 - verbalized: ask the model whether it can answer, then answer (for untrainable remote models).
 - always_answer: the terminal agent.
+
+Streaming: `Ask.on_text` wants the answer's text as it is generated. A policy hands it to the
+backend only for a generation whose text is final once generated (the agent must answer; the
+verbalized check said yes; a self-aware reply past the point where it could still be the reject
+phrase), so a client never sees a piece of a reply the agent then rejects. Policies that judge a
+reply after generating it (confidence, probe with confirm) stream only when the agent must answer;
+otherwise their answer reaches the client in one piece at the end.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from swarm.prompts import (
     SCENARIOS,
     build_messages,
     default_thresholds,
+    fold,
     is_rejection,
     reject_reward,
     says_yes,
@@ -51,6 +59,7 @@ class Ask:
     must_answer: bool = False
     cost: float = 0.0  # this agent's
     pass_curve: tuple[float, ...] | None = None  # the value curve of the agent a rejected query goes to (None: unknown)
+    on_text: Callable[[str], None] | None = None  # streaming: each new piece of a final answer (see the module's note)
 
     def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
                    **options: Any) -> GenerationRequest:
@@ -99,7 +108,8 @@ class SelfAware(Policy):
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
         allow = not ask.must_answer
-        request = ask.generation(allow, self.reject_phrase)
+        streamed = ask.on_text if not allow or ask.on_text is None else _past_rejection(ask.on_text, self.reject_phrase)
+        request = ask.generation(allow, self.reject_phrase, on_text=streamed)
         if allow and self.decide == "logprobs":
             logp, tokens_in = await backend.reject_logprob(request)
             if reject_log_odds(logp) > self.margin:
@@ -138,7 +148,7 @@ class Confidence(Policy):
         return math.exp(sum(logprobs) / len(logprobs))
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
-        gen = await backend.generate(ask.generation(False, logprobs=True))
+        gen = await backend.generate(ask.generation(False, logprobs=True, on_text=ask.on_text if ask.must_answer else None))
         if not ask.must_answer and not gen.token_logprobs:
             raise BackendError(f"policy confidence needs token log-probabilities, and {type(backend).__name__} returned none")
         return _response(not ask.must_answer and self.confidence(gen.token_logprobs) < self.threshold(ask.alpha), gen,
@@ -156,7 +166,7 @@ class Verbalized(Policy):
             gens.append(check)
             if not says_yes(check.text):
                 return Response(True, self.reject_phrase, check.tokens_in, check.tokens_out, check.seconds)
-        gens.append(await backend.generate(ask.generation(False)))
+        gens.append(await backend.generate(ask.generation(False, on_text=ask.on_text)))
         return _response(False, *gens, must_answer=ask.must_answer)
 
 
@@ -251,7 +261,7 @@ class ProbePolicy(Policy):
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
         if ask.must_answer:
-            gen = await backend.generate(ask.generation(False))
+            gen = await backend.generate(ask.generation(False, on_text=ask.on_text))
             return _response(False, gen, must_answer=True, require_template=self.require_template)
         if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
             return Response(True, "", 0, 0, 0.0)
@@ -270,6 +280,26 @@ class ProbePolicy(Policy):
         else:
             return _response(False, gen, require_template=self.require_template)
         return _response(not self.answers(p, ask), gen, require_template=self.require_template)
+
+
+def _past_rejection(on_text: Callable[[str], None], reject_phrase: str) -> Callable[[str], None]:
+    """`on_text`, held back while the reply so far could still be (or is) the reject phrase."""
+    key = fold(reject_phrase).rstrip()
+    held: list[str] = []
+    released = False
+
+    def gate(piece: str) -> None:
+        nonlocal released
+        if released:
+            on_text(piece)
+            return
+        held.append(piece)
+        so_far = "".join(held)
+        if not key.startswith(fold(so_far)) and not is_rejection(so_far, reject_phrase):
+            released = True
+            on_text(so_far)
+
+    return gate
 
 
 def usable(text: str, require_template: bool = False) -> bool:

@@ -23,8 +23,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 3)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+PROTOCOL_VERSION = (1, 4)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
+# 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -39,6 +40,7 @@ MAX_DETAIL = 1024
 MAX_KEYS = 64  # keys in one map: a body has about 15; room for minor versions to add more
 MAX_RECENT = 16  # queries an agent remembers having entered the swarm through it, for Status.recent
 MAX_CHANGES = 64  # membership changes an agent remembers having seen, for Status.changes
+MAX_CHUNK_CHARS = 64 * 1024  # one piece of a streamed answer; longer text goes as several
 MAX_CONTAINERS = 4 * MAX_MEMBERS  # lists and maps in one message: a full view holds 3 per member
 
 
@@ -105,6 +107,9 @@ class Query(_Body):
     visited: list[Name] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
     sender: Name = ""
     digest: str = Field(default="", max_length=64)  # the sender's membership digest: a mismatch triggers a gossip exchange
+    # 1.4: the agent (the entry) that streams this query's answer to its client: the answering agent sends it
+    # each piece of text as it is generated (Chunk messages), before the Result; empty: no streaming.
+    stream_to: Name = ""
 
 
 class Result(_Body):
@@ -163,6 +168,15 @@ class Cancel(_Body):
     client went away): stop working on it and cancel it downstream. Answered with an Ack."""
 
     query_id: Name
+    sender: Name = ""
+
+
+class Chunk(_Body):
+    """1.4: the next piece of the answer to `query_id`, from the agent answering it to the agent
+    streaming it to the client (`Query.stream_to`). Answered with an Ack once it is queued there."""
+
+    query_id: Name
+    text: Text = Field(max_length=MAX_CHUNK_CHARS)
     sender: Name = ""
 
 
@@ -245,6 +259,7 @@ MESSAGE_TYPES: dict[str, type[_Body]] = {
     "pong": Pong,
     "ping_req": PingReq,
     "cancel": Cancel,
+    "chunk": Chunk,
     "ack": Ack,
     "status_request": StatusRequest,
     "status": Status,

@@ -10,7 +10,8 @@ transports and topologies.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import re
+from collections.abc import AsyncIterator, Iterable
 from typing import Self
 
 from swarm.backends.base import Backend, Generation, GenerationRequest
@@ -25,7 +26,11 @@ from swarm.transport.memory import MemoryNetwork
 
 
 class ScriptedBackend(Backend):
-    """Answers `answers[query]` when known, otherwise says the reject phrase. `fail`/`hang` for faults."""
+    """Answers `answers[query]` when known, otherwise says the reject phrase. `fail`/`hang` for faults.
+
+    Streaming (a request with `on_text`): the reply goes out word by word, `token_delay_s` apart;
+    with `pause` set to an asyncio.Event, it stops after the first word until the event is set
+    (so a test can show the first piece arrived before generation ended). `streamed` counts words sent."""
 
     def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None) -> None:
         self.answers = {} if answers is None else answers
@@ -36,6 +41,9 @@ class ScriptedBackend(Backend):
         self.calls = 0
         self.cancelled = 0  # generations stopped part way (the query was cancelled)
         self.finished = 0  # generations that ran to the end
+        self.token_delay_s = 0.0
+        self.pause: asyncio.Event | None = None
+        self.streamed = 0
 
     async def generate(self, request: GenerationRequest) -> Generation:
         self.calls += 1
@@ -59,6 +67,14 @@ class ScriptedBackend(Backend):
         known = request.query in self.answers
         text = self.answers.get(request.query, "I cannot answer this.") if (known or not request.allow_reject) else request.reject_phrase
         logprobs = self.logprobs.get(request.query, ()) if request.logprobs else ()
+        if request.on_text is not None:
+            for i, word in enumerate(re.findall(r"\s*\S+", text)):
+                request.on_text(word)
+                self.streamed += 1
+                if i == 0 and self.pause is not None:
+                    await self.pause.wait()
+                elif self.token_delay_s:
+                    await asyncio.sleep(self.token_delay_s)
         return Generation(text, len(request.query.split()), len(text.split()), self.delay_s, logprobs)
 
 
@@ -122,6 +138,13 @@ class MemorySwarm:
     async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         await self._know_the_swarm()
         return await self.client.ask(text, scenario, alpha, deadline_s)
+
+    async def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
+                         deadline_s: float | None = None) -> AsyncIterator[str | Answer]:
+        """The answer's text piece by piece as it is generated, then the Answer (`EntryClient.stream`)."""
+        await self._know_the_swarm()
+        async for item in self.client.ask_stream(text, scenario, alpha, deadline_s):
+            yield item
 
     async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
                        deadline_s: float | None = None, concurrency: int = 64) -> list[Answer | QueryError]:

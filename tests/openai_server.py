@@ -4,7 +4,9 @@
 message is the query; the system prompt allows a rejection when it mentions the reject phrase,
 as `swarm.prompts.scenario_instruction` does) and answers with the backend's Generation as a
 chat.completion: usage, finish_reason and, when asked, logprobs. `GET /v1/models` lists the one
-served model. It runs in a thread with its own event loop, so a test can drive a client with
+served model. A request with `stream: true` is answered as server-sent events, each piece the
+backend streams (`GenerationRequest.on_text`) as a chunk the moment it comes, then the final chunk,
+the usage chunk when `stream_options.include_usage` asks, and `[DONE]`. It runs in a thread with its own event loop, so a test can drive a client with
 `asyncio.run` in its own thread.
 
 Misbehaviour, set on the instance at any time (chat requests only; /models stays healthy):
@@ -20,6 +22,7 @@ Misbehaviour, set on the instance at any time (chat requests only; /models stays
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import socket
 import threading
@@ -171,17 +174,48 @@ class OpenAIServer:
         if self.context_chars is not None and prompt_chars > self.context_chars:
             return web.json_response({"error": {"message": f"This model's maximum context length is {self.context_chars} tokens. "
                                                            f"However, you requested {prompt_chars} tokens.", "type": "BadRequestError"}}, status=400)
+        if body.get("stream"):
+            return await self._stream(request, body, messages)
         return web.json_response(await self._complete(body, messages))
 
-    async def _complete(self, body: dict, messages: list[dict]) -> dict:
+    def _request(self, body: dict, messages: list[dict], on_text=None) -> GenerationRequest:
         system = " ".join(m["content"] for m in messages if m.get("role") == "system")
         query = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), "")
         alpha = _ALPHA.search(system)
-        want_logprobs = bool(body.get("logprobs"))
-        gen = await self.backend.generate(GenerationRequest(
+        return GenerationRequest(
             query_id=f"http-{len(self.requests)}", query=query, alpha=float(alpha.group(1)) if alpha else 0.5,
-            allow_reject=REJECT_PHRASE in system, messages=messages, max_tokens=body.get("max_tokens"), logprobs=want_logprobs,
-        ))
+            allow_reject=REJECT_PHRASE in system, messages=messages, max_tokens=body.get("max_tokens"),
+            logprobs=bool(body.get("logprobs")), on_text=on_text,
+        )
+
+    async def _stream(self, request: web.Request, body: dict, messages: list[dict]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        pieces: asyncio.Queue[str | None] = asyncio.Queue()
+        generation = asyncio.ensure_future(self.backend.generate(self._request(body, messages, pieces.put_nowait)))
+        generation.add_done_callback(lambda _: pieces.put_nowait(None))
+        base = {"id": f"chatcmpl-{len(self.requests)}", "object": "chat.completion.chunk", "created": int(time.time()), "model": self.model}
+
+        async def send(choices: list, **extra) -> None:
+            await response.write(b"data: " + json.dumps({**base, "choices": choices, **extra}).encode() + b"\n\n")
+
+        try:
+            await send([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+            while (piece := await pieces.get()) is not None:
+                await send([{"index": 0, "delta": {"content": piece}, "finish_reason": None}])
+            gen = generation.result()
+            await send([{"index": 0, "delta": {}, "finish_reason": "length" if gen.finish_reason == "length" else "stop"}])
+            if (body.get("stream_options") or {}).get("include_usage"):
+                await send([], usage={"prompt_tokens": gen.tokens_in, "completion_tokens": gen.tokens_out,
+                                      "total_tokens": gen.tokens_in + gen.tokens_out})
+            await response.write(b"data: [DONE]\n\n")
+        finally:
+            generation.cancel()  # the client went away mid-stream: the backend stops
+        return response
+
+    async def _complete(self, body: dict, messages: list[dict]) -> dict:
+        want_logprobs = bool(body.get("logprobs"))
+        gen = await self.backend.generate(self._request(body, messages))
         logprobs = None
         if want_logprobs:
             tokens = gen.text.split() or [""]

@@ -5,7 +5,9 @@ HTTP agent routing inside an in-memory swarm while its endpoint goes down."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -365,3 +367,80 @@ def test_the_openai_backend_conforms(server: OpenAIServer) -> None:
     from swarm.testing import check_backend
 
     run(lambda: check_backend(OpenAIBackend(spec(server.base_url), "remote")), timeout=60)
+
+
+# -- streaming (upstream SSE) -----------------------------------------------------------------
+
+
+def test_streamed_reply_reaches_the_caller_before_the_endpoint_finishes(server: OpenAIServer) -> None:
+    """The server's backend stops after its first word until the test, holding that word, lets it go on."""
+    pieces: list[str] = []
+    first = threading.Event()
+    server.backend.pause = asyncio.Event()  # bound to the server's loop when it first waits there
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        first.set()
+
+    async def scenario():
+        backend = OpenAIBackend(spec(server.base_url), "big")
+        await backend.start()
+        try:
+            generating = asyncio.ensure_future(backend.generate(ask("What is 2 + 2?", on_text=on_text)))
+            assert await asyncio.to_thread(first.wait, 5)
+            assert pieces == ["The"] and not generating.done() and server.backend.finished == 0
+            server._loop.call_soon_threadsafe(server.backend.pause.set)
+            return await generating
+        finally:
+            await backend.close()
+
+    gen = run(scenario)
+    assert "".join(pieces) == gen.text == "The answer is: 4"
+    assert (gen.tokens_in, gen.tokens_out, gen.finish_reason) == (5, 4, "stop")  # usage from the stream's last chunk
+    [seen] = server.chat_requests
+    assert seen.body["stream"] is True and seen.body["stream_options"] == {"include_usage": True}
+
+
+def test_cancelling_a_streamed_generation_stops_the_endpoint(server: OpenAIServer) -> None:
+    server.backend.answers["Count."] = " ".join(["one"] * 5000)
+    server.backend.token_delay_s = 0.005
+    pieces: list[str] = []
+
+    async def scenario():
+        backend = OpenAIBackend(spec(server.base_url, timeout_s=10.0), "big")
+        await backend.start()
+        try:
+            generating = asyncio.ensure_future(backend.generate(ask("Count.", on_text=pieces.append)))
+            while not pieces:
+                await asyncio.sleep(0.005)
+            generating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await generating
+            return server.backend.streamed
+        finally:
+            await backend.close()
+
+    at_cancel = run(scenario)
+    for _ in range(200):  # the server sees the closed connection and cancels its generation
+        if server.backend.cancelled:
+            break
+        time.sleep(0.01)
+    assert server.backend.cancelled == 1 and server.backend.finished == 0
+    assert server.backend.streamed - at_cancel <= 5  # of 5000 words: it stopped as soon as the connection closed
+
+
+def test_a_stream_that_breaks_after_text_went_out_is_not_retried(server: OpenAIServer) -> None:
+    """A retry would send the start of the answer twice: the failure is the caller's to handle."""
+    pieces: list[str] = []
+    server.backend.pause = asyncio.Event()  # never set: the endpoint goes down after the first word
+
+    stopper = threading.Thread(target=server.stop)
+
+    def on_text(piece: str) -> None:
+        pieces.append(piece)
+        stopper.start()
+
+    with pytest.raises(BackendError):
+        run(lambda: generate(OpenAIBackend(spec(server.base_url), "big"), ask("What is 2 + 2?", on_text=on_text)))
+    stopper.join(10)
+    assert pieces == ["The"] and len(server.chat_requests) == 1

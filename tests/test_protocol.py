@@ -17,6 +17,7 @@ from swarm.protocol import (
     PROTOCOL_VERSION,
     Ack,
     Cancel,
+    Chunk,
     Error,
     Gossip,
     Hop,
@@ -71,6 +72,7 @@ SAMPLES = {
     "error": Error(code="oversize", message="too big"),
     "ping_req": PingReq(target="c", sender="a"),
     "cancel": Cancel(query_id="q1", sender="b"),
+    "chunk": Chunk(query_id="q1", text="The answer", sender="c"),
 }
 
 

@@ -8,6 +8,7 @@ Most tests run a tiny random-weight Qwen2 model with a byte-level BPE tokenizer 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.util
 import math
 import threading
@@ -149,15 +150,29 @@ def test_rows_stop_at_their_own_max_tokens(tiny):
     assert long.text.startswith(short.text)
 
 
+def run_with_one_row_cancelled(backend: TransformersBackend, scenario: Callable[[], Awaitable[Any]]) -> Any:
+    """Run `scenario` with each decoding step slowed to 30 ms (the batch is still running when its cancel
+    comes) and check that exactly one row was stopped part way."""
+    inner = backend.model.forward
+
+    def slow(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.03)
+        return inner(*args, **kwargs)
+
+    before = backend.rows_cancelled
+    backend.model.forward = slow
+    try:
+        result = run(scenario)
+    finally:
+        del backend.model.forward
+    assert backend.rows_cancelled == before + 1
+    return result
+
+
 def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(tiny):
     """Issue 15: a cancel reaches the backend. The batch is already generating when one caller gives
     up: its row stops at the next step, the other row is untouched."""
     alone = solo(tiny, ask("The answer is", max_tokens=12))
-    inner = tiny.model.forward
-
-    def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: the batch is still running when the cancel comes
-        time.sleep(0.03)
-        return inner(*args, **kwargs)
 
     async def scenario():
         kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))
@@ -166,14 +181,99 @@ def test_a_row_whose_query_is_cancelled_stops_generating_while_the_batch_runs(ti
         dropped.cancel()
         return await kept
 
-    before = tiny.rows_cancelled
-    tiny.model.forward = slow
-    try:
-        kept = run(scenario)
-    finally:
-        del tiny.model.forward
-    assert tiny.rows_cancelled == before + 1
+    kept = run_with_one_row_cancelled(tiny, scenario)
     assert (kept.text, kept.tokens_out) == (alone.text, alone.tokens_out)
+
+
+def test_each_row_of_a_batch_streams_its_own_reply_as_it_is_generated(tiny):
+    """Issue 17: a per-row streamer inside the micro-batch. Two streaming rows and a silent one share
+    one generate; each listener gets its own row's text, piece by piece, adding up to its reply; the
+    first piece arrives while the batch is still generating."""
+    requests = [ask("What is the capital of France?", max_tokens=12), ask("The answer is", max_tokens=6), ask("I don't", max_tokens=9)]
+    alone = [solo(tiny, r) for r in requests]
+    pieces: list[list[str]] = [[], [], []]
+    generating_at_first_piece: list[bool] = []
+    calls = count_generate_calls(tiny)
+
+    def listener(i: int):
+        def on_text(piece: str) -> None:
+            if not pieces[i]:
+                generating_at_first_piece.append(len(calls) == 1 and tiny._lock.locked())
+            pieces[i].append(piece)
+        return on_text
+
+    streamed = [dataclasses.replace(r, on_text=listener(i)) for i, r in enumerate(requests[:2])] + [requests[2]]
+    try:
+        together = run(lambda: asyncio.gather(*(tiny.generate(r) for r in streamed)))
+    finally:
+        del tiny.model.generate
+    assert calls == [3]
+    for i in range(2):
+        assert together[i].text == alone[i].text and "".join(pieces[i]) == together[i].text
+    assert len(pieces[0]) > 1 and generating_at_first_piece == [True, True]
+    assert pieces[2] == [] and together[2].text == alone[2].text
+
+
+def test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_cancel(tiny):
+    pieces: list[str] = []
+
+    async def scenario() -> int:
+        kept = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12)))  # the batch runs on for this row
+        dropped = asyncio.ensure_future(tiny.generate(ask("The answer is", max_tokens=12, on_text=pieces.append)))
+        while not pieces:
+            await asyncio.sleep(0.005)
+        dropped.cancel()
+        at_cancel = len(pieces)
+        await kept
+        return at_cancel
+
+    at_cancel = run_with_one_row_cancelled(tiny, scenario)
+    assert len(pieces) - at_cancel <= 1  # the step under way when the cancel came, at most
+
+
+def test_ask_stream_through_a_swarm_gets_the_first_piece_while_the_model_still_generates(tiny_dir):
+    """End to end on the memory swarm: the client holds the first piece while the backend's generate
+    is still running (its lock held); the pieces add up to the answer."""
+    from swarm.policies import AlwaysAnswer
+    from swarm.testing import MemorySwarm
+
+    backend = TransformersBackend(spec(tiny_dir, max_new_tokens=16, max_prompt_tokens=200, max_wait_ms=5), "tiny")
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("tiny", 0.5, backend, AlwaysAnswer())
+            await s.start_all(background=False)
+            inner = backend.model.forward
+
+            def slow(*args: Any, **kwargs: Any) -> Any:  # 30 ms a step: generation outlasts the first piece's trip
+                time.sleep(0.03)
+                return inner(*args, **kwargs)
+
+            backend.model.forward = slow
+            items = s.ask_stream("The answer is")
+            first = await anext(items)
+            generating = backend._lock.locked()
+            return first, generating, [item async for item in items]
+
+    first, generating, rest = run(scenario)
+    *pieces, answer = [first, *rest]
+    assert generating and "".join(pieces) == answer.text and answer.trace[-1].tokens_out > 1
+
+
+def test_row_streamer_holds_back_a_split_character_and_stops_at_the_end_token():
+    from swarm.backends.hf_generation import RowStreamer
+
+    class Bytes:
+        def decode(self, ids: Any, **kwargs: Any) -> str:
+            return bytes(i for i in ids if i != 0).decode("utf-8", errors="replace")
+
+    reply = list(" caf\u00e9 ok".encode()) + [0, 120, 120]  # 0: the end token; what follows it is padding
+    got: list[str] = []
+    streamer = RowStreamer(Bytes(), 0, [got.append], [99], {0})
+    for step in range(1, len(reply) + 1):
+        assert not streamer(torch.tensor([reply[:step]]), None).any()
+    assert "".join(got) == "caf\u00e9 ok" and "\ufffd" not in "".join(got)
+    assert all(not p.endswith(" ") for p in got)  # whitespace waits: it may end the reply
 
 
 def test_a_reply_that_starts_with_the_reject_phrase_stops_there(tiny):

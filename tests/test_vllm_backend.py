@@ -18,6 +18,7 @@ shared by the other tests. The last test kills that shared engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import json
 import math
@@ -386,6 +387,35 @@ def test_logprobs_are_returned_when_asked(backend, run):
     gen = run(backend.generate(ask(PARIS, logprobs=True)))
     assert len(gen.token_logprobs) == gen.tokens_out > 0
     assert all(math.isfinite(lp) and lp <= 0 for lp in gen.token_logprobs)
+
+
+def test_a_streamed_answer_arrives_piece_by_piece_and_a_cancel_aborts_it(backend, run):
+    """Issue 17: the first piece is in the caller's hands before the engine has finished (the
+    request is still unfinished there); the pieces add up to the answer; a cancelled stream leaves
+    no request running in the engine."""
+    pieces: list[str] = []
+    unfinished_at_first: list[int] = []
+
+    def on_text(piece: str) -> None:
+        if not pieces:
+            unfinished_at_first.append(backend._engine.get_num_unfinished_requests())
+        pieces.append(piece)
+
+    gen = run(backend.generate(ask(PARIS, max_tokens=24, on_text=on_text)))
+    assert "".join(pieces) == gen.text and len(pieces) > 1 and unfinished_at_first == [1]
+
+    async def cancelled() -> int:
+        got: list[str] = []
+        task = asyncio.ensure_future(backend.generate(ask(PARIS, max_tokens=200, on_text=got.append)))
+        while not got:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.2)
+        return backend._engine.get_num_unfinished_requests()
+
+    assert run(cancelled()) == 0
 
 
 def test_concurrent_queries_share_the_engine(backend, run, loop):

@@ -1,4 +1,12 @@
-"""The Backend seam: one async method that turns a request into text, plus start and close."""
+"""The Backend seam: one async method that turns a request into text, plus start and close.
+
+Streaming rides on the same method: a request whose `on_text` is set wants each new piece of the
+reply as it is generated. A backend that can (transformers, OpenAI-HTTP, vLLM) calls it as tokens
+arrive, from any thread, with text that is always a prefix of the final `Generation.text` grown
+piece by piece; one that cannot simply ignores it, and the agent sends the whole text at the end.
+A callback, not a second async-iterator method, because the policy still needs the `Generation`
+(token counts, log-probabilities, finish reason) that the same call returns.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +30,8 @@ class GenerationRequest:
     max_tokens: int | None = None  # None: the backend's own max_new_tokens
     stop_at_reject: bool = True  # stop generating as soon as the reply starts with reject_phrase
     logprobs: bool = False  # fill Generation.token_logprobs
+    # Streaming: called with each new piece of the reply as it is generated (see the module's note); None: nobody listens.
+    on_text: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

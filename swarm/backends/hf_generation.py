@@ -69,6 +69,34 @@ class RowStop(StoppingCriteria):
         return done.to(input_ids.device)
 
 
+class RowStreamer(StoppingCriteria):
+    """Streams each row of a micro-batch on its own (transformers' own streamers take a batch of one):
+    after every decoding step, a row with a listener (`listeners[i]`, else None) is decoded up to its
+    first end token and the text it gained is passed on. The text passed on is always a prefix of
+    the row's final, stripped reply: half of a multi-byte character, and whitespace that may yet turn
+    out to end the reply, wait for the next step. Never stops a row itself."""
+
+    def __init__(self, tokenizer, prompt_len: int, listeners: list, limits: list[int], eos: set[int]) -> None:
+        self.tokenizer, self.prompt_len, self.limits, self.eos = tokenizer, prompt_len, limits, eos
+        self.listeners = listeners
+        self.sent = ["" for _ in listeners]
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        for i, listener in enumerate(self.listeners):
+            if listener is None:
+                continue
+            tokens = input_ids[i, self.prompt_len:self.prompt_len + self.limits[i]].tolist()
+            end = next((j for j, t in enumerate(tokens) if t in self.eos), None)
+            if end is not None:
+                self.listeners[i] = None  # its reply is complete: nothing more to stream
+                tokens = tokens[:end]
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True).rstrip("\ufffd").strip()
+            if text.startswith(self.sent[i]) and len(text) > len(self.sent[i]):
+                listener(text[len(self.sent[i]):])
+                self.sent[i] = text
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
 class LogprobRecorder(LogitsProcessor):
     """Records log P of each generated token under the distribution it was drawn from.
 

@@ -122,8 +122,10 @@ class OpenAIBackend(Backend):
         }
         if request.logprobs or self.spec.logprobs:
             body["logprobs"] = True
+        if request.on_text is not None:  # upstream SSE; an endpoint that answers in one piece anyway is read as usual
+            body |= {"stream": True, "stream_options": {"include_usage": True}}
         start = time.perf_counter()
-        payload = await self._post(body)
+        payload = await self._post(body, request.on_text)
         text, finish, logprobs, usage = self._parse(payload)
         if request.allow_reject and request.stop_at_reject and is_rejection(text, request.reject_phrase):
             text, finish = request.reject_phrase, "reject"
@@ -131,24 +133,33 @@ class OpenAIBackend(Backend):
         tokens_out = _count(usage, "completion_tokens", len(text.split()))
         return Generation(text, tokens_in, tokens_out, time.perf_counter() - start, logprobs, finish)
 
-    async def _post(self, body: dict) -> dict:
+    async def _post(self, body: dict, on_text=None) -> dict:
         attempts = self.spec.max_retries + 1
+        streamed: list[str] = []  # what went to on_text: once a piece has, a retry would send the answer twice
+
+        def relay(piece: str) -> None:
+            streamed.append(piece)
+            on_text(piece)
+
         for attempt in range(attempts):
             try:
-                return await self._attempt(body)
+                return await self._attempt(body, relay if on_text is not None else None)
             except _Retryable as exc:
-                if attempt + 1 == attempts:
+                if attempt + 1 == attempts or streamed:
                     raise BackendError(self._where(f"failed after {attempts} attempt{'s' * (attempts > 1)}: {exc.reason}")) from None
                 delay = exc.retry_after if exc.retry_after is not None else self.spec.backoff_s * 2**attempt * (1 + 0.1 * random.random())
                 log.warning("endpoint retry", agent=self.agent_name, url=self.url, attempt=attempt + 1, reason=exc.reason, delay_s=round(delay, 3))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
-    async def _attempt(self, body: dict) -> dict:
-        """One POST. Returns the decoded JSON of a 200, raises _Retryable or BackendError."""
+    async def _attempt(self, body: dict, on_text=None) -> dict:
+        """One POST. Returns the decoded JSON of a 200 (an SSE reply, read as it comes and passed to
+        `on_text`, as the JSON a whole reply would be), raises _Retryable or BackendError."""
         try:
             # httpx's timeout is per read; this bounds the whole attempt (a server trickling bytes).
             async with asyncio.timeout(self.spec.timeout_s), self._client.stream("POST", self.url, json=body) as streamed:
+                if on_text is not None and streamed.status_code == 200 and "text/event-stream" in streamed.headers.get("content-type", ""):
+                    return await self._read_events(streamed, on_text)
                 response = await self._read_capped(streamed)
         except TimeoutError:
             raise _Retryable(f"no reply within {self.spec.timeout_s:g} s") from None
@@ -192,6 +203,49 @@ class OpenAIBackend(Backend):
         # The body as read (decoded): a plain Response around it, without the encoding headers that no longer apply.
         headers = [(k, v) for k, v in response.headers.items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
         return httpx.Response(response.status_code, headers=headers, content=bytes(body), request=response.request)
+
+    async def _read_events(self, response: httpx.Response, on_text) -> dict:
+        """A streamed reply (server-sent events), each piece of content passed to `on_text` as it
+        arrives, returned in the shape of a whole reply. At most MAX_RESPONSE_BYTES are read."""
+        text: list[str] = []
+        finish, usage, logprobs, read, buffer = None, None, [], 0, b""
+        async for data in response.aiter_bytes():
+            read += len(data)
+            if read > MAX_RESPONSE_BYTES:
+                raise BackendError(self._where(f"streamed more than {MAX_RESPONSE_BYTES:,} bytes; the rest was not read"))
+            *lines, buffer = (buffer + data).split(b"\n")
+            for line in lines:
+                line = line.strip()
+                if not line.startswith(b"data:"):
+                    continue  # comments, event names, blank lines between events
+                data_line = line[5:].strip()
+                if data_line == b"[DONE]":
+                    return self._streamed(text, finish, logprobs, usage)
+                try:
+                    event = json.loads(data_line)
+                except ValueError:
+                    raise BackendError(self._where(f"streamed an event that is not JSON: {self._snippet(data_line.decode('utf-8', 'replace'))!r}")) from None
+                if not isinstance(event, dict):
+                    raise BackendError(self._where(f"streamed an event that is not a JSON object: {self._snippet(json.dumps(event))!r}"))
+                if event.get("error") is not None:
+                    raise BackendError(self._where(f"stream ended with an error: {self._snippet(json.dumps(event['error']))!r}"))
+                usage = event["usage"] if isinstance(event.get("usage"), dict) else usage
+                choices = event.get("choices") if isinstance(event.get("choices"), list) else []
+                for choice in choices[:1]:
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    piece = delta.get("content") if isinstance(delta, dict) else None
+                    if isinstance(piece, str) and piece:
+                        text.append(piece)
+                        on_text(piece)
+                    finish = choice.get("finish_reason") or finish
+                    content = choice["logprobs"].get("content") if isinstance(choice.get("logprobs"), dict) else None
+                    logprobs += content if isinstance(content, list) else []
+        return self._streamed(text, finish, logprobs, usage)  # ended without [DONE]: what came is the reply
+
+    @staticmethod
+    def _streamed(text: list[str], finish, logprobs: list, usage) -> dict:
+        return {"choices": [{"message": {"content": "".join(text)}, "finish_reason": finish, "logprobs": {"content": logprobs}}],
+                "usage": usage or {}}
 
     def _parse(self, payload) -> tuple[str, str, tuple[float, ...], dict]:
         def garbage(what: str) -> BackendError:

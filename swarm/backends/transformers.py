@@ -75,6 +75,7 @@ class _Row:
     max_new: int
     logprobs: bool
     reject_phrase: str | None  # stop as soon as the reply starts with it
+    on_text: Any = None  # streaming: each new piece of this row's reply, called from the worker thread
 
 
 @dataclass(frozen=True)
@@ -229,7 +230,7 @@ class TransformersBackend(Backend):
         ids, _ = self._checked_prompt(request)
         phrase = request.reject_phrase if request.allow_reject and request.stop_at_reject else None
         assert self._batcher is not None
-        return await self._batcher.submit(_Row(ids, request.max_tokens or self.spec.max_new_tokens, request.logprobs, phrase))
+        return await self._batcher.submit(_Row(ids, request.max_tokens or self.spec.max_new_tokens, request.logprobs, phrase, request.on_text))
 
     async def reject_logprob(self, request: GenerationRequest) -> tuple[float, int]:
         ids, text = self._checked_prompt(request)
@@ -255,7 +256,7 @@ class TransformersBackend(Backend):
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from swarm.backends.hf_generation import LogprobRecorder, RowStop, left_pad
+        from swarm.backends.hf_generation import LogprobRecorder, RowStop, RowStreamer, left_pad
 
         with self._lock:
             model, tokenizer = self._loaded()
@@ -263,13 +264,16 @@ class TransformersBackend(Backend):
             input_ids, mask = left_pad([r.ids for r in rows], tokenizer.pad_token_id, model.device)
             prompt_len = input_ids.shape[1]
             stop = RowStop(tokenizer, prompt_len, [r.max_new for r in rows], [r.reject_phrase for r in rows], cancelled)
+            criteria = [stop]
+            if any(r.on_text for r in rows):
+                criteria.append(RowStreamer(tokenizer, prompt_len, [r.on_text for r in rows], [r.max_new for r in rows], self._eos))
             recorder = LogprobRecorder() if any(r.logprobs for r in rows) else None
             sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
             with torch.inference_mode():
                 out = model.generate(
                     input_ids=input_ids, attention_mask=mask, max_new_tokens=max(r.max_new for r in rows), **sampling,
                     pad_token_id=tokenizer.pad_token_id, eos_token_id=sorted(self._eos) or None,
-                    stopping_criteria=StoppingCriteriaList([stop]),
+                    stopping_criteria=StoppingCriteriaList(criteria),
                     logits_processor=LogitsProcessorList([recorder] if recorder else []),
                     return_dict_in_generate=True,
                 )

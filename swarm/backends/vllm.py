@@ -16,6 +16,8 @@ Decisions worth knowing:
   BackendError before anything is sent.
 - Rejections stop at once: the reply streams token by token and is cut (the request aborted in
   the engine) as soon as it starts with the reject phrase; watching stops as soon as it cannot.
+- Streaming (`GenerationRequest.on_text`) passes on each DELTA output's new text as the engine
+  yields it; cancelling the call closes the stream, which aborts the request in the engine.
 - `reject_logprob` is one decoding step that asks the engine for the log-probability of exactly
   the reject phrase's first token (`SamplingParams.logprob_token_ids`).
 - Engine death (the EngineCore process killed or crashed) is permanent for this engine: every
@@ -194,6 +196,8 @@ class VLLMBackend(Backend):
                 async for out in stream:
                     piece = out.outputs[0]
                     pieces.append(piece.text)
+                    if request.on_text is not None and piece.text:  # DELTA: each output holds only the new text
+                        request.on_text(piece.text)
                     tokens_out += len(piece.token_ids)
                     if request.logprobs and piece.logprobs:
                         logprobs.extend(_sampled_logprobs(piece.token_ids, piece.logprobs))

@@ -61,6 +61,11 @@ class AgentActor:
     async def handle(self, data: bytes) -> bytes:
         return await self.node.handle(data)
 
+    async def handle_stream(self, data: bytes):
+        """A streamed query (called with num_returns="streaming"): the answer's pieces, then the Result."""
+        async for reply in self.node.handle_stream(data):
+            yield reply
+
     @ray.method(concurrency_group="control")
     async def control(self, data: bytes) -> bytes:
         return await self._on_node_loop(self.node.handle(data))

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import Generator, Iterable
+from collections.abc import AsyncIterator, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
@@ -199,15 +199,31 @@ class Swarm:
 
     async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
+        self._check_open()
+        return await self._client.ask(text, scenario, alpha, deadline_s)
+
+    def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
+                   deadline_s: float | None = None) -> Iterator[str | Answer]:
+        """`ask`, streamed: yields the answer's text piece by piece as the answering agent generates it,
+        then the `Answer` (whole text, routing trace) as the last item. Raises QueryError as `ask` does.
+        Leaving the loop early (break, an exception) cancels the query along its path."""
+        self._check_open()
+        return self._loop.iterate(self._client.ask_stream(text, scenario, alpha, deadline_s))
+
+    def ask_stream_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
+                         deadline_s: float | None = None) -> AsyncIterator[str | Answer]:
+        """`ask_stream` for asyncio callers: `async for item in swarm.ask_stream_async(...)`."""
+        self._check_open()
+        return self._client.ask_stream(text, scenario, alpha, deadline_s)
+
+    def _check_open(self) -> None:
         if self._closed:
             raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
-        return await self._client.ask(text, scenario, alpha, deadline_s)
 
     def _drive(self, queries: list[Query], concurrency: int, entry: str | None) -> list[Answer | QueryError]:
         """The entry client's `attempts` for each query, at most `concurrency` at a time, driven by
         blocking on Ray (`ray.wait` over every reply awaited), each given up on at its own deadline."""
-        if self._closed:
-            raise SwarmError(f"swarm {self.name!r}: this handle is closed (shutdown() was called)")
+        self._check_open()
         if self._client.claim_refresh():  # in the background, on the loop thread: never on a query's clock
             self._loop.submit(self._client.refresh_quietly())
         transport: RayTransport = self._client.transport  # type: ignore[assignment] - or one with its submit and reply

@@ -9,6 +9,8 @@ their peers, and the entry client of a driver or a gateway to reach entry agents
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import ray
 from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError, RayError
@@ -42,6 +44,25 @@ class RayTransport(Transport):
             return await (handle.control if control else handle.handle).remote(data)
         except RayError as exc:
             raise self._unreachable(peer, exc) from None
+
+    async def stream(self, peer: str, data: bytes) -> AsyncIterator[bytes]:
+        """A streamed query: one call to the actor's `handle_stream`, a Ray streaming generator whose
+        items (the answer's pieces, then the Result) arrive as the agent yields them. Closing this
+        iterator early cancels that call, which cancels the query at the agent."""
+        handle = await self._resolve(peer)
+        replies = handle.handle_stream.options(num_returns="streaming").remote(data)
+        finished = False
+        try:
+            async for ref in replies:
+                yield await ref
+            finished = True
+        except RayError as exc:
+            finished = True
+            raise self._unreachable(peer, exc) from None
+        finally:
+            if not finished:
+                with contextlib.suppress(RayError, ValueError):
+                    ray.cancel(replies)
 
     # -- the same, for a driver that blocks on Ray instead of awaiting (the sync face of Swarm) --
     def submit(self, peer: str, data: bytes) -> ray.ObjectRef | PeerUnreachable:

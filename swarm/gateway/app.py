@@ -18,9 +18,10 @@ and only Host headers that name loopback (with the bound port, or none).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -125,32 +126,35 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         deadline_s = min(req.deadline_s or limit, limit)
         loop = asyncio.get_running_loop()
         began = loop.time()
+        held = contextlib.AsyncExitStack()  # the admission slot: held until the answer (or the stream) ends
+        items = None
         try:
-            async with admission.slot(began + deadline_s):
+            with _swarm_errors(settings, deadline_s):
+                await held.enter_async_context(admission.slot(began + deadline_s))
                 remaining = deadline_s - (loop.time() - began)
                 if remaining <= 0:
                     raise TimeoutError
-                answer = await entry.ask(text, alpha=alpha, deadline_s=remaining)
-        except Overloaded:
-            raise BadRequest(429, f"the gateway is at capacity ({settings.max_in_flight} in flight, {settings.max_queue} waiting); "
-                             "retry later", "overloaded", kind="rate_limit_error", headers={"Retry-After": "1"}) from None
-        except (TimeoutError, DeadlineExceeded):
-            raise BadRequest(504, f"no answer within the deadline of {deadline_s:g} s", "deadline_exceeded", kind="timeout_error") from None
-        except QueryTooLarge as exc:
-            raise BadRequest(413, str(exc), "query_too_large", "messages") from None
-        except NoCapableAgent as exc:
-            raise BadRequest(503, f"no agent could answer: {exc}", "no_capable_agent", kind="server_error") from None
-        except QueryError as exc:
-            raise BadRequest(502, f"the swarm could not answer: {exc}", exc.code, kind="server_error") from None
-        except Exception as exc:  # noqa: BLE001 - the call into the swarm broke (a ProtocolError, a Ray error): upstream
-            (log.warning if isinstance(exc, SwarmError) else log.error)("upstream fault", error=repr(exc)[:300])
-            raise BadRequest(502, "the swarm's entry agent failed to answer; the gateway has logged why", "upstream_error",
-                             kind="server_error") from None
-        if not req.stream:
-            return JSONResponse(schema.completion(answer, req.model))
+                q = entry.query(text, alpha=alpha, deadline_s=remaining)
+                if not req.stream:
+                    return JSONResponse(schema.completion(await entry.send(q), req.model))
+                items = entry.stream(q)
+                first = await anext(items)  # routing failures still get their HTTP status; then the stream starts
+        except BaseException:
+            if items is not None:
+                await items.aclose()
+            await held.aclose()
+            raise
+        finally:
+            if not req.stream:
+                await held.aclose()
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
-        events = [f"data: {json.dumps(c)}\n\n" for c in schema.chunks(answer, req.model, include_usage)] + ["data: [DONE]\n\n"]
-        return StreamingResponse(iter(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        events = _events(q.query_id, req.model, include_usage, first, items, held, lambda: _swarm_errors(settings, deadline_s))
+        # Started here: Starlette never closes a body it did not finish, and a generator that never ran is never
+        # finalised; once started, a client gone before (or while) the body is sent still gets the query cancelled
+        # and the slot back when the generator is collected.
+        head = await anext(events)
+        return StreamingResponse(_prepended(head, events), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def models(request: Request) -> Response:
         authorised(request)
@@ -177,6 +181,66 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
         for path, handler, methods in more(Access(keys.enabled, local_only, authorised, rates)):
             routes.append(Route(path, _observed(handler, path.split("/")[1], observer), methods=methods))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _internal_error})
+
+
+@contextlib.contextmanager
+def _swarm_errors(settings: GatewaySettings, deadline_s: float) -> Iterator[None]:
+    """What comes of asking the swarm, as the HTTP error a client gets (429, 504, 413, 503, 502)."""
+    try:
+        yield
+    except Overloaded:
+        raise BadRequest(429, f"the gateway is at capacity ({settings.max_in_flight} in flight, {settings.max_queue} waiting); "
+                         "retry later", "overloaded", kind="rate_limit_error", headers={"Retry-After": "1"}) from None
+    except (TimeoutError, DeadlineExceeded):
+        raise BadRequest(504, f"no answer within the deadline of {deadline_s:g} s", "deadline_exceeded", kind="timeout_error") from None
+    except QueryTooLarge as exc:
+        raise BadRequest(413, str(exc), "query_too_large", "messages") from None
+    except NoCapableAgent as exc:
+        raise BadRequest(503, f"no agent could answer: {exc}", "no_capable_agent", kind="server_error") from None
+    except QueryError as exc:
+        raise BadRequest(502, f"the swarm could not answer: {exc}", exc.code, kind="server_error") from None
+    except (BadRequest, asyncio.CancelledError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the call into the swarm broke (a ProtocolError, a Ray error): upstream
+        (log.warning if isinstance(exc, SwarmError) else log.error)("upstream fault", error=repr(exc)[:300])
+        raise BadRequest(502, "the swarm's entry agent failed to answer; the gateway has logged why", "upstream_error",
+                         kind="server_error") from None
+
+
+async def _events(query_id: str, model: str, include_usage: bool, first, items, held: contextlib.AsyncExitStack,
+                  errors: Callable[[], contextlib.AbstractContextManager]) -> AsyncIterator[str]:
+    """Server-sent events of a streamed answer: the role, each piece of text as the answering agent
+    generates it, the final chunk with the routing trace (`swarm`), the usage when asked for, [DONE].
+    A failure once the stream has begun ends it with an OpenAI-shaped error event. The client going
+    away closes this generator, which cancels the query along its path."""
+    def event(body: dict) -> str:
+        return f"data: {json.dumps(body)}\n\n"
+
+    try:
+        yield event(schema.chunk(query_id, model, {"role": "assistant", "content": ""}))
+        item = first
+        while isinstance(item, str):
+            yield event(schema.chunk(query_id, model, {"content": item}))
+            item = await anext(items)
+        for body in schema.last_chunks(item, model, include_usage):
+            yield event(body)
+        yield "data: [DONE]\n\n"
+    except Exception as exc:  # noqa: BLE001 - the headers are sent: the error goes in the stream
+        try:
+            with errors():
+                raise exc
+        except BadRequest as bad:
+            log.info("stream ended by an error", query_id=query_id, status=bad.status, code=bad.code)
+            yield event(schema.error_body(bad.message, bad.kind, bad.code, bad.param))
+    finally:
+        await items.aclose()
+        await held.aclose()
+
+
+async def _prepended(head: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
+    yield head
+    async for event in rest:
+        yield event
 
 
 def _observed(handler: Callable, route: str, observer: Observer) -> Callable:

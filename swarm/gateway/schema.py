@@ -159,20 +159,18 @@ def completion(a: Answer, model: str) -> dict[str, Any]:
     }
 
 
-def chunks(a: Answer, model: str, include_usage: bool, piece_chars: int = 32) -> list[dict[str, Any]]:
-    """The answer as a chat.completion.chunk stream: a role chunk, content pieces, a final chunk
-    (finish_reason and the routing trace), and the usage chunk when asked for."""
-    base = {"id": "chatcmpl-" + a.query_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
-            "system_fingerprint": None}
+def chunk(query_id: str, model: str, delta: dict, finish: str | None = None, **extra: Any) -> dict[str, Any]:
+    """One chat.completion.chunk of a stream: a role, a piece of content, or the final one (finish_reason)."""
+    return {"id": "chatcmpl-" + query_id, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "system_fingerprint": None, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
 
-    def chunk(delta: dict, finish: str | None = None, **extra: Any) -> dict[str, Any]:
-        return {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}], **extra}
 
-    out = [chunk({"role": "assistant", "content": ""})]
-    out += [chunk({"content": a.text[i:i + piece_chars]}) for i in range(0, len(a.text), piece_chars)]
-    out.append(chunk({}, "stop", swarm=routing_trace(a)))
+def last_chunks(a: Answer, model: str, include_usage: bool) -> list[dict[str, Any]]:
+    """The end of a stream: the final chunk (finish_reason "stop" and, in its `swarm` field, the routing
+    trace, as a completion carries it), then the usage chunk when asked for."""
+    out = [chunk(a.query_id, model, {}, "stop", swarm=routing_trace(a))]
     if include_usage:
-        out.append({**base, "choices": [], "usage": usage(a)})
+        out.append({**chunk(a.query_id, model, {}), "choices": [], "usage": usage(a)})
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+from collections.abc import AsyncIterator
 
 
 class Transport(abc.ABC):
@@ -16,6 +17,12 @@ class Transport(abc.ABC):
 
     @abc.abstractmethod
     async def send(self, peer: str, data: bytes, control: bool = False) -> bytes: ...
+
+    async def stream(self, peer: str, data: bytes) -> AsyncIterator[bytes]:
+        """Deliver a query and yield the peer's replies as they come (`AgentNode.handle_stream`: Chunk
+        messages, then the Result); closing the iterator tells the peer its caller went away.
+        Default: the one reply of `send` (a transport that cannot stream still answers)."""
+        yield await self.send(peer, data)
 
     def forget(self, peer: str) -> None:  # noqa: B027 - optional hook
         """Drop anything cached about `peer` (it died; a new agent may reuse its name)."""

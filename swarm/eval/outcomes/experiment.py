@@ -12,12 +12,13 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   (`swarm.costscale`); the dollars each method spends per query are reported beside it (a swarm
   rejection is free: the probe reads the query's embedding; a FrugalGPT veto is not: the vetoed
   answer was generated and paid for).
-- swarm-probe (recommended): one agent per model, each with a probe learned from its own training
+- swarm-probe: one agent per model, each with a probe learned from its own training
   outcomes only (`swarm.eval.outcomes.selfassess`), judging a query against the next agent's value
   curve of the query's region (`regions`, default 4: k-means of the training queries' embeddings,
   `swarm.assess.regions`; no outcome is used to draw it); swarm-1region: the same with one curve for
-  every query (the runtime's curves today); swarm-skip: with regions, and an agent passes a query to
-  whichever dearer agent advertises the most for its region (not the next one: fewer hops);
+  every query (the runtime's curves today); swarm-skip (recommended): with regions, and an agent
+  passes a query to whichever dearer agent advertises the most for its region (not the next one:
+  dominated agents are skipped, fewer hops);
   swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
@@ -45,7 +46,7 @@ from swarm.tasks.base import TaskItem
 
 ALPHAS = (0.2, 0.5, 0.8)
 ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
-RECOMMENDED = "swarm-probe"
+RECOMMENDED = "swarm-skip"
 LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 

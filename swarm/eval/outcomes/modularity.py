@@ -8,7 +8,8 @@ The testbed's experiment (`swarm.eval.modularity`), on recorded outcomes, comput
 3. `added`: the newcomer joins: the model (neither cheapest nor dearest) with the best utility at
    alpha 0.5 on the training split, so that a router that cannot use it loses the most.
 
-The swarm's agents are never retrained: each keeps the probe it learned from its own outcomes, and
+The swarm (the recommended design, `swarm-skip`: value curves per region, a query passed to the
+dearer agent that advertises the most) is never retrained: each keeps the probe it learned from its own outcomes, and
 only the value curves re-settle along the new cascade (backward induction, as gossip does live);
 the newcomer arrives with its own probe. The routers (kNN, FORC, RouteLLM-MF) are trained on the
 `before` pool's joint matrix and run two ways, as in the testbed: stale (`StaleRouter`: the old
@@ -25,7 +26,7 @@ from pathlib import Path
 
 
 from swarm.eval import metrics
-from swarm.eval.outcomes.experiment import ALPHAS, Matrix, OutcomeSettings, embed_rows, record
+from swarm.eval.outcomes.experiment import ALPHAS, RECOMMENDED, Matrix, OutcomeSettings, embed_rows, record
 from swarm.eval.outcomes.matrix import OutcomeRow
 from swarm.eval.outcomes.replay import mean_dollars
 from swarm.eval.outcomes.split import stratified_split
@@ -77,13 +78,14 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     for name, pool in (("before", before), ("removed", after_removal), ("added", added)):
         pool_costs = {m: costs[m] for m in pool}
         test = Matrix(test_rows, pool)
-        swarm = ProbeSwarm.of({m: probes[m] for m in pool}, pool_costs, regions=r_train if region_map.k > 1 else None, k=region_map.k)
-        runs: dict[str, dict[float, list[Record]]] = {"oracle": {}, "swarm-probe": {}}
+        swarm = ProbeSwarm.of({m: probes[m] for m in pool}, pool_costs, regions=r_train if region_map.k > 1 else None, k=region_map.k,
+                              hop="best")
+        runs: dict[str, dict[float, list[Record]]] = {"oracle": {}, RECOMMENDED: {}}
         for a in alphas:
             runs["oracle"][a] = [record(r, "oracle", a, [Step(m, "forced")], pool_costs)
                                  for r, m in zip(test_rows, Oracle(test.labels).choose(test.items, a, pool_costs), strict=True)]
             walks = swarm.route(ids, x_test, a, r_test if region_map.k > 1 else None)
-            runs["swarm-probe"][a] = [record(r, "swarm-probe", a, w, pool_costs) for r, w in zip(test_rows, walks, strict=True)]
+            runs[RECOMMENDED][a] = [record(r, RECOMMENDED, a, w, pool_costs) for r, w in zip(test_rows, walks, strict=True)]
         if name == "before":
             routers = {r: trained0[r] for r in ROUTERS}
         else:
@@ -115,7 +117,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
         "alphas": list(alphas), "seconds": time.monotonic() - began, "dollars_per_query": usd,
         "settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes), "regions": s.regions},
         "kept": after_removal, "removed": removed, "added": newcomer, "stale_refusals": refusals, "retraining_cost": retrain_cost,
-        "phases": {}, "recommended": "swarm-probe", "routers": list(ROUTERS),
+        "phases": {}, "recommended": RECOMMENDED, "routers": list(ROUTERS),
     }
     for name, ph in phases.items():
         agents = list(ph["agents"])

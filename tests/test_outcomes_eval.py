@@ -5,6 +5,7 @@ a middling one and a dear one that is usually right."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
@@ -47,6 +48,34 @@ def matrix():
     embed_mod._cache.clear()
     embed_mod._cache.update(saved)
 
+
+def generated(n: int, seed: int, prices: dict[str, float], draw) -> tuple[list[OutcomeRow], dict[str, np.ndarray]]:
+    """`n` rows whose query embedding and per-model correctness `draw(i, rng)` returns, as (x, right, domain)."""
+    rng = np.random.default_rng(seed)
+    rows, vectors = [], {}
+    for i in range(n):
+        x, right, domain = draw(i, rng)
+        models = {m: {"correct": float(right[m]), "answer": "y", "cost": prices[m]} for m in prices}
+        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"question {i}", "domain": domain, "models": models}))
+        vectors[f"question {i}"] = x
+    return rows, vectors
+
+
+@contextlib.contextmanager
+def embedded(vectors: dict[str, np.ndarray]):
+    """These texts' embeddings are `vectors` inside the block (no encoder runs)."""
+    saved = dict(embed_mod._cache)
+    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
+    try:
+        yield
+    finally:
+        embed_mod._cache.clear()
+        embed_mod._cache.update(saved)
+
+
+def unit(rng) -> np.ndarray:
+    x = rng.normal(size=DIM)
+    return x / np.linalg.norm(x)
 
 def _run(rows, tmp_path, seed=0, methods=()):
     models = ["small", "mid", "large"]
@@ -201,25 +230,16 @@ def test_regions_send_on_only_where_passing_on_is_worth_it(tmp_path):
     queries makes the cheap agent answer everything at alpha 0.2 (passing on is worth 0.57 on
     average, answering 0.68); with regions it passes on exactly the first cluster (worth 0.82) and
     earns more. No outcome draws the map: k-means of the embeddings finds the clusters."""
-    rng = np.random.default_rng(1)
-    rows, vectors = [], {}
-    for i in range(600):
-        cluster = i % 2
+    def draw(i, rng):
         x = rng.normal(size=DIM) * 0.2
-        x[1] += 3.0 if cluster == 0 else -3.0
-        right = {"small": rng.random() < 0.7, "large": True if cluster == 0 else rng.random() < 0.5}
-        models = {m: {"correct": float(right[m]), "answer": "y", "cost": {"small": 0.0001, "large": 0.01}[m]} for m in right}
-        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"q {i}", "domain": "d", "models": models}))
-        vectors[f"q {i}"] = x
-    saved = dict(embed_mod._cache)
-    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
-    try:
+        x[1] += 3.0 if i % 2 == 0 else -3.0
+        return x, {"small": rng.random() < 0.7, "large": True if i % 2 == 0 else rng.random() < 0.5}, "d"
+
+    rows, vectors = generated(600, 1, {"small": 0.0001, "large": 0.01}, draw)
+    with embedded(vectors):
         train, test = stratified_split(rows, 200, 0)
         m = ["small", "large"]
         recs, learned = run_methods(Matrix(train, m), Matrix(test, m), (0.2,), 0, tmp_path, ("swarm-probe", "swarm-1region"), regions=2)
-    finally:
-        embed_mod._cache.clear()
-        embed_mod._cache.update(saved)
     assert learned["regions"] == 2
     cluster = {r.id: int(r.id[1:]) % 2 for r in test}
     one, two = recs["swarm-1region"][0.2], recs["swarm-probe"][0.2]
@@ -254,27 +274,17 @@ def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tm
     right, and between them m2 (85% right at a mid price: the best at alpha 0.5, so the newcomer),
     m1 and m3 (coins). before: all but m2; removed: m1 leaves; added: m2 joins. Nobody in the swarm
     is retrained, and it sends m2 the queries the cheap one cannot do; the stale routers cannot."""
-    rng = np.random.default_rng(2)
-    prices = {"s": 0.0001, "m1": 0.0005, "m2": 0.001, "m3": 0.002, "l": 0.01}
-    rows, vectors = [], {}
-    for i in range(700):
-        x = rng.normal(size=DIM)
-        x /= np.linalg.norm(x)
-        right = {"s": (x[0] > 0) != (rng.random() < 0.05), "m1": rng.random() < 0.5, "m2": rng.random() < 0.85,
-                 "m3": rng.random() < 0.55, "l": rng.random() < 0.92}
-        models = {m: {"correct": float(right[m]), "answer": "y", "cost": prices[m]} for m in prices}
-        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"question {i}", "domain": "ab"[i % 2], "models": models}))
-        vectors[f"question {i}"] = x
+    def draw(i, rng):
+        x = unit(rng)
+        return x, {"s": (x[0] > 0) != (rng.random() < 0.05), "m1": rng.random() < 0.5, "m2": rng.random() < 0.85,
+                   "m3": rng.random() < 0.55, "l": rng.random() < 0.92}, "ab"[i % 2]
+
+    rows, vectors = generated(700, 2, {"s": 0.0001, "m1": 0.0005, "m2": 0.001, "m3": 0.002, "l": 0.01}, draw)
     path = tmp_path / "m.jsonl"
     write_outcomes(rows, path)
-    saved = dict(embed_mod._cache)
-    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
-    try:
+    with embedded(vectors):
         s = OutcomeSettings(path, test_size=300, cache=tmp_path / "cache", alphas=(0.5,))
         paths = run_outcome_experiment("modularity", tmp_path / "res", s)
-    finally:
-        embed_mod._cache.clear()
-        embed_mod._cache.update(saved)
     data = json.loads(paths[0].read_text())
     assert data["added"] == "m2" and data["removed"] == ["m1"] and data["kept"] == ["s", "m3", "l"]
     assert list(data["phases"]) == ["before", "removed", "added"]
@@ -299,25 +309,16 @@ def test_skip_passes_a_query_past_an_agent_that_advertises_less_than_a_dearer_on
     """s (cheap, right where the first coordinate is positive), bad (mid price, a coin weighted 30%)
     and l (dear, 92%): with hop "best" s hands what it cannot do straight to l, whose curve is worth
     more than bad's; with "next" every such query first visits bad, which passes it on anyway."""
-    rng = np.random.default_rng(3)
+    def draw(i, rng):
+        x = unit(rng)
+        return x, {"s": (x[0] > 0) != (rng.random() < 0.05), "bad": rng.random() < 0.3, "l": rng.random() < 0.92}, "d"
+
     prices = {"s": 0.0001, "bad": 0.001, "l": 0.01}
-    rows, vectors = [], {}
-    for i in range(500):
-        x = rng.normal(size=DIM)
-        x /= np.linalg.norm(x)
-        right = {"s": (x[0] > 0) != (rng.random() < 0.05), "bad": rng.random() < 0.3, "l": rng.random() < 0.92}
-        models = {m: {"correct": float(right[m]), "answer": "y", "cost": prices[m]} for m in prices}
-        rows.append(OutcomeRow.model_validate({"id": f"q{i}", "query": f"question {i}", "domain": "d", "models": models}))
-        vectors[f"question {i}"] = x
-    saved = dict(embed_mod._cache)
-    embed_mod.remember(list(vectors), np.stack(list(vectors.values())))
-    try:
+    rows, vectors = generated(500, 3, prices, draw)
+    with embedded(vectors):
         train, test = stratified_split(rows, 200, 0)
         m = list(prices)
         recs, _learned = run_methods(Matrix(train, m), Matrix(test, m), (0.5,), 0, tmp_path, ("swarm-probe", "swarm-skip"), regions=1)
-    finally:
-        embed_mod._cache.clear()
-        embed_mod._cache.update(saved)
     chain, skip = recs["swarm-probe"][0.5], recs["swarm-skip"][0.5]
     assert not any(st.agent == "bad" for r in skip for st in r.steps)  # never visited
     passed = [r for r in chain if r.agent == "l"]

@@ -56,7 +56,7 @@ def _variant(s) -> str:
     return f" with the self-aware agents of {s.trained}" if s.trained is not None else ""
 
 
-def _router(name: str, seed: int):
+def new_router(name: str, seed: int):
     from swarm.eval.baselines import FORCRouter, KNNRouter, MFRouter
 
     return {"knn": KNNRouter, "forc": lambda: FORCRouter(seed=seed), "routellm-mf": lambda: MFRouter(seed=seed)}[name]()
@@ -115,7 +115,7 @@ def run_modularity(out: Path, s) -> list[Path]:
             labels_train, _ = collect_labels(swarm, train, rec / "train", progress=say)
             labels_test, _ = collect_labels(swarm, test, rec / "test", progress=say)
             t = time.monotonic()
-            trained0 = {r: _router(r, s.seed).fit(train, labels_train, order) for r in ROUTERS}
+            trained0 = {r: new_router(r, s.seed).fit(train, labels_train, order) for r in ROUTERS}
             fit_s0 = time.monotonic() - t
 
             def phase(name: str, methods: dict) -> None:
@@ -131,7 +131,7 @@ def run_modularity(out: Path, s) -> list[Path]:
             say(f"removed {', '.join(removed)}: pool {', '.join(swarm.entries())}")
             pool = agent_costs(swarm)
             _refusals(trained0, test, pool, "removed", refusals)
-            retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
+            retrained = {r: new_router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
             phase("removed", {**{f"stale-{r}": Routed(f"stale-{r}", StaleRouter(trained0[r])) for r in ROUTERS},
                               **{f"retrained-{r}": Routed(f"retrained-{r}", retrained[r]) for r in ROUTERS}})
 
@@ -147,7 +147,7 @@ def run_modularity(out: Path, s) -> list[Path]:
             for r in run_method(Forced(newcomer), swarm, test, 0.5, rec / "test", progress=say):
                 labels_test[r.query_id][newcomer] = r.correct
             t = time.monotonic()
-            retrained = {r: _router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
+            retrained = {r: new_router(r, s.seed).fit(train, labels_train, list(pool)) for r in ROUTERS}
             retrain_cost = {"new_agent": newcomer, "label_items": len(train), "label_model_seconds": sum(r.model_seconds for r in new_train),
                             "label_tokens": sum(r.tokens for r in new_train), "label_wall_s": label_s,
                             "fit_wall_s_all_routers": time.monotonic() - t, "first_fit_wall_s_all_routers": fit_s0}

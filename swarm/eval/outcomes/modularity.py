@@ -48,7 +48,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     from swarm.assess.regions import RegionMap
     from swarm.costscale import log_cost_scale
     from swarm.eval.baselines import Oracle
-    from swarm.eval.modularity import StaleRouter, _router, write
+    from swarm.eval.modularity import StaleRouter, new_router, write
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
     say = progress or (lambda _msg: None)
@@ -70,7 +70,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     ids = [r.id for r in test_rows]
 
     t = time.monotonic()
-    trained0 = {r: _router(r, s.seed).fit(Matrix(train_rows, before).items, Matrix(train_rows, before).labels, before) for r in ROUTERS}
+    trained0 = {r: new_router(r, s.seed).fit(Matrix(train_rows, before).items, Matrix(train_rows, before).labels, before) for r in ROUTERS}
     fit_s0 = time.monotonic() - t
     phases: dict[str, dict] = {}
     refusals: dict[str, str] = {}
@@ -96,7 +96,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
                 except ValueError as exc:
                     refusals[f"{name}/{r}"] = f"refused: {exc}"
             t = time.monotonic()
-            retrained = {r: _router(r, s.seed).fit(Matrix(train_rows, pool).items, Matrix(train_rows, pool).labels, pool) for r in ROUTERS}
+            retrained = {r: new_router(r, s.seed).fit(Matrix(train_rows, pool).items, Matrix(train_rows, pool).labels, pool) for r in ROUTERS}
             if name == "added":
                 retrain_cost = {"new_agent": newcomer, "label_items": len(train_rows),
                                 "label_dollars": float(sum(r.models[newcomer].cost for r in train_rows)),

@@ -122,6 +122,17 @@ def embed_rows(rows: Sequence[OutcomeRow], cache: Path | None) -> np.ndarray:
     return embed_cached([r.query for r in rows], cache)
 
 
+def regions_of(x_train: np.ndarray, x_test: np.ndarray, k: int, seed: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """The swarm's region map (k-means of the training queries' embeddings) and each training and
+    test query's region; (1, None, None) when there is one region."""
+    from swarm.assess.regions import RegionMap
+
+    region_map = RegionMap.fit(x_train, min(k, len(x_train)), seed)
+    if region_map.k == 1:
+        return 1, None, None
+    return region_map.k, region_map.assign(x_train), region_map.assign(x_test)
+
+
 def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int, cache: Path | None,
                 wanted: Sequence[str] = (), progress=None, usd: dict[str, float] | None = None,
                 regions: int = 4) -> tuple[dict[str, dict[float, list[Record]]], dict]:
@@ -129,7 +140,6 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
     `usd`: each model's dollars per query, default its mean on the training split; `regions`: k of
     the swarm's region map)."""
     from swarm.costscale import log_cost_scale
-    from swarm.assess.regions import RegionMap
     from swarm.eval.baselines import FORCRouter, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
@@ -165,11 +175,10 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
-    region_map = RegionMap.fit(x_train, min(regions, len(x_train)), seed)
-    r_train, r_test = region_map.assign(x_train), region_map.assign(x_test)
-    for name, bar, k, hop in (("swarm-probe", "curve", region_map.k, "next"), ("swarm-skip", "curve", region_map.k, "best"),
+    n_regions, r_train, r_test = regions_of(x_train, x_test, regions, seed)
+    for name, bar, k, hop in (("swarm-probe", "curve", n_regions, "next"), ("swarm-skip", "curve", n_regions, "best"),
                               ("swarm-1region", "curve", 1, "next"), ("swarm-fixed", "fixed", 1, "next")):
-        if want(name) and not (name == "swarm-1region" and region_map.k == 1):
+        if want(name) and not (name == "swarm-1region" and n_regions == 1):
             swarm = ProbeSwarm.of(probes, costs, bar=bar, regions=r_train if k > 1 else None, k=k, hop=hop)
             ids = [r.id for r in test.rows]
             records[name] = {a: [record(r, name, a, steps, costs)
@@ -195,7 +204,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
     if want("frugalgpt"):
         records["frugalgpt"] = frugal_cascade(train, test, costs, alphas, seed, cache)
         say("frugalgpt: trained on the joint matrix (scorers on the recorded responses)")
-    return records, {"costs": costs, "dollars": usd, "by_id": by_id, "regions": region_map.k}
+    return records, {"costs": costs, "dollars": usd, "by_id": by_id, "regions": n_regions}
 
 
 def frugal_cascade(train: Matrix, test: Matrix, costs: dict[str, float], alphas, seed: int, cache: Path | None) -> dict[float, list[Record]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 
 from swarm.eval import metrics
-from swarm.eval.outcomes.experiment import ALPHAS, RECOMMENDED, Matrix, OutcomeSettings, embed_rows, record
+from swarm.eval.outcomes.experiment import ALPHAS, RECOMMENDED, Matrix, OutcomeSettings, embed_rows, record, regions_of
 from swarm.eval.outcomes.matrix import OutcomeRow
 from swarm.eval.outcomes.replay import mean_dollars
 from swarm.eval.outcomes.split import stratified_split
@@ -45,7 +45,6 @@ def pools(models: list[str], costs: dict[str, float], train: Matrix) -> tuple[st
 
 
 def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[OutcomeRow], progress=None) -> list[Path]:
-    from swarm.assess.regions import RegionMap
     from swarm.costscale import log_cost_scale
     from swarm.eval.baselines import Oracle
     from swarm.eval.modularity import StaleRouter, new_router, write
@@ -63,8 +62,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     after_removal = [m for m in before if m not in removed]
     added = [m for m in costs if m in after_removal or m == newcomer]
     x_train, x_test = embed_rows(train_rows, s.cache), embed_rows(test_rows, s.cache)
-    region_map = RegionMap.fit(x_train, min(s.regions, len(x_train)), s.seed)
-    r_train, r_test = region_map.assign(x_train), region_map.assign(x_test)
+    n_regions, r_train, r_test = regions_of(x_train, x_test, s.regions, s.seed)
     probes = {m: fit_agent(m, x_train, everyone.correctness(m), s.seed) for m in costs}  # each its own outcomes; once
     say(f"fitted {len(probes)} probes, one per model; newcomer {newcomer}; leaving {', '.join(removed)}")
     ids = [r.id for r in test_rows]
@@ -78,13 +76,13 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     for name, pool in (("before", before), ("removed", after_removal), ("added", added)):
         pool_costs = {m: costs[m] for m in pool}
         test = Matrix(test_rows, pool)
-        swarm = ProbeSwarm.of({m: probes[m] for m in pool}, pool_costs, regions=r_train if region_map.k > 1 else None, k=region_map.k,
+        swarm = ProbeSwarm.of({m: probes[m] for m in pool}, pool_costs, regions=r_train, k=n_regions,
                               hop="best")
         runs: dict[str, dict[float, list[Record]]] = {"oracle": {}, RECOMMENDED: {}}
         for a in alphas:
             runs["oracle"][a] = [record(r, "oracle", a, [Step(m, "forced")], pool_costs)
                                  for r, m in zip(test_rows, Oracle(test.labels).choose(test.items, a, pool_costs), strict=True)]
-            walks = swarm.route(ids, x_test, a, r_test if region_map.k > 1 else None)
+            walks = swarm.route(ids, x_test, a, r_test)
             runs[RECOMMENDED][a] = [record(r, RECOMMENDED, a, w, pool_costs) for r, w in zip(test_rows, walks, strict=True)]
         if name == "before":
             routers = {r: trained0[r] for r in ROUTERS}
@@ -112,7 +110,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
         "experiment": "modularity", "title": "modularity (replayed outcomes): the pool changes, no agent retrained",
         "setup": (f"outcome matrix {s.outcomes}: {len(models)} models; stratified split, seed {s.seed}: {len(test_rows)} test, "
                   f"{len(train_rows)} train; before: every model but {newcomer}; removed: {', '.join(removed)} leave; added: "
-                  f"{newcomer} joins (never seen by a router); the swarm's value curves on {region_map.k} regions; cost: mean "
+                  f"{newcomer} joins (never seen by a router); the swarm's value curves on {n_regions} regions; cost: mean "
                   "dollars per training query, log-scaled to 0.1-0.9, one scale for every phase"),
         "alphas": list(alphas), "seconds": time.monotonic() - began, "dollars_per_query": usd,
         "settings": {"models": models, "test_size": s.test_size, "seed": s.seed, "outcomes": str(s.outcomes), "regions": s.regions},

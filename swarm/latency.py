@@ -1,0 +1,120 @@
+"""Latency-aware next hops: what an agent measures of its own speed, what it hears of its peers',
+and the choice of next hop that keeps a query within its time.
+
+Each agent times its own policy calls (wall time, the micro-batcher's wait and the model
+included): how long it takes to reach a rejection (`decide_s`) and to answer (`answer_s`, its
+decision included), each the p95 of its last `WINDOW` calls. It advertises them without a
+message of their own (protocol 1.5): on every `pong` (so each peer hears them about every n
+pings, whether or not it sends us queries) and on every `result` (each agent on the way back
+adds its own, so the agents upstream learn the times of the whole path from every answer).
+Never in membership entries: those are resent about 3 log n times per change, and times change
+all the time.
+
+The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
+`answer_s` plus a hop's overhead); the strongest peer that fits is the target; a cheaper peer
+on the way is tried only when it can also decide, reject and still leave the target its
+`answer_s`. So a query never goes to a peer whose expected time would break the budget; and an
+agent holding a query for which, after its own decision, no peer would fit, answers it itself
+(`forced`) instead of deciding and then failing at the deadline (`may_pass_on`). Unmeasured
+times count as zero: with nothing known, routing is as it was.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from swarm.protocol import MAX_TRACE, Timing
+
+WINDOW = 200  # own policy calls of each kind the advertised p95 is taken over
+QUANTILE = 0.95
+
+
+class OwnTimes:
+    """This agent's measured decision and answer times."""
+
+    def __init__(self, name: str, window: int = WINDOW) -> None:
+        self.name = name
+        self._decide: deque[float] = deque(maxlen=window)
+        self._answer: deque[float] = deque(maxlen=window)
+        self._timing: Timing | None = None
+
+    def record(self, seconds: float, rejected: bool) -> None:
+        (self._decide if rejected else self._answer).append(max(0.0, seconds))
+        self._timing = None
+
+    def timing(self) -> Timing:
+        if self._timing is None:
+            self._timing = Timing(agent=self.name, decide_s=round(quantile(list(self._decide), QUANTILE), 4),
+                                  answer_s=round(quantile(list(self._answer), QUANTILE), 4))
+        return self._timing
+
+
+class PeerTimes:
+    """What this agent last heard of each peer's times (from pongs and results)."""
+
+    def __init__(self, me: str, limit: int = 100_000) -> None:
+        self.me, self.limit = me, limit
+        self._times: dict[str, Timing] = {}
+
+    def heard(self, timings: Sequence[Timing | None]) -> None:
+        for t in timings:
+            if t is None or t.agent == self.me:
+                continue
+            if t.agent not in self._times and len(self._times) >= self.limit:
+                self._times.pop(next(iter(self._times)))  # the oldest heard of: a bounded map whatever peers claim
+            self._times[t.agent] = t
+
+    def get(self, name: str) -> Timing | None:
+        return self._times.get(name)
+
+    def forget(self, name: str) -> None:
+        self._times.pop(name, None)
+
+
+def with_own(timings: list[Timing], mine: Timing) -> list[Timing]:
+    """A result's timings with this agent's own added (the last MAX_TRACE: the wire's bound)."""
+    return [*(t for t in timings if t.agent != mine.agent), mine][-MAX_TRACE:]
+
+
+def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
+                    hop_s: float) -> str | None:
+    """The peer to pass a query on to with `remaining_s` left (candidates cheapest first): the
+    cheapest one on the way to the strongest peer that can still answer in time; None when none can."""
+    answer = lambda p: _answer_s(times(p)) + hop_s  # noqa: E731
+    fitting = [p for p in candidates if answer(p) <= remaining_s]
+    if not fitting:
+        return None
+    target = fitting[-1]
+    for p in fitting:
+        t = times(p)
+        if p == target or (t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s:
+            return p
+    return target  # unreachable: the loop returns at the target at the latest
+
+
+def may_pass_on(own: Timing, candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
+                hop_s: float) -> bool:
+    """Whether this agent may decide (and so perhaps reject): some peer still fits after its decision."""
+    return next_hop_within(candidates, remaining_s - own.decide_s, times, hop_s) is not None
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile (0 for no values): cheap, and always a value that was measured."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _answer_s(t: Timing | None) -> float:
+    return t.answer_s if t is not None else 0.0
+
+
+
+class Latency:
+    """An agent's own times and what it heard of its peers'."""
+
+    def __init__(self, name: str) -> None:
+        self.own = OwnTimes(name)
+        self.peers = PeerTimes(name)

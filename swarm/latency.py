@@ -11,11 +11,13 @@ Never in membership entries: those are resent about 3 log n times per change, an
 all the time.
 
 The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
-`answer_s` plus a hop's overhead); the strongest peer that fits is the target; a cheaper peer
+`answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the target; a cheaper peer
 on the way is tried only when it can also decide, reject and still leave the target its
 `answer_s`. So a query never goes to a peer whose expected time would break the budget; and an
 agent holding a query for which, after its own decision, no peer would fit, answers it itself
-(`forced`) instead of deciding and then failing at the deadline (`may_pass_on`). Unmeasured
+(`forced`) instead of deciding and then failing at the deadline (`may_pass_on`). An agent that
+may pass a query on decides within `generation_share` of the time left, or within all but what
+its next hop is known to need, whichever is longer (`decision_limit`). Unmeasured
 times count as zero: with nothing known, routing is as it was.
 """
 
@@ -107,8 +109,16 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+def decision_limit(left_s: float, share: float, peer: Timing | None, hop_s: float) -> float:
+    """How long an agent that may pass a query on to `peer` may spend deciding, of the `left_s` it has:
+    `share` of it, or all but what the peer is expected to need, when that is known and leaves more."""
+    return max(share * left_s, left_s - hop_s - _answer_s(peer)) if peer is not None else share * left_s
+
+
 def _answer_s(t: Timing | None) -> float:
-    return t.answer_s if t is not None else 0.0
+    # An answer takes at least a decision (a rejection is the start of a generation), so a peer that has only
+    # rejected so far is expected to answer in no less than it takes to reject.
+    return max(t.answer_s, t.decide_s) if t is not None else 0.0
 
 
 

@@ -25,7 +25,7 @@ import structlog
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
-from swarm.latency import Latency, next_hop_within, quantile, with_own
+from swarm.latency import Latency, decision_limit, next_hop_within, quantile, with_own
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
@@ -368,13 +368,16 @@ class AgentNode:
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
                        relay: TextRelay | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
-        could still pass the query on spends at most `generation_share` of the time left, and none
+        could still pass the query on spends at most `generation_share` of the time left (or all but what
+        its next hop is known to need, when that is more: swarm.latency.decision_limit), and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
         if not must_answer and not self.breaker.allows():
             trace.append(Hop(agent=self.name, decision="error", detail=f"circuit open: the backend failed {self.breaker.consecutive} times in a row"))
             return None
         now = time.monotonic()
-        limit = deadline if must_answer else now + self.config.generation_share * max(0.0, deadline - now)
+        peer_times = self.latency.peers.get(peer) if peer is not None else None
+        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, peer_times,
+                                                                  self.config.hop_overhead_s)
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
@@ -382,7 +385,7 @@ class AgentNode:
             self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
             self._backend_failed()
-            detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left"
+            detail = "deadline passed while generating" if must_answer else "no decision in the time it could spend before passing the query on"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None
         except BackendError as exc:

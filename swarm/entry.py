@@ -201,9 +201,9 @@ class EntryClient:
         return await self.send(self.query(text, scenario, alpha, deadline_s, must_answer, target_latency_s), entry)
 
     def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
-                   entry: str | None = None, target_latency_s: float | None = None) -> AsyncIterator[str | Answer]:
+                   entry: str | None = None, target_latency_s: float | None = None, must_answer: bool = False) -> AsyncIterator[str | Answer]:
         """One query, streamed (`stream`): its text piece by piece, then its Answer."""
-        return self.stream(self.query(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s), entry)
+        return self.stream(self.query(text, scenario, alpha, deadline_s, must_answer, target_latency_s), entry)
 
     async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
                        deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None,

@@ -16,8 +16,9 @@ on the way is tried only when it can also decide, reject and still leave the tar
 `answer_s`. So a query never goes to a peer whose expected time would break the budget; and an
 agent holding a query for which, after its own decision, no peer would fit, answers it itself
 (`forced`) instead of deciding and then failing at the deadline (`may_pass_on`). An agent that
-may pass a query on decides within `generation_share` of the time left, or within all but what
-its next hop is known to need, whichever is longer (`decision_limit`). Unmeasured
+may pass a query on decides within `generation_share` of the time left, or, when that is shorter
+than its own decisions usually take, within twice its usual time as long as its next hop's known
+need still fits (`decision_limit`). Unmeasured
 times count as zero: with nothing known, routing is as it was.
 """
 
@@ -109,10 +110,15 @@ def quantile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def decision_limit(left_s: float, share: float, peer: Timing | None, hop_s: float) -> float:
+def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None, hop_s: float) -> float:
     """How long an agent that may pass a query on to `peer` may spend deciding, of the `left_s` it has:
-    `share` of it, or all but what the peer is expected to need, when that is known and leaves more."""
-    return max(share * left_s, left_s - hop_s - _answer_s(peer)) if peer is not None else share * left_s
+    `share` of it; or, when that is too little for a decision as long as its own usually are (p95), as
+    long as twice its usual, if the peer's known need still fits. A hung model is still given up on
+    after at most twice the agent's usual time, or the share."""
+    usual = 2 * max(own.decide_s, own.answer_s)
+    if peer is None or usual <= share * left_s:
+        return share * left_s
+    return max(share * left_s, min(usual, left_s - hop_s - _answer_s(peer)))
 
 
 def _answer_s(t: Timing | None) -> float:

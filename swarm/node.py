@@ -368,15 +368,15 @@ class AgentNode:
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
                        relay: TextRelay | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
-        could still pass the query on spends at most `generation_share` of the time left (or all but what
-        its next hop is known to need, when that is more: swarm.latency.decision_limit), and none
+        could still pass the query on spends at most `generation_share` of the time left (or twice its usual
+        decision time, when that is more and its next hop still fits: swarm.latency.decision_limit), and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
         if not must_answer and not self.breaker.allows():
             trace.append(Hop(agent=self.name, decision="error", detail=f"circuit open: the backend failed {self.breaker.consecutive} times in a row"))
             return None
         now = time.monotonic()
         peer_times = self.latency.peers.get(peer) if peer is not None else None
-        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, peer_times,
+        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, self.latency.own.timing(), peer_times,
                                                                   self.config.hop_overhead_s)
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
@@ -385,7 +385,7 @@ class AgentNode:
             self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
             self._backend_failed()
-            detail = "deadline passed while generating" if must_answer else "no decision in the time it could spend before passing the query on"
+            detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left (or twice its usual time)"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None
         except BackendError as exc:

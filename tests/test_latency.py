@@ -136,3 +136,14 @@ def test_a_query_with_too_little_time_for_the_cascade_goes_straight_to_a_stronge
             assert decisions(a) == [("small", "forced")]
 
     asyncio.run(scenario())
+
+
+def test_an_agent_may_take_its_usual_decision_time_when_half_the_time_left_is_too_little_but_never_hang():
+    from swarm.latency import decision_limit
+
+    own, peer = Timing(agent="m1", decide_s=0.3, answer_s=0.3), Timing(agent="m5", answer_s=0.02)
+    assert decision_limit(10.0, 0.5, own, peer, HOP) == 5.0  # half is plenty
+    assert decision_limit(0.9, 0.5, own, peer, HOP) == pytest.approx(0.6)  # twice its usual 0.3 s; m5 still fits after
+    assert decision_limit(0.5, 0.5, own, peer, HOP) == pytest.approx(0.47)  # all but m5's need
+    assert decision_limit(0.9, 0.5, own, None, HOP) == 0.45  # the peer's need unknown: the share
+    assert decision_limit(0.9, 0.5, Timing(agent="m1"), peer, HOP) == 0.45  # its own usual unknown: the share

@@ -202,10 +202,10 @@ class Swarm:
         return self._drive(queries, concurrency, entry)
 
     async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
-                        target_latency_s: float | None = None) -> Answer:
+                        target_latency_s: float | None = None, entry: str | None = None, must_answer: bool = False) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
         self._check_open()
-        return await self._client.ask(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s)
+        return await self._client.ask(text, scenario, alpha, deadline_s, entry, must_answer, target_latency_s)
 
     def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
                    deadline_s: float | None = None, target_latency_s: float | None = None) -> Iterator[str | Answer]:
@@ -216,10 +216,12 @@ class Swarm:
         return self._loop.iterate(self._client.ask_stream(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s))
 
     def ask_stream_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
-                         deadline_s: float | None = None, target_latency_s: float | None = None) -> AsyncIterator[str | Answer]:
-        """`ask_stream` for asyncio callers: `async for item in swarm.ask_stream_async(...)`."""
+                         deadline_s: float | None = None, target_latency_s: float | None = None, entry: str | None = None,
+                         must_answer: bool = False) -> AsyncIterator[str | Answer]:
+        """`ask_stream` for asyncio callers: `async for item in swarm.ask_stream_async(...)`. `entry` and
+        `must_answer` as in `ask_many`: together they ask one agent directly."""
         self._check_open()
-        return self._client.ask_stream(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s)
+        return self._client.ask_stream(text, scenario, alpha, deadline_s, entry, target_latency_s, must_answer)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -4,10 +4,10 @@ gateway, the overhead per hop, and the deadline mode (issue 17).
 One run, on a fresh local Ray cluster, on two swarms, at a fixed offered load (queries arrive
 `rate` per second, open loop, on the same schedule in every series), alpha 0.5, over the same
 held-out testbed items:
-- testbed: `topologies/quickstart.yaml` (the quick ladder tb-xs < tb-s < tb-m < tb-l, confidence
-  policy, tb-l always answers);
-- smollm2: tb-xs and tb-s, then SmolLM2-135M-Instruct (transformers, offline) as the strongest
-  agent, which always answers: generation dominates there.
+- testbed: `topologies/quickstart-probe.yaml`, the quickstart's swarm (the quick ladder tb-xs <
+  tb-s < tb-m < tb-l, each deciding with its probe: a rejection costs one prefill or none);
+- smollm2: tb-xs and tb-s (probes), then SmolLM2-135M-Instruct (transformers, offline) as the
+  strongest agent, which always answers: generation dominates there.
 
 Series, per swarm:
 1. unbounded: each item through the swarm (the topology's deadline): latency, who answered, hops;
@@ -62,11 +62,12 @@ KEY = "bench-key-" + "k" * 24
 GOALS = {"p95_ratio": 1.3, "ttft_ratio": 1.2, "deadline_met": 0.99, "utility_given_up": 0.02}
 SMOLLM2 = """name: lat-smollm2
 routing: cascade
-defaults: {max_hops: 4, deadline_s: 120, drain_timeout_s: 5,
-           policy: {kind: confidence, signal: min_token, thresholds: {performance_first: 0.8, balance: 0.5, cost_first: 0.3}}}
+defaults: {max_hops: 4, deadline_s: 120, drain_timeout_s: 5}
 agents:
-  - {name: tb-xs, cost: 0.1, backend: {kind: transformers, model: "testbed:quick/tb-xs", max_new_tokens: 80, threads: 1}}
-  - {name: tb-s, cost: 0.353, backend: {kind: transformers, model: "testbed:quick/tb-s", max_new_tokens: 80, threads: 1}}
+  - {name: tb-xs, cost: 0.1, backend: {kind: transformers, model: "testbed:quick/tb-xs", max_new_tokens: 80, threads: 1},
+     policy: {kind: probe, path: "testbed:quick/tb-xs", require_template: true}}
+  - {name: tb-s, cost: 0.353, backend: {kind: transformers, model: "testbed:quick/tb-s", max_new_tokens: 80, threads: 1},
+     policy: {kind: probe, path: "testbed:quick/tb-s", require_template: true}}
   - {name: smollm2, cost: 0.9, backend: {kind: transformers, model: "offline:smollm2-135m-instruct", max_new_tokens: 32, threads: 1},
      policy: {kind: always_answer}}
 """
@@ -81,8 +82,8 @@ class Setup:
 
 
 def setups(quick: bool) -> list[Setup]:
-    return [Setup("testbed", lambda: load_topology(ROOT / "topologies" / "quickstart.yaml"), 16 if quick else 80, 2.0),
-            Setup("smollm2", lambda: parse_topology(SMOLLM2), 6 if quick else 30, 0.5)]
+    return [Setup("testbed", lambda: load_topology(ROOT / "topologies" / "quickstart-probe.yaml"), 16 if quick else 80, 1.0),
+            Setup("smollm2", lambda: parse_topology(SMOLLM2, base_dir=ROOT / "topologies"), 6 if quick else 30, 0.4)]
 
 
 def say(msg: str) -> None:
@@ -177,6 +178,9 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str) -> dict:
     u_unbounded = metrics.utility(records([(a, 0) for _, a in answered], "unbounded"), ALPHA)
     u_bounded = metrics.utility(records(bounded, "deadline"), ALPHA)
     decisions = [h.decision for o, _ in bounded if isinstance(o, Answer) for h in o.trace]
+    missed = [{"budget_s": round(b, 3), "latency_s": round(lat, 3), "unbounded_path": a.path, "error": getattr(o, "code", ""),
+               "trace": [f"{h.agent}:{h.decision}:{h.seconds:.2f}" for h in getattr(o, "trace", [])]}
+              for (_, a), (o, lat), b, ok in zip(answered, bounded, budgets, met) if not ok][:8]
 
     say(f"[{setup.name}] 5. time to first token: gateway (SSE) vs the answering agent directly")
     async with httpx.AsyncClient(timeout=120) as http:
@@ -199,7 +203,8 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str) -> dict:
         "per_hop_ms": 1000 * statistics.median(per_hop) if per_hop else None, "per_hop_n": len(per_hop),
         "deadline": {"met": sum(met) / len(met), "lost": sum(lost) / len(lost), "utility_unbounded": u_unbounded,
                      "utility_deadline": u_bounded, "utility_given_up": u_unbounded - u_bounded,
-                     "forced": decisions.count("forced"), "budget_s": {a: BUDGET_X * p for a, p in own_p95.items()}},
+                     "forced": decisions.count("forced"), "budget_s": {a: BUDGET_X * p for a, p in own_p95.items()},
+                     "missed_examples": missed},
         "ttft": {"gateway": quantiles(ttft_gw), "direct": quantiles(ttft_direct),
                  "ratio": metrics.quantile(ttft_gw, 0.5) / metrics.quantile(ttft_direct, 0.5)},
     }

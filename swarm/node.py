@@ -313,6 +313,7 @@ class AgentNode:
         if response is not None:
             self.counters.rejected += 1
             self.observer.decided("reject")
+            peer = self._next_hop(q, visited, horizon)  # chosen again for the time the decision really took: none fits, we answer
             log.debug("rejected", next_hop=peer)
         while peer is not None:
             remaining = deadline - time.monotonic()

@@ -2,8 +2,11 @@
 and the choice of next hop that keeps a query within its time.
 
 Each agent times its own policy calls (wall time, the micro-batcher's wait and the model
-included): how long it takes to reach a rejection (`decide_s`) and to answer (`answer_s`, its
-decision included), each the p95 of its last `WINDOW` calls. It advertises them without a
+included): how long it takes to reach a rejection (`decide_s`, the median of its last `WINDOW`)
+and to answer (`answer_s`, its decision included, the p95). Asymmetric on purpose: a decision
+that runs late is caught where it happens (the agent chooses its next hop again for the time
+really left, and answers itself when none fits), while an answer that runs late breaks the
+deadline, so planning takes a typical decision and a slow answer. It advertises them without a
 message of their own (protocol 1.5): on every `pong` (so each peer hears them about every n
 pings, whether or not it sends us queries) and on every `result` (each agent on the way back
 adds its own, so the agents upstream learn the times of the whole path from every answer).
@@ -15,7 +18,7 @@ The choice (`next_hop_within`): a peer fits the time left when it can answer in 
 on the way is tried only when it can also decide, reject and still leave the target its
 `answer_s`. So a query never goes to a peer whose expected time would break the budget; and an
 agent holding a query for which, after its own decision, no peer would fit, answers it itself
-(`forced`) instead of deciding and then failing at the deadline (`may_pass_on`). An agent that
+(`forced`) instead of deciding and then failing at the deadline. An agent that
 may pass a query on decides within `generation_share` of the time left, or, when that is shorter
 than its own decisions usually take, within twice its usual time as long as its next hop's known
 need still fits (`decision_limit`). Unmeasured
@@ -29,8 +32,8 @@ from collections.abc import Callable, Sequence
 
 from swarm.protocol import MAX_TRACE, Timing
 
-WINDOW = 200  # own policy calls of each kind the advertised p95 is taken over
-QUANTILE = 0.95
+WINDOW = 200  # own policy calls of each kind the advertised times are taken over
+DECIDE_QUANTILE, ANSWER_QUANTILE = 0.5, 0.95
 
 
 class OwnTimes:
@@ -48,8 +51,8 @@ class OwnTimes:
 
     def timing(self) -> Timing:
         if self._timing is None:
-            self._timing = Timing(agent=self.name, decide_s=round(quantile(list(self._decide), QUANTILE), 4),
-                                  answer_s=round(quantile(list(self._answer), QUANTILE), 4))
+            self._timing = Timing(agent=self.name, decide_s=round(quantile(list(self._decide), DECIDE_QUANTILE), 4),
+                                  answer_s=round(quantile(list(self._answer), ANSWER_QUANTILE), 4))
         return self._timing
 
 
@@ -94,20 +97,6 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
         if p == target or (t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s:
             return p
     return target  # unreachable: the loop returns at the target at the latest
-
-
-def may_pass_on(own: Timing, candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
-                hop_s: float) -> bool:
-    """Whether this agent may decide (and so perhaps reject): some peer still fits after its decision."""
-    return next_hop_within(candidates, remaining_s - own.decide_s, times, hop_s) is not None
-
-
-def quantile(values: list[float], q: float) -> float:
-    """The nearest-rank quantile (0 for no values): cheap, and always a value that was measured."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None, hop_s: float) -> float:

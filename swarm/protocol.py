@@ -86,8 +86,8 @@ class Member(_Body):
 
 
 class Timing(_Body):
-    """1.5: an agent's own measured times, p95 of its recent policy calls (swarm.latency): until it
-    rejects, and until it answers (its decision included); 0: not measured yet."""
+    """1.5: an agent's own measured times over its recent policy calls (swarm.latency): until it rejects
+    (the median), and until it answers (its decision included; the p95); 0: not measured yet."""
 
     agent: Name
     decide_s: Finite = Field(0.0, ge=0.0, le=1e6)

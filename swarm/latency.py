@@ -99,6 +99,14 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
     return target  # unreachable: the loop returns at the target at the latest
 
 
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile (0 for no values): cheap, and always a value that was measured."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None, hop_s: float) -> float:
     """How long an agent that may pass a query on to `peer` may spend deciding, of the `left_s` it has:
     `share` of it; or, when that is too little for a decision as long as its own usually are (p95), as

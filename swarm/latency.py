@@ -2,11 +2,12 @@
 and the choice of next hop that keeps a query within its time.
 
 Each agent times its own policy calls (wall time, the micro-batcher's wait and the model
-included): how long it takes to reach a rejection (`decide_s`, the median of its last `WINDOW`)
-and to answer (`answer_s`, its decision included, the p95). Asymmetric on purpose: a decision
-that runs late is caught where it happens (the agent chooses its next hop again for the time
-really left, and answers itself when none fits), while an answer that runs late breaks the
-deadline, so planning takes a typical decision and a slow answer. It advertises them without a
+included): how long it takes to reach a rejection (`decide_s`, the median of its last `WINDOW`,
+and `decide_slow_s`, the p95) and to answer (`answer_s`, its decision included, the p95).
+Planning takes a typical decision and a slow answer: a decision that runs late is caught where it
+happens (the agent chooses its next hop again for the time really left, and answers itself when
+none fits), so an agent decides (and a peer is passed through) only when even a slow decision
+still leaves it the time to answer itself; an answer that runs late breaks the deadline. It advertises them without a
 message of their own (protocol 1.5): on every `pong` (so each peer hears them about every n
 pings, whether or not it sends us queries) and on every `result` (each agent on the way back
 adds its own, so the agents upstream learn the times of the whole path from every answer).
@@ -14,15 +15,15 @@ Never in membership entries: those are resent about 3 log n times per change, an
 all the time.
 
 The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
-`answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the target; a cheaper peer
-on the way is tried only when it can also decide, reject and still leave the target its
-`answer_s`. So a query never goes to a peer whose expected time would break the budget; and an
-agent holding a query for which, after its own decision, no peer would fit, answers it itself
-(`forced`) instead of deciding and then failing at the deadline. An agent that
+`answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the
+target; a cheaper peer on the way is tried only when it can also decide, reject and still leave
+the target its `answer_s`. So a query never goes to a peer whose expected time would break the
+budget; and an agent holding a query for which, after its own decision, no peer would fit,
+answers it itself (`forced`) instead of deciding and then failing at the deadline. An agent that
 may pass a query on decides within `generation_share` of the time left, or, when that is shorter
 than its own decisions usually take, within twice its usual time as long as its next hop's known
-need still fits (`decision_limit`). Unmeasured
-times count as zero: with nothing known, routing is as it was.
+need still fits (`decision_limit`). Unmeasured times count as zero: with nothing known, routing
+is as it was.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class OwnTimes:
 
     def timing(self) -> Timing:
         if self._timing is None:
-            self._timing = Timing(agent=self.name, decide_s=round(quantile(list(self._decide), DECIDE_QUANTILE), 4),
-                                  answer_s=round(quantile(list(self._answer), ANSWER_QUANTILE), 4))
+            decide, answer = list(self._decide), list(self._answer)
+            self._timing = Timing(agent=self.name, decide_s=round(quantile(decide, DECIDE_QUANTILE), 4),
+                                  decide_slow_s=round(quantile(decide, ANSWER_QUANTILE), 4),
+                                  answer_s=round(quantile(answer, ANSWER_QUANTILE), 4))
         return self._timing
 
 
@@ -84,9 +87,15 @@ def with_own(timings: list[Timing], mine: Timing) -> list[Timing]:
 
 
 def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
-                    hop_s: float) -> str | None:
+                    hop_s: float, own: Timing | None = None) -> str | None:
     """The peer to pass a query on to with `remaining_s` left (candidates cheapest first): the
-    cheapest one on the way to the strongest peer that can still answer in time; None when none can."""
+    cheapest one on the way to the strongest peer that can still answer in time; None when none can.
+    With `own` (the holder's times, before it decides): after its typical decision, and only when a
+    slow one would still leave it the time to answer itself."""
+    if own is not None:
+        if not may_decide(own, remaining_s):
+            return None
+        remaining_s -= own.decide_s
     answer = lambda p: _answer_s(times(p)) + hop_s  # noqa: E731
     fitting = [p for p in candidates if answer(p) <= remaining_s]
     if not fitting:
@@ -94,7 +103,7 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
     target = fitting[-1]
     for p in fitting:
         t = times(p)
-        if p == target or (t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s:
+        if p == target or ((t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)):
             return p
     return target  # unreachable: the loop returns at the target at the latest
 
@@ -105,6 +114,12 @@ def quantile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def may_decide(t: Timing | None, remaining_s: float) -> bool:
+    """Whether an agent with times `t` may decide (and perhaps reject) with `remaining_s` left: even
+    after a slow decision it could still answer itself in time."""
+    return t is None or t.decide_slow_s + _answer_s(t) <= remaining_s
 
 
 def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None, hop_s: float) -> float:

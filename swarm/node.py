@@ -360,8 +360,9 @@ class AgentNode:
         None when none does, and the agent answers itself (swarm.latency)."""
         if len(visited) >= q.max_hops:
             return None
-        remaining = horizon - time.monotonic() - (self.latency.own.timing().decide_s if deciding else 0.0)
-        peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s)
+        remaining = horizon - time.monotonic()
+        peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
+                               self.latency.own.timing() if deciding else None)
         if peer is None and self.table.next_hop(visited) is not None:
             log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3))
         return peer

@@ -87,10 +87,11 @@ class Member(_Body):
 
 class Timing(_Body):
     """1.5: an agent's own measured times over its recent policy calls (swarm.latency): until it rejects
-    (the median), and until it answers (its decision included; the p95); 0: not measured yet."""
+    (the median, and the p95), and until it answers (its decision included; the p95); 0: not measured yet."""
 
     agent: Name
     decide_s: Finite = Field(0.0, ge=0.0, le=1e6)
+    decide_slow_s: Finite = Field(0.0, ge=0.0, le=1e6)
     answer_s: Finite = Field(0.0, ge=0.0, le=1e6)
 
 

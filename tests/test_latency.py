@@ -144,3 +144,12 @@ def test_an_agent_may_take_its_usual_decision_time_when_half_the_time_left_is_to
     assert decision_limit(0.5, 0.5, own, peer, HOP) == pytest.approx(0.47)  # all but m5's need
     assert decision_limit(0.9, 0.5, own, None, HOP) == 0.45  # the peer's need unknown: the share
     assert decision_limit(0.9, 0.5, Timing(agent="m1"), peer, HOP) == 0.45  # its own usual unknown: the share
+
+
+def test_an_agent_decides_only_when_even_a_slow_decision_leaves_it_time_to_answer():
+    from swarm.latency import may_decide
+
+    own = Timing(agent="m1", decide_s=0.05, decide_slow_s=0.3, answer_s=0.2)
+    assert may_decide(own, 0.5) and not may_decide(own, 0.49) and may_decide(None, 0.0)
+    assert next_hop_within(PEERS, 0.49, SLOW_REJECTS, HOP, own=own) is None  # m5 would fit, but a slow decision would not leave m1 its answer
+    assert next_hop_within(PEERS, 0.5, SLOW_REJECTS, HOP, own=own) == "m2"  # 0.45 after a typical decision

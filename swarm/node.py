@@ -320,7 +320,7 @@ class AgentNode:
                 trace.append(wasted)
                 self.observer.speculated("cancelled")
             return await self._answered(q, response, trace, forced=peer is None, relay=relay)
-        if (first := ahead and ahead.claim()) is not None:
+        if (first := ahead and ahead.claim(trace)) is not None:
             self.observer.speculated("used")
         if response is not None:
             self.counters.rejected += 1

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from swarm.protocol import Hop, Result
+from swarm.protocol import MAX_DETAIL, Hop, Result
 
 log = structlog.get_logger("swarm.speculation")
 
@@ -63,12 +63,17 @@ class Speculation:
         self.counters.started += 1
         log.info("speculating: passed on while generating", peer=self.peer)
 
-    def claim(self) -> asyncio.Task | None:
-        """The send under way, now the routing loop's to await (None: nothing was sent)."""
+    def claim(self, trace: list[Hop]) -> asyncio.Task | None:
+        """The send under way, now the routing loop's to await (None: nothing was sent); the agent's
+        own last hop (its rejection) then says that it speculated."""
         self._done = True
         task, self._task = self._task, None
         if task is not None:
             self.counters.used += 1
+            if trace:
+                note = f"speculated: passed on to {self.peer} while generating"
+                detail = f"{note}; {trace[-1].detail}" if trace[-1].detail else note
+                trace[-1] = trace[-1].model_copy(update={"detail": detail[:MAX_DETAIL]})
         return task
 
     def cancel(self) -> Hop | None:

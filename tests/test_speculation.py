@@ -76,6 +76,7 @@ def test_the_copy_passed_on_runs_while_the_agent_generates() -> None:
             assert a.finished == 0  # b answered while a still generates
             answer = await asking
             assert answer.agent == "b" and [h.decision for h in answer.trace] == ["reject", "answer"]
+        assert answer.trace[0].detail == "speculated: passed on to b while generating"
 
     run(scenario, timeout=10)
 

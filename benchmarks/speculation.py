@@ -1,0 +1,205 @@
+"""Speculative forwarding, measured: what passing a query on while the agent still generates buys in
+latency and costs in compute, on the testbed swarm (topologies/quickstart-probe.yaml: the quick
+ladder's four Qwen2 models, each deciding with a probe; the two-stage decision of the probe policy,
+prefill P then the reply's own token confidence, is where an agent generates a reply it may then
+reject, so that is where speculation can save time).
+
+One run, on a fresh local Ray cluster, launches the swarm twice: `off` as shipped (speculate: 0)
+and `on` with `speculate: BAND` on every agent. The same held-out testbed queries (alpha 0.5) arrive
+at a fixed offered load (Poisson, `--rate` queries/s, one arrival schedule for both arms), in
+alternating blocks (off, on, on, off, ...), each block run to its end before the next starts, so
+that load from other processes on the machine falls on both arms alike and each block's compute
+is its own arm's. Per arm:
+
+- latency p50/p95 (client wall time of `Swarm.ask_async`), and the ratio on / off;
+- compute: CPU seconds of the arm's agent processes during its blocks (every generation, the
+  cancelled copies included), the ratio on / off; and from the traces, the queries speculated on
+  and the speculative copies cancelled (the work wasted), with the time they ran;
+- utility (accuracy - alpha x the answering agent's cost), and the share of queries whose result
+  (answering agent and text) is the same in both arms (speculation must not change it).
+
+Run:  python benchmarks/speculation.py [--quick] [--band 0.2] [--rate 1.0] [--out benchmarks/results/speculation.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("SWARM_LOG_LEVEL", "warning")  # before swarm is imported: keep agent logs quiet
+
+import psutil  # noqa: E402
+import ray  # noqa: E402
+
+from swarm.api import Swarm, launch  # noqa: E402
+from swarm.client import Answer  # noqa: E402
+from swarm.eval.data import held_out_items  # noqa: E402
+from swarm.logging import configure_logging  # noqa: E402
+from swarm.tasks.verify import verify  # noqa: E402
+from swarm.topology import Topology, load_topology  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TOPOLOGY = ROOT / "topologies" / "quickstart-probe.yaml"
+ALPHA = 0.5
+LATENCY_GOAL = 0.9  # worth turning on by default: p95 at most 0.9x off ...
+COMPUTE_GOAL = 1.1  # ... for at most 1.1x the compute, with every result unchanged
+
+
+def with_band(topo: Topology, name: str, band: float) -> Topology:
+    agents = [a.model_copy(update={"policy": topo.policy_for(a).model_copy(update={"speculate": band})}) for a in topo.agents]
+    return topo.model_copy(update={"name": name, "agents": agents})
+
+
+def percentile(values: list[float], q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * q
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def agent_processes(swarm: Swarm) -> list[psutil.Process]:
+    pids = ray.get([ray.get_actor(name, namespace=swarm.namespace).describe.remote() for name in swarm.entries()])
+    return [psutil.Process(d["pid"]) for d in pids]
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in processes)
+
+
+async def run_block(swarm: Swarm, items: list, gaps: list[float]) -> list[tuple[float, Answer | Exception]]:
+    """Send `items` at the offered load (the arrival gaps given), all in flight at once as they arrive."""
+    async def one(item) -> tuple[float, Answer | Exception]:
+        t0 = time.perf_counter()
+        try:
+            answer = await swarm.ask_async(item.prompt, alpha=ALPHA)
+        except Exception as exc:  # noqa: BLE001 - a failed query is counted, not fatal
+            return time.perf_counter() - t0, exc
+        return time.perf_counter() - t0, answer
+
+    tasks = []
+    for item, gap in zip(items, gaps):
+        await asyncio.sleep(gap)
+        tasks.append(asyncio.ensure_future(one(item)))
+    return await asyncio.gather(*tasks)
+
+
+def summarise(rows: list[dict], cpu_s: float) -> dict:
+    ok = [r for r in rows if r["ok"]]
+    lat = [r["latency_s"] for r in rows]
+    n = len(rows)
+    return {
+        "queries": n, "failed": n - len(ok),
+        "p50_s": percentile(lat, 0.5), "p95_s": percentile(lat, 0.95), "mean_s": statistics.fmean(lat),
+        "accuracy": sum(r["correct"] for r in rows) / n, "cost": sum(r["cost"] for r in rows) / n,
+        "utility": sum(r["correct"] - ALPHA * r["cost"] for r in rows) / n,
+        "cpu_s": cpu_s, "cpu_s_per_query": cpu_s / n,
+        "speculated": sum(r["speculated"] for r in rows), "copies_cancelled": sum(r["cancelled"] for r in rows),
+        "copies_cancelled_s": sum(r["cancelled_s"] for r in rows),
+        "model_seconds_per_query": sum(r["model_seconds"] for r in rows) / n,
+    }
+
+
+def row_of(item, latency_s: float, outcome: Answer | Exception) -> dict:
+    if isinstance(outcome, Exception):
+        return {"id": item.id, "ok": False, "latency_s": latency_s, "correct": False, "cost": 0.0, "agent": "", "text": "",
+                "speculated": False, "cancelled": 0, "cancelled_s": 0.0, "model_seconds": 0.0}
+    wasted = [h for h in outcome.trace if "speculative copy" in h.detail]
+    speculated = bool(wasted) or any(h.detail.startswith("speculated:") for h in outcome.trace)
+    return {"id": item.id, "ok": True, "latency_s": latency_s, "correct": verify(item, outcome.text), "cost": outcome.cost,
+            "agent": outcome.agent, "text": outcome.text, "speculated": speculated, "cancelled": len(wasted),
+            "cancelled_s": sum(h.seconds for h in wasted), "model_seconds": outcome.model_seconds}
+
+
+async def measure(swarms: dict[str, Swarm], items: list, rate: float, block: int, seed: int) -> dict:
+    rng = random.Random(seed)
+    gaps = [rng.expovariate(rate) for _ in items]
+    procs = {arm: agent_processes(s) for arm, s in swarms.items()}
+    rows: dict[str, dict[str, dict]] = {arm: {} for arm in swarms}
+    cpu = dict.fromkeys(swarms, 0.0)
+    arms = list(swarms)
+    for b, start in enumerate(range(0, len(items), block)):
+        order = arms if b % 2 == 0 else arms[::-1]
+        for arm in order:
+            chunk, chunk_gaps = items[start:start + block], gaps[start:start + block]
+            before = cpu_seconds(procs[arm])
+            results = await run_block(swarms[arm], chunk, chunk_gaps)
+            cpu[arm] += cpu_seconds(procs[arm]) - before
+            for item, (latency, outcome) in zip(chunk, results):
+                rows[arm][item.id] = row_of(item, latency, outcome)
+        done = start + len(items[start:start + block])
+        print(f"  {done}/{len(items)} queries per arm", flush=True)
+    out = {arm: summarise(list(rows[arm].values()), cpu[arm]) for arm in arms}
+    same = sum(rows["off"][i]["agent"] == rows["on"][i]["agent"] and rows["off"][i]["text"] == rows["on"][i]["text"] for i in rows["off"])
+    return {"arms": out, "same_result": same / len(items), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer queries (a smoke run)")
+    ap.add_argument("--band", type=float, default=0.2, help="the `speculate` band of the `on` arm")
+    ap.add_argument("--rate", type=float, default=1.0, help="offered load, queries per second")
+    ap.add_argument("--per-cell", type=int, default=None, help="held-out queries per (family, difficulty) cell")
+    ap.add_argument("--block", type=int, default=20, help="queries per alternating block")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speculation.json")
+    args = ap.parse_args(argv)
+    configure_logging(level="warning")
+    per_cell = args.per_cell or (2 if args.quick else 10)
+    items = held_out_items(per_cell)
+    random.Random(0).shuffle(items)
+    topo = load_topology(TOPOLOGY)
+    ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
+    t0 = time.perf_counter()
+    swarms = {"off": launch(with_band(topo, "spec-off", 0.0), agent_output=False),
+              "on": launch(with_band(topo, "spec-on", args.band), agent_output=False)}
+    launch_s = time.perf_counter() - t0
+    try:
+        for s in swarms.values():  # warm-up: every agent's first batch, outside the measurement
+            asyncio.run(run_block(s, items[:4], [0.0] * 4))
+        print(f"{len(items)} queries per arm at {args.rate} q/s, blocks of {args.block}, band {args.band} ...", flush=True)
+        result = asyncio.run(measure(swarms, items, args.rate, args.block, seed=0))
+    finally:
+        for s in swarms.values():
+            s.shutdown()
+        ray.shutdown()
+    off, on = result["arms"]["off"], result["arms"]["on"]
+    summary = {
+        "benchmark": "speculation", "topology": str(TOPOLOGY.relative_to(ROOT)), "alpha": ALPHA, "band": args.band,
+        "rate_qps": args.rate, "queries_per_arm": len(items), "block": args.block, "launch_s": launch_s,
+        "off": off, "on": on,
+        "p50_ratio": on["p50_s"] / off["p50_s"], "p95_ratio": on["p95_s"] / off["p95_s"],
+        "compute_ratio": on["cpu_s"] / off["cpu_s"] if off["cpu_s"] else math.nan,
+        "utility_delta": on["utility"] - off["utility"], "same_result": result["same_result"],
+        "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__,
+                    "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "loadavg_end": list(os.getloadavg()),
+                    "quick": args.quick},
+    }
+    summary["on_by_default"] = bool(summary["p95_ratio"] <= LATENCY_GOAL and summary["compute_ratio"] <= COMPUTE_GOAL
+                                    and summary["same_result"] == 1.0)
+    print()
+    print(f"{'arm':<5} {'p50 s':>7} {'p95 s':>7} {'CPU s/q':>8} {'utility':>8} {'speculated':>10} {'cancelled':>9} {'failed':>6}")
+    for arm, r in (("off", off), ("on", on)):
+        print(f"{arm:<5} {r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {r['cpu_s_per_query']:>8.3f} {r['utility']:>8.3f} {r['speculated']:>10} "
+              f"{r['copies_cancelled']:>9} {r['failed']:>6}")
+    print(f"on/off: p50 {summary['p50_ratio']:.3f}, p95 {summary['p95_ratio']:.3f}, compute {summary['compute_ratio']:.3f}; "
+          f"utility delta {summary['utility_delta']:+.4f}; same result {summary['same_result']:.1%}; "
+          f"on by default: {summary['on_by_default']}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

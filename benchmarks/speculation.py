@@ -4,21 +4,21 @@ ladder's four Qwen2 models, each deciding with a probe; the two-stage decision o
 prefill P then the reply's own token confidence, is where an agent generates a reply it may then
 reject, so that is where speculation can save time).
 
-One run, on a fresh local Ray cluster, launches the swarm twice: `off` as shipped (speculate: 0)
-and `on` with `speculate: BAND` on every agent. The same held-out testbed queries (alpha 0.5) arrive
-at a fixed offered load (Poisson, `--rate` queries/s, one arrival schedule for both arms), in
-alternating blocks (off, on, on, off, ...), each block run to its end before the next starts, so
-that load from other processes on the machine falls on both arms alike and each block's compute
-is its own arm's. Per arm:
+One run, on a fresh local Ray cluster, launches the swarm once per arm: `off` as shipped
+(speculate: 0) and one arm per band in `--bands`, with `speculate: BAND` on every agent. The same
+held-out testbed queries (alpha 0.5) arrive at a fixed offered load (Poisson, `--rate` queries/s,
+one arrival schedule for every arm), in blocks that rotate through the arms, each block run to its
+end before the next starts, so that load from other processes on the machine falls on every arm
+alike and each block's compute is its own arm's. Per arm:
 
-- latency p50/p95 (client wall time of `Swarm.ask_async`), and the ratio on / off;
+- latency p50/p95 (client wall time of `Swarm.ask_async`), and the ratio to `off`;
 - compute: CPU seconds of the arm's agent processes during its blocks (every generation, the
-  cancelled copies included), the ratio on / off; and from the traces, the queries speculated on
+  cancelled copies included), the ratio to `off`; and from the traces, the queries speculated on
   and the speculative copies cancelled (the work wasted), with the time they ran;
 - utility (accuracy - alpha x the answering agent's cost), and the share of queries whose result
-  (answering agent and text) is the same in both arms (speculation must not change it).
+  (answering agent and text) is the same as `off`'s (speculation must not change it).
 
-Run:  python benchmarks/speculation.py [--quick] [--band 0.2] [--rate 1.0] [--out benchmarks/results/speculation.json]
+Run:  python benchmarks/speculation.py [--quick] [--bands 0.05 0.2 1] [--rate 1.0] [--out benchmarks/results/speculation.json]
 """
 
 from __future__ import annotations
@@ -37,10 +37,12 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("SWARM_LOG_LEVEL", "warning")  # before swarm is imported: keep agent logs quiet
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psutil  # noqa: E402
 import ray  # noqa: E402
 
+from benchmarks.hop_overhead import percentile  # noqa: E402
 from swarm.api import Swarm, launch  # noqa: E402
 from swarm.client import Answer  # noqa: E402
 from swarm.eval.data import held_out_items  # noqa: E402
@@ -58,15 +60,6 @@ COMPUTE_GOAL = 1.1  # ... for at most 1.1x the compute, with every result unchan
 def with_band(topo: Topology, name: str, band: float) -> Topology:
     agents = [a.model_copy(update={"policy": topo.policy_for(a).model_copy(update={"speculate": band})}) for a in topo.agents]
     return topo.model_copy(update={"name": name, "agents": agents})
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return math.nan
-    k = (len(s) - 1) * q
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def agent_processes(swarm: Swarm) -> list[psutil.Process]:
@@ -130,7 +123,7 @@ async def measure(swarms: dict[str, Swarm], items: list, rate: float, block: int
     cpu = dict.fromkeys(swarms, 0.0)
     arms = list(swarms)
     for b, start in enumerate(range(0, len(items), block)):
-        order = arms if b % 2 == 0 else arms[::-1]
+        order = arms[b % len(arms):] + arms[:b % len(arms)]
         for arm in order:
             chunk, chunk_gaps = items[start:start + block], gaps[start:start + block]
             before = cpu_seconds(procs[arm])
@@ -141,14 +134,17 @@ async def measure(swarms: dict[str, Swarm], items: list, rate: float, block: int
         done = start + len(items[start:start + block])
         print(f"  {done}/{len(items)} queries per arm", flush=True)
     out = {arm: summarise(list(rows[arm].values()), cpu[arm]) for arm in arms}
-    same = sum(rows["off"][i]["agent"] == rows["on"][i]["agent"] and rows["off"][i]["text"] == rows["on"][i]["text"] for i in rows["off"])
-    return {"arms": out, "same_result": same / len(items), "rows": rows}
+    off = rows["off"]
+    for arm in arms:
+        same = sum(off[i]["agent"] == rows[arm][i]["agent"] and off[i]["text"] == rows[arm][i]["text"] for i in off)
+        out[arm]["same_result"] = same / len(items)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer queries (a smoke run)")
-    ap.add_argument("--band", type=float, default=0.2, help="the `speculate` band of the `on` arm")
+    ap.add_argument("--bands", type=float, nargs="+", default=[0.05, 0.2, 1.0], help="the `speculate` band of each arm beside `off`")
     ap.add_argument("--rate", type=float, default=1.0, help="offered load, queries per second")
     ap.add_argument("--per-cell", type=int, default=None, help="held-out queries per (family, difficulty) cell")
     ap.add_argument("--block", type=int, default=20, help="queries per alternating block")
@@ -161,40 +157,42 @@ def main(argv: list[str] | None = None) -> int:
     topo = load_topology(TOPOLOGY)
     ray.init(address="local", include_dashboard=False, configure_logging=False, log_to_driver=False)
     t0 = time.perf_counter()
-    swarms = {"off": launch(with_band(topo, "spec-off", 0.0), agent_output=False),
-              "on": launch(with_band(topo, "spec-on", args.band), agent_output=False)}
+    swarms = {"off": launch(with_band(topo, "spec-off", 0.0), agent_output=False)}
+    for k, band in enumerate(args.bands):
+        swarms[f"band {band:g}"] = launch(with_band(topo, f"spec-{k}", band), agent_output=False)
     launch_s = time.perf_counter() - t0
     try:
         for s in swarms.values():  # warm-up: every agent's first batch, outside the measurement
             asyncio.run(run_block(s, items[:4], [0.0] * 4))
-        print(f"{len(items)} queries per arm at {args.rate} q/s, blocks of {args.block}, band {args.band} ...", flush=True)
-        result = asyncio.run(measure(swarms, items, args.rate, args.block, seed=0))
+        print(f"{len(items)} queries per arm at {args.rate} q/s, blocks of {args.block}, arms {', '.join(swarms)} ...", flush=True)
+        arms = asyncio.run(measure(swarms, items, args.rate, args.block, seed=0))
     finally:
         for s in swarms.values():
             s.shutdown()
         ray.shutdown()
-    off, on = result["arms"]["off"], result["arms"]["on"]
+    off = arms["off"]
+    for arm, r in arms.items():
+        r.update(p50_ratio=r["p50_s"] / off["p50_s"], p95_ratio=r["p95_s"] / off["p95_s"],
+                 compute_ratio=r["cpu_s"] / off["cpu_s"] if off["cpu_s"] else math.nan, utility_delta=r["utility"] - off["utility"])
+        r["worth_it"] = bool(r["p95_ratio"] <= LATENCY_GOAL and r["compute_ratio"] <= COMPUTE_GOAL and r["same_result"] == 1.0)
     summary = {
-        "benchmark": "speculation", "topology": str(TOPOLOGY.relative_to(ROOT)), "alpha": ALPHA, "band": args.band,
+        "benchmark": "speculation", "topology": str(TOPOLOGY.relative_to(ROOT)), "alpha": ALPHA, "bands": args.bands,
         "rate_qps": args.rate, "queries_per_arm": len(items), "block": args.block, "launch_s": launch_s,
-        "off": off, "on": on,
-        "p50_ratio": on["p50_s"] / off["p50_s"], "p95_ratio": on["p95_s"] / off["p95_s"],
-        "compute_ratio": on["cpu_s"] / off["cpu_s"] if off["cpu_s"] else math.nan,
-        "utility_delta": on["utility"] - off["utility"], "same_result": result["same_result"],
+        "goal": {"p95_ratio_at_most": LATENCY_GOAL, "compute_ratio_at_most": COMPUTE_GOAL, "same_result": 1.0},
+        "arms": arms, "on_by_default": any(r["worth_it"] for r in arms.values() if r is not off),
         "machine": {"cpu_count": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__,
                     "timestamp": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "loadavg_end": list(os.getloadavg()),
                     "quick": args.quick},
     }
-    summary["on_by_default"] = bool(summary["p95_ratio"] <= LATENCY_GOAL and summary["compute_ratio"] <= COMPUTE_GOAL
-                                    and summary["same_result"] == 1.0)
     print()
-    print(f"{'arm':<5} {'p50 s':>7} {'p95 s':>7} {'CPU s/q':>8} {'utility':>8} {'speculated':>10} {'cancelled':>9} {'failed':>6}")
-    for arm, r in (("off", off), ("on", on)):
-        print(f"{arm:<5} {r['p50_s']:>7.3f} {r['p95_s']:>7.3f} {r['cpu_s_per_query']:>8.3f} {r['utility']:>8.3f} {r['speculated']:>10} "
-              f"{r['copies_cancelled']:>9} {r['failed']:>6}")
-    print(f"on/off: p50 {summary['p50_ratio']:.3f}, p95 {summary['p95_ratio']:.3f}, compute {summary['compute_ratio']:.3f}; "
-          f"utility delta {summary['utility_delta']:+.4f}; same result {summary['same_result']:.1%}; "
-          f"on by default: {summary['on_by_default']}")
+    print(f"{'arm':<9} {'p50 s':>6} {'p95 s':>6} {'p50 x':>6} {'p95 x':>6} {'CPU s/q':>7} {'CPU x':>6} {'utility':>7} {'same':>6} "
+          f"{'specul.':>7} {'wasted':>6} {'failed':>6}")
+    for arm, r in arms.items():
+        print(f"{arm:<9} {r['p50_s']:>6.3f} {r['p95_s']:>6.3f} {r['p50_ratio']:>6.3f} {r['p95_ratio']:>6.3f} {r['cpu_s_per_query']:>7.3f} "
+              f"{r['compute_ratio']:>6.3f} {r['utility']:>7.3f} {r['same_result']:>6.1%} {r['speculated']:>7} {r['copies_cancelled']:>6} "
+              f"{r['failed']:>6}")
+    print(f"goal to turn it on by default: p95 <= {LATENCY_GOAL}x off for compute <= {COMPUTE_GOAL}x, every result the same; "
+          f"met: {summary['on_by_default']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import math
 
+import pytest
+
 from swarm.client import Answer
 from swarm.node import NodeConfig
 from swarm.policies import AlwaysAnswer, SelfAware
 from swarm.testing import MemorySwarm, ScriptedBackend
+from swarm.topology import TopologyError, parse_topology
 from swarm.transport.memory import MemoryNetwork
 from test_node import run, wait_until
 
@@ -109,3 +112,18 @@ def test_no_speculation_when_off_or_for_a_streamed_query() -> None:
             assert swarm.nodes["a"].counters.speculation.started == 0
 
     run(scenario, timeout=10)
+
+
+def test_a_band_where_no_policy_can_use_it_is_a_clear_error() -> None:
+
+    def topology(policy: str) -> str:
+        return ("name: t\nagents:\n  - {name: a, cost: 0.1, backend: {kind: openai, base_url: 'http://127.0.0.1:1/v1', model: m}, "
+                f"policy: {policy}}}\n")
+
+    assert parse_topology(topology("{kind: self_aware, decide: logprobs, speculate: 0.2}")).agents[0].policy.speculate == 0.2
+    with pytest.raises(TopologyError, match=r"<string>:3: agents\[0\]\.policy: speculate needs decide: logprobs"):
+        parse_topology(topology("{kind: self_aware, speculate: 0.2}"))
+    with pytest.raises(TopologyError, match="policy.speculate: unknown key"):
+        parse_topology(topology("{kind: confidence, speculate: 0.2}"))
+    with pytest.raises(TopologyError, match="speculate: input should be less than or equal to 1"):
+        parse_topology(topology("{kind: self_aware, decide: logprobs, speculate: 1.5}"))

@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -374,7 +374,7 @@ class AgentNode:
         if peer is None or q.stream_to or getattr(self.policy, "speculate", 0.0) <= 0:
             return None
 
-        def send() -> asyncio.Future:
+        def send() -> Awaitable[Result]:
             remaining = deadline - time.monotonic()
             return self._forward(peer, self._onward(q, visited, remaining), remaining)
 
@@ -384,7 +384,7 @@ class AgentNode:
         return self.table.next_hop(visited) if len(visited) < q.max_hops else None
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
-                       relay: TextRelay | None = None, uncertain=None):
+                       relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
         could still pass the query on spends at most `generation_share` of the time left, and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
@@ -396,7 +396,7 @@ class AgentNode:
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
-                                                  self._curve_of(peer), relay, uncertain or None), self.backend)
+                                                  self._curve_of(peer), relay, uncertain), self.backend)
         except TimeoutError:
             self._backend_failed()
             detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left"

@@ -1,7 +1,8 @@
 """Speculative forwarding on a real local Ray swarm of real models: the testbed's tb-xs (probe policy)
 in front of tb-l, launched twice, with and without speculation. With a band of 1 tb-xs passes every
 query it generates for on to tb-l at once; each result is still the one routing without speculation
-returns, and each copy it does not keep is cancelled at tb-l (whose backend then stops generating:
+returns, and each copy it does not keep is cancelled at tb-l unless tb-l already finished it (a running
+copy's backend then stops generating:
 the transformers backend's own test, test_a_cancelled_streaming_row_generates_no_more_than_a_token_after_the_cancel,
 shows a cancelled row generates at most one token after the cancel)."""
 
@@ -55,6 +56,8 @@ def test_speculation_keeps_every_result_and_cancels_the_copies_it_does_not_keep(
     wasted = [h for a in kept for h in a.trace if "speculative copy" in h.detail]
     assert kept and len(wasted) == len(kept)  # tb-xs generated for (and kept) these: each one's copy was cancelled
     assert all(h.agent == "tb-l" and h.decision == "refused" and h.seconds > 0 for h in wasted)
-    # tb-l obeyed the Cancel wherever its copy still ran (one it had finished is only wasted work)
-    assert 0 < results["status-1.0"]["tb-l"].cancelled <= len(kept) and results["status-0.0"]["tb-l"].cancelled == 0
+    # Each copy not kept was cancelled at tb-l, or tb-l had already answered it (wasted work, and no more):
+    # tb-l answered what it answers without speculation plus the copies it finished before their Cancel came.
+    on, off = results["status-1.0"]["tb-l"], results["status-0.0"]["tb-l"]
+    assert off.cancelled == 0 and on.cancelled <= len(kept) and on.answered == off.answered + len(kept) - on.cancelled
     assert used and all(a.agent == "tb-l" for a in used)  # a copy used: tb-xs generated, then rejected its reply

@@ -17,7 +17,7 @@ import asyncio
 import random
 import time
 from collections import Counter, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import structlog
@@ -33,6 +33,7 @@ from swarm.protocol import (
     MAX_HOPS, MAX_RECENT, Ack, Cancel, Chunk, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Status, StatusRequest, decode, encode,
     error_reply, expect,
 )
+from swarm.speculation import Speculation, SpeculationCounters
 from swarm.streaming import TextRelay, pieces_of
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
@@ -76,6 +77,7 @@ class Counters:
     cancelled: int = 0  # executions stopped by a cancel message
     latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
     forwards_to: Counter[str] = field(default_factory=Counter)  # peer -> forwards it replied to (the edges queries took)
+    speculation: SpeculationCounters = field(default_factory=SpeculationCounters)  # queries passed on while generating (swarm.speculation)
 
 
 class NodeObserver:
@@ -88,6 +90,10 @@ class NodeObserver:
     def query_done(self, seconds: float, outcome: str, entry: bool, hops: int) -> None:
         """A query left this agent: time held here, 'ok' or the error code, whether this agent was its
         entry, and (at the entry, the whole path) the forwards between agents it took."""
+
+    def speculated(self, outcome: str) -> None:
+        """A query this agent passed on while generating (swarm.speculation): 'used' (it rejected, the
+        copy's reply is the result) or 'cancelled' (it answered: the copy was wasted work)."""
 
 
 class AgentNode:
@@ -307,23 +313,35 @@ class AgentNode:
         horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
         peer = self._next_hop(q, visited, horizon, deciding=True)
         trace: list[Hop] = []
-        response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay)
+        ahead = self._speculation(q, peer, visited, deadline, horizon)
+        try:
+            response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay,
+                                           uncertain=ahead and ahead.trigger)
+        except BaseException:
+            if ahead is not None:
+                ahead.close()
+            raise
         if response is not None and not response.rejected:
+            if ahead is not None and (wasted := ahead.cancel()) is not None:
+                trace.append(wasted)
+                self.observer.speculated("cancelled")
             return await self._answered(q, response, trace, forced=peer is None, relay=relay)
+        if (first := ahead and ahead.claim(trace)) is not None:
+            self.observer.speculated("used")
         if response is not None:
             self.counters.rejected += 1
             self.observer.decided("reject")
-            peer = self._next_hop(q, visited, horizon)  # chosen again for the time the decision really took: none fits, we answer
+            if first is None:  # chosen again for the time the decision really took (none fits: we answer); a copy already sent stays
+                peer = self._next_hop(q, visited, horizon)
             log.debug("rejected", next_hop=peer)
         while peer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
-            target = None if q.target_s is None else max(0.0, horizon - time.monotonic())
-            onward = q.model_copy(update={"budget_s": remaining, "target_s": target, "visited": visited, "sender": self.name,
-                                          "digest": self.membership.digest()})
+            sending = first if first is not None else self._forward(peer, self._onward(q, visited, remaining, horizon), remaining)
+            first = None
             try:
-                reply = await self._forward(peer, onward, remaining)
+                reply = await sending
             except Oversize as exc:  # our own message is too large for any peer: nobody is at fault, and nobody else can take it
                 log.warning("query too large to pass on", error=str(exc))
                 trace.append(Hop(agent=self.name, decision="error", detail="query too large to pass on"))
@@ -355,6 +373,23 @@ class AgentNode:
         self.counters.failed += 1
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
 
+    def _onward(self, q: Query, visited: list[str], remaining: float, horizon: float) -> Query:
+        """`q` as this agent passes it on (with the time left to its soft target, when it has one)."""
+        target = None if q.target_s is None else max(0.0, horizon - time.monotonic())
+        return q.model_copy(update={"budget_s": remaining, "target_s": target, "visited": list(visited), "sender": self.name,
+                                    "digest": self.membership.digest()})
+
+    def _speculation(self, q: Query, peer: str | None, visited: list[str], deadline: float, horizon: float) -> Speculation | None:
+        """The early pass-on the policy may ask for while it generates (swarm.speculation); None when it cannot."""
+        if peer is None or q.stream_to or getattr(self.policy, "speculate", 0.0) <= 0:
+            return None
+
+        def send() -> Awaitable[Result]:
+            remaining = deadline - time.monotonic()
+            return self._forward(peer, self._onward(q, visited, remaining, horizon), remaining)
+
+        return Speculation(self.name, peer, send, self.counters.speculation)
+
     def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False) -> str | None:
         """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`);
         None when none does, and the agent answers itself (swarm.latency)."""
@@ -368,7 +403,7 @@ class AgentNode:
         return peer
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
-                       relay: TextRelay | None = None):
+                       relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
         could still pass the query on spends at most `generation_share` of the time left (or twice its usual
         decision time, when that is more and its next hop still fits: swarm.latency.decision_limit), and none
@@ -378,12 +413,12 @@ class AgentNode:
             return None
         now = time.monotonic()
         peer_times = self.latency.peers.get(peer) if peer is not None else None
-        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, self.latency.own.timing(), peer_times,
-                                                                  self.config.hop_overhead_s)
+        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, self.latency.own.timing(),
+                                                                  peer_times, self.config.hop_overhead_s)
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
-                                                  self._curve_of(peer), relay), self.backend)
+                                                  self._curve_of(peer), relay, uncertain), self.backend)
             self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
             self._backend_failed()

@@ -13,6 +13,11 @@ verbalized check said yes; a self-aware reply past the point where it could stil
 phrase), so a client never sees a piece of a reply the agent then rejects. Policies that judge a
 reply after generating it (confidence, probe with confirm) stream only when the agent must answer;
 otherwise their answer reaches the client in one piece at the end.
+
+Speculation (`swarm.speculation`): a policy that holds a calibrated P before it generates (self_aware
+with decide: logprobs, probe) and whose `speculate` band is set calls `Ask.on_uncertain` when it is
+about to generate although P does not clear its answer rule's bar by the band: the agent may then
+pass the query on while it generates, and keep whichever result its decision picks.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ class Ask:
     cost: float = 0.0  # this agent's
     pass_curve: tuple[float, ...] | None = None  # the value curve of the agent a rejected query goes to (None: unknown)
     on_text: Callable[[str], None] | None = None  # streaming: each new piece of a final answer (see the module's note)
+    on_uncertain: Callable[[], None] | None = None  # speculation: P is in the uncertain band (any thread; see the module's note)
 
     def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
                    **options: Any) -> GenerationRequest:
@@ -96,8 +102,8 @@ def _response(rejected: bool, *gens: Generation, must_answer: bool = False, requ
 
 
 class SelfAware(Policy):
-    def __init__(self, reject_phrase: str = REJECT_PHRASE, decide: str = "generate", margin: float = 0.0) -> None:
-        self.reject_phrase, self.decide, self.margin = reject_phrase, decide, margin
+    def __init__(self, reject_phrase: str = REJECT_PHRASE, decide: str = "generate", margin: float = 0.0, speculate: float = 0.0) -> None:
+        self.reject_phrase, self.decide, self.margin, self.speculate = reject_phrase, decide, margin, speculate
 
     def check(self, backend: Backend) -> None:
         if self.decide == "logprobs" and not backend.scores_first_token:
@@ -114,6 +120,9 @@ class SelfAware(Policy):
             logp, tokens_in = await backend.reject_logprob(request)
             if reject_log_odds(logp) > self.margin:
                 return Response(True, self.reject_phrase, tokens_in, 1, 0.0)
+            # P(an answer starts) = 1 - P(reject start); the rule's bar on it is 1 - sigmoid(margin)
+            if ask.on_uncertain is not None and in_band(-math.expm1(logp), 1 - 1 / (1 + math.exp(-self.margin)), self.speculate):
+                ask.on_uncertain()
         gen = await backend.generate(request)
         return _response(allow and self.is_rejection(gen.text), gen, must_answer=not allow)
 
@@ -182,7 +191,7 @@ class ProbePolicy(Policy):
     when nothing it ever scored on its validation data could, it passes on without a prefill."""
 
     def __init__(self, path: str, bar: str = "curve", unfamiliar: str = "token_confidence", require_template: bool = False,
-                 confirm: str = "token_confidence") -> None:
+                 confirm: str = "token_confidence", speculate: float = 0.0) -> None:
         from swarm.assess.probe import Probe
 
         try:
@@ -195,6 +204,7 @@ class ProbePolicy(Policy):
         except SwarmError as exc:
             raise BackendError(str(exc), fatal=True) from None
         self._configure(path, bar, unfamiliar, require_template, confirm)
+        self.speculate = speculate
 
     @classmethod
     def from_probe(cls, probe, bar: str = "curve", unfamiliar: str = "pass", confirm: str = "none") -> ProbePolicy:
@@ -202,6 +212,7 @@ class ProbePolicy(Policy):
         self = cls.__new__(cls)
         self.probe = probe
         self._configure("", bar, unfamiliar, False, confirm)
+        self.speculate = 0.0
         return self
 
     def _configure(self, path: str, bar: str, unfamiliar: str, require_template: bool, confirm: str) -> None:
@@ -240,6 +251,20 @@ class ProbePolicy(Policy):
         successor = ask.pass_curve if self.bar == "curve" else None
         return answers(p_know, ask.alpha, ask.cost, list(successor) if successor else None, reject_reward(ask.alpha))
 
+    def uncertain(self, p_know: float, familiar: bool, ask: Ask) -> bool:
+        """About to generate, is the outcome still open? Yes when P (the probe's, before the reply's
+        confidence is known) does not clear the answer rule's bar by `speculate`, or when the probe
+        cannot judge the query and the reply's confidence alone will decide."""
+        from swarm.assess.curves import answer_bar
+
+        if not familiar:
+            return self.unfamiliar == "token_confidence"
+        if not self.confirm:  # the prompt alone decides: nothing is left open once it generates
+            return False
+        successor = ask.pass_curve if self.bar == "curve" else None
+        return in_band(p_know, answer_bar(ask.alpha, ask.cost, list(successor) if successor else None, reject_reward(ask.alpha)),
+                       self.speculate)
+
     def judge(self, ask: Ask, seen: dict) -> Callable[[Any], bool]:
         """Stage 1, on the prefill's states: is answering worth generating?"""
         def decide(states) -> bool:
@@ -249,7 +274,10 @@ class ProbePolicy(Policy):
                 raise BackendError(str(exc), fatal=True) from None
             familiar = self.unfamiliar == "trust" or bool(self.probe.familiar(states[None])[0])
             seen.update(p_know=p, familiar=familiar)
-            return self.worth_generating(p, familiar, ask)
+            worth = self.worth_generating(p, familiar, ask)
+            if worth and ask.on_uncertain is not None and self.speculate > 0 and self.uncertain(p, familiar, ask):
+                ask.on_uncertain()
+            return worth
         return decide
 
     def worth_generating(self, p: float, familiar: bool, ask: Ask) -> bool:
@@ -302,6 +330,11 @@ def _past_rejection(on_text: Callable[[str], None], reject_phrase: str) -> Calla
     return gate
 
 
+def in_band(p: float, bar: float, band: float) -> bool:
+    """Speculation's uncertain band: the agent generates, yet P does not clear the answer rule's bar by `band` (> 0)."""
+    return band > 0 and p < bar + band
+
+
 def usable(text: str, require_template: bool = False) -> bool:
     """Can a reply stand as an answer? Never when empty; with `require_template`, only in the answer template."""
     if not text.strip():
@@ -317,11 +350,11 @@ def reject_log_odds(logp: float) -> float:
 
 # A topology's policy kind -> how its block becomes a policy (the kinds of swarm.specs.POLICY_KINDS).
 POLICIES: dict[str, Callable[[Any], Policy]] = {
-    "self_aware": lambda spec: SelfAware(spec.reject_phrase, spec.decide, spec.margin),
+    "self_aware": lambda spec: SelfAware(spec.reject_phrase, spec.decide, spec.margin, spec.speculate),
     "always_answer": lambda spec: AlwaysAnswer(spec.reject_phrase),
     "confidence": lambda spec: Confidence(spec.signal, dict(spec.thresholds)),
     "verbalized": lambda spec: Verbalized(spec.reject_phrase),
-    "probe": lambda spec: ProbePolicy(spec.path, spec.bar, spec.unfamiliar, spec.require_template, spec.confirm),
+    "probe": lambda spec: ProbePolicy(spec.path, spec.bar, spec.unfamiliar, spec.require_template, spec.confirm, spec.speculate),
 }
 
 

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from swarm.prompts import ScenarioName, default_thresholds
 
@@ -175,6 +175,17 @@ class SelfAwarePolicySpec(BaseModel):
         "generate", description="generate: stop as soon as the reply starts with the reject phrase; logprobs: one "
                                 "decoding step comparing the reject phrase's first token against everything else")
     margin: float = Field(0.0, description="logprobs: reject when log P(reject start) - log P(other) > margin")
+    speculate: float = Field(0.0, ge=0, le=1, description="speculation's uncertain band (0: off): when the agent is "
+                             "about to generate although its P (1 - P(reject start), decide: logprobs only) does not clear its answer rule's bar by this much, it "
+                             "passes the query on while it generates and keeps its own answer only if it then answers "
+                             "(the copy it does not keep is cancelled; README, 'Speculative forwarding')")
+
+    @model_validator(mode="after")
+    def _speculation_needs_a_prior(self) -> SelfAwarePolicySpec:
+        if self.speculate > 0 and self.decide != "logprobs":
+            raise ValueError("speculate needs decide: logprobs (with decide: generate the agent holds no P before it "
+                             "generates, so it has no uncertain band)")
+        return self
 
 
 class ConfidencePolicySpec(BaseModel):
@@ -229,6 +240,10 @@ class ProbePolicySpec(BaseModel):
     confirm: Literal["token_confidence", "none"] = Field(
         "token_confidence", description="token_confidence: once the answer is generated, fuse P with the reply's least "
         "likely token and pass the query on after all when the reply turns out unsure; none: decide on the prompt alone")
+    speculate: float = Field(0.0, ge=0, le=1, description="speculation's uncertain band (0: off): when the agent is "
+                             "about to generate although its P (the probe's, before the reply's confidence) does not clear its answer rule's bar by this much, it "
+                             "passes the query on while it generates and keeps its own answer only if it then answers "
+                             "(the copy it does not keep is cancelled; README, 'Speculative forwarding')")
 
     @field_validator("path")
     @classmethod

@@ -10,6 +10,7 @@ transports and topologies.
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from collections.abc import AsyncIterator, Iterable
 from typing import Self
@@ -30,11 +31,18 @@ class ScriptedBackend(Backend):
 
     Streaming (a request with `on_text`): the reply goes out word by word, `token_delay_s` apart;
     with `pause` set to an asyncio.Event, it stops after the first word until the event is set
-    (so a test can show the first piece arrived before generation ended). `streamed` counts words sent."""
+    (so a test can show the first piece arrived before generation ended). `streamed` counts words sent.
 
-    def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None) -> None:
+    First-token scores (self_aware with decide: logprobs), only when `reject_logprobs` is given:
+    `reject_logprobs[query]` is log P(the reply starts with the reject phrase); for a query not in it,
+    log 0.1 when the backend knows the answer, log 0.9 when it does not."""
+
+    def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None,
+                 reject_logprobs: dict[str, float] | None = None) -> None:
         self.answers = {} if answers is None else answers
         self.logprobs = {} if logprobs is None else logprobs  # query -> token logprobs reported for its answer
+        self.reject_logprobs = reject_logprobs
+        self.scores_first_token = reject_logprobs is not None
         self.delay_s = delay_s
         self.fail: bool | BaseException = False
         self.hang = False
@@ -54,6 +62,12 @@ class ScriptedBackend(Backend):
             raise
         self.finished += 1
         return generation
+
+    async def reject_logprob(self, request: GenerationRequest) -> tuple[float, int]:
+        if self.reject_logprobs is None:
+            return await super().reject_logprob(request)
+        default = math.log(0.1 if request.query in self.answers else 0.9)
+        return self.reject_logprobs.get(request.query, default), max(1, len(request.query.split()))
 
     async def _generate(self, request: GenerationRequest) -> Generation:
         if isinstance(self.fail, BaseException):

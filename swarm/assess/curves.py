@@ -74,6 +74,11 @@ def region_curves(p_know: np.ndarray, correct: np.ndarray, cost: float, successo
 def answers(p_know: float, alpha: float, cost: float, successor: list[float] | None, bar: float) -> bool:
     """The decision: beat the value of passing on (the successor's curve), or, when the successor
     advertises none, the fixed bar `bar` (the paper's (1 - alpha) ** gamma)."""
+    return p_know >= answer_bar(alpha, cost, successor, bar)
+
+
+def answer_bar(alpha: float, cost: float, successor: list[float] | None, bar: float) -> float:
+    """The least P(I know) that `answers` accepts (speculation's uncertain band starts from it)."""
     if successor is None:
-        return p_know >= bar
-    return p_know - alpha * cost >= at(successor, alpha)
+        return bar
+    return at(successor, alpha) + alpha * cost

@@ -20,6 +20,8 @@ class RayMetrics(NodeObserver):
         self.decisions = Counter("swarm_agent_decisions", "this agent's decisions (answer, forced, reject)", tag_keys=(*tags, "decision"))
         self.outcomes = Counter("swarm_agent_outcomes", "queries leaving this agent, by outcome (ok or error code)", tag_keys=(*tags, "outcome"))
         self.latency = Histogram("swarm_agent_latency_s", "time a query spent at this agent and beyond (s)", boundaries=list(self._LATENCY_S), tag_keys=tags)
+        self.speculations = Counter("swarm_agent_speculations", "queries this agent passed on while generating, by outcome: used "
+                                    "(it rejected) or cancelled (it answered; the copy was wasted work)", tag_keys=(*tags, "outcome"))
         self.hops = Histogram("swarm_query_hops", "forwards between agents per query, counted at its entry agent", boundaries=list(self._HOPS), tag_keys=tags)
 
     def decided(self, decision: str) -> None:
@@ -32,3 +34,5 @@ class RayMetrics(NodeObserver):
         if entry:
             self.hops.observe(hops, self.tags)
 
+    def speculated(self, outcome: str) -> None:
+        self.speculations.inc(1, {**self.tags, "outcome": outcome})

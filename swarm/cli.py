@@ -89,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("swarm")
     c.add_argument("question")
     _scenario_args(c)
+    c.add_argument("--deadline-s", type=float, help="hard limit: the query fails past it (default: the topology's deadline_s)")
+    c.add_argument("--target-latency-s", type=float, help="soft target: agents skip peers that would miss it, or answer themselves")
     c.add_argument("--json", action="store_true", help="print the answer and its trace as JSON")
     c.add_argument("--address", default="auto")
 
@@ -197,9 +199,10 @@ def _ask(args) -> int:
     s = swarm.attach(args.swarm, args.address)
     try:
         if args.json:
-            a = s.ask(args.question, scenario=args.scenario, alpha=args.alpha)
+            a = s.ask(args.question, scenario=args.scenario, alpha=args.alpha, deadline_s=args.deadline_s, target_latency_s=args.target_latency_s)
         else:  # the answer is printed as the answering agent generates it
-            for a in s.ask_stream(args.question, scenario=args.scenario, alpha=args.alpha):
+            for a in s.ask_stream(args.question, scenario=args.scenario, alpha=args.alpha, deadline_s=args.deadline_s,
+                                  target_latency_s=args.target_latency_s):
                 if isinstance(a, str):
                     print(a, end="", flush=True)
     except QueryError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from dataclasses import dataclass, field
 
@@ -42,14 +43,20 @@ class Answer:
         return sum(h.tokens_in + h.tokens_out for h in self.trace)
 
 
-def new_query(text: str, alpha: float, deadline_s: float, max_hops: int, max_chars: int, query_id: str | None = None) -> Query:
+def new_query(text: str, alpha: float, deadline_s: float, max_hops: int, max_chars: int, query_id: str | None = None,
+              target_latency_s: float | None = None) -> Query:
+    """A query; `deadline_s` is the hard limit (it fails past it), `target_latency_s` a soft one: agents
+    choose next hops to meet it where they can (swarm.latency), but never fail a query for it."""
     if not isinstance(text, str):
         raise TypeError(f"a query must be a string, got {type(text).__name__}")
     if len(text) > max_chars:
         raise QueryTooLarge(f"query of {len(text):,} characters exceeds this swarm's limit of {max_chars:,} (defaults.max_query_chars)")
-    if deadline_s <= 0:
-        raise ValueError(f"deadline_s must be positive, got {deadline_s}")
-    return Query(query_id=query_id or uuid.uuid4().hex, text=text, alpha=alpha, budget_s=deadline_s, max_hops=max_hops)
+    if not deadline_s > 0 or not math.isfinite(deadline_s):
+        raise ValueError(f"deadline_s must be a positive number of seconds, got {deadline_s}")
+    if target_latency_s is not None and (not target_latency_s > 0 or not math.isfinite(target_latency_s)):
+        raise ValueError(f"target_latency_s must be a positive number of seconds, got {target_latency_s}")
+    return Query(query_id=query_id or uuid.uuid4().hex, text=text, alpha=alpha, budget_s=deadline_s, max_hops=max_hops,
+                 target_s=target_latency_s)
 
 
 def to_answer(result: Result, latency_s: float, entry: str) -> Answer:

@@ -188,27 +188,28 @@ class EntryClient:
 
     # -- asking --------------------------------------------------------------------------------
     def query(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
-              must_answer: bool = False) -> Query:
-        """A query with this swarm's limits; `must_answer` gives it a one-hop budget (its entry answers)."""
+              must_answer: bool = False, target_latency_s: float | None = None) -> Query:
+        """A query with this swarm's limits; `must_answer` gives it a one-hop budget (its entry answers);
+        `target_latency_s`: a soft latency target (`new_query`)."""
         d = self.limits
-        return new_query(text, scenario_alpha(scenario, alpha), deadline_s or d.deadline_s, 1 if must_answer else d.max_hops,
-                         d.max_query_chars)
+        return new_query(text, scenario_alpha(scenario, alpha), deadline_s or d.deadline_s,
+                         1 if must_answer else d.max_hops, d.max_query_chars, target_latency_s=target_latency_s)
 
     async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
-                  entry: str | None = None, must_answer: bool = False) -> Answer:
+                  entry: str | None = None, must_answer: bool = False, target_latency_s: float | None = None) -> Answer:
         """One query: an Answer, or a QueryError (NoCapableAgent, DeadlineExceeded) / QueryTooLarge."""
-        return await self.send(self.query(text, scenario, alpha, deadline_s, must_answer), entry)
+        return await self.send(self.query(text, scenario, alpha, deadline_s, must_answer, target_latency_s), entry)
 
     def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
-                   entry: str | None = None) -> AsyncIterator[str | Answer]:
+                   entry: str | None = None, target_latency_s: float | None = None, must_answer: bool = False) -> AsyncIterator[str | Answer]:
         """One query, streamed (`stream`): its text piece by piece, then its Answer."""
-        return self.stream(self.query(text, scenario, alpha, deadline_s), entry)
+        return self.stream(self.query(text, scenario, alpha, deadline_s, must_answer, target_latency_s), entry)
 
     async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
                        deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None,
-                       must_answer: bool = False) -> list[Answer | QueryError]:
+                       must_answer: bool = False, target_latency_s: float | None = None) -> list[Answer | QueryError]:
         """Many queries, at most `concurrency` in flight; each slot holds an Answer or its QueryError."""
-        queries = [self.query(t, scenario, alpha, deadline_s, must_answer) for t in texts]
+        queries = [self.query(t, scenario, alpha, deadline_s, must_answer, target_latency_s) for t in texts]
         slots = asyncio.Semaphore(max(1, concurrency))
 
         async def one(q: Query) -> Answer | QueryError:
@@ -305,7 +306,8 @@ class EntryClient:
             if at is None:
                 raise NoCapableAgent(f"query {q.query_id}: no live entry agent (tried {', '.join(tried) or 'none'})", q.query_id)
             tried.append(at)
-            outcome = yield at, encode(q.model_copy(update={"budget_s": remaining})), remaining + self.grace_s
+            target = None if q.target_s is None else max(0.0, q.target_s - (time.monotonic() - began))
+            outcome = yield at, encode(q.model_copy(update={"budget_s": remaining, "target_s": target})), remaining + self.grace_s
             if isinstance(outcome, TimeoutError):
                 self.abandon(at, encode(Cancel(query_id=q.query_id)))
                 raise DeadlineExceeded(f"query {q.query_id}: no reply from entry agent {at} within the deadline", q.query_id)

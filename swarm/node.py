@@ -25,6 +25,7 @@ import structlog
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
+from swarm.latency import Latency, decision_limit, next_hop_within, quantile, with_own
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
@@ -60,6 +61,7 @@ class NodeConfig:
     breaker_cooldown_s: float = 5.0  # an open breaker passes queries on without asking the backend this long
     remember_s: float = 60.0  # how long a finished query id is remembered, so a late duplicate is not run again
     remember_max: int = 100_000
+    hop_overhead_s: float = 0.01  # allowed for one forward (transport, codec) beside a peer's advertised times (swarm.latency)
 
 
 @dataclass
@@ -115,7 +117,8 @@ class AgentNode:
         self._sending: dict[str, set[asyncio.Future]] = {}  # peer -> queries we are waiting on there
         self._tasks: set[asyncio.Task] = set()
         self._stopped = asyncio.Event()
-        self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve)
+        self.latency = Latency(self.name)  # own and peers' measured times, for latency-aware next hops
+        self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve, self.latency)
         self._streams: dict[str, asyncio.Queue[str | None]] = {}  # query id -> pieces of its answer, for the client streaming it here
         self._handlers = {Query: self._on_query, Cancel: self._on_cancel, Chunk: self._on_chunk, StatusRequest: self._on_status,
                           **self.upkeep.handlers()}
@@ -249,6 +252,7 @@ class AgentNode:
         relay = self._relay(q)
         try:
             result = await self._route(q, start + q.budget_s, relay)
+            result = result.model_copy(update={"timings": with_own(result.timings, self.latency.own.timing())})
         finally:
             self.counters.in_flight -= 1
             if relay is not None:
@@ -305,9 +309,11 @@ class AgentNode:
 
     async def _route(self, q: Query, deadline: float, relay: TextRelay | None = None) -> Result:
         visited = [*q.visited, self.name]
-        peer = self._next_hop(q, visited)
+        # Hops are planned to the soft target when there is one, and to the hard deadline otherwise (swarm.latency).
+        horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
+        peer = self._next_hop(q, visited, horizon, deciding=True)
         trace: list[Hop] = []
-        ahead = self._speculation(q, peer, visited, deadline)
+        ahead = self._speculation(q, peer, visited, deadline, horizon)
         try:
             response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay,
                                            uncertain=ahead and ahead.trigger)
@@ -325,12 +331,14 @@ class AgentNode:
         if response is not None:
             self.counters.rejected += 1
             self.observer.decided("reject")
+            if first is None:  # chosen again for the time the decision really took (none fits: we answer); a copy already sent stays
+                peer = self._next_hop(q, visited, horizon)
             log.debug("rejected", next_hop=peer)
         while peer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
-            sending = first if first is not None else self._forward(peer, self._onward(q, visited, remaining), remaining)
+            sending = first if first is not None else self._forward(peer, self._onward(q, visited, remaining, horizon), remaining)
             first = None
             try:
                 reply = await sending
@@ -355,7 +363,7 @@ class AgentNode:
                     return reply.model_copy(update={"trace": trace})
                 # The peer refused (leaving, too large) or nobody beyond it could answer: try our next candidate.
                 visited.extend(dict.fromkeys(h.agent for h in reply.trace if h.agent not in visited))
-            peer = self._next_hop(q, visited)
+            peer = self._next_hop(q, visited, horizon)
         if deadline <= time.monotonic():
             return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
         # Nobody left to ask: the agent holding the query answers anyway (unless its backend just failed).
@@ -365,41 +373,56 @@ class AgentNode:
         self.counters.failed += 1
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
 
-    def _onward(self, q: Query, visited: list[str], remaining: float) -> Query:
-        """`q` as this agent passes it on."""
-        return q.model_copy(update={"budget_s": remaining, "visited": list(visited), "sender": self.name, "digest": self.membership.digest()})
+    def _onward(self, q: Query, visited: list[str], remaining: float, horizon: float) -> Query:
+        """`q` as this agent passes it on (with the time left to its soft target, when it has one)."""
+        target = None if q.target_s is None else max(0.0, horizon - time.monotonic())
+        return q.model_copy(update={"budget_s": remaining, "target_s": target, "visited": list(visited), "sender": self.name,
+                                    "digest": self.membership.digest()})
 
-    def _speculation(self, q: Query, peer: str | None, visited: list[str], deadline: float) -> Speculation | None:
+    def _speculation(self, q: Query, peer: str | None, visited: list[str], deadline: float, horizon: float) -> Speculation | None:
         """The early pass-on the policy may ask for while it generates (swarm.speculation); None when it cannot."""
         if peer is None or q.stream_to or getattr(self.policy, "speculate", 0.0) <= 0:
             return None
 
         def send() -> Awaitable[Result]:
             remaining = deadline - time.monotonic()
-            return self._forward(peer, self._onward(q, visited, remaining), remaining)
+            return self._forward(peer, self._onward(q, visited, remaining, horizon), remaining)
 
         return Speculation(self.name, peer, send, self.counters.speculation)
 
-    def _next_hop(self, q: Query, visited: list[str]) -> str | None:
-        return self.table.next_hop(visited) if len(visited) < q.max_hops else None
+    def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False) -> str | None:
+        """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`);
+        None when none does, and the agent answers itself (swarm.latency)."""
+        if len(visited) >= q.max_hops:
+            return None
+        remaining = horizon - time.monotonic()
+        peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
+                               self.latency.own.timing() if deciding else None)
+        if peer is None and self.table.next_hop(visited) is not None:
+            log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3))
+        return peer
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
                        relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None):
         """Ask the policy; on a backend failure record it in the trace and return None. An agent that
-        could still pass the query on spends at most `generation_share` of the time left, and none
+        could still pass the query on spends at most `generation_share` of the time left (or twice its usual
+        decision time, when that is more and its next hop still fits: swarm.latency.decision_limit), and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
         if not must_answer and not self.breaker.allows():
             trace.append(Hop(agent=self.name, decision="error", detail=f"circuit open: the backend failed {self.breaker.consecutive} times in a row"))
             return None
         now = time.monotonic()
-        limit = deadline if must_answer else now + self.config.generation_share * max(0.0, deadline - now)
+        peer_times = self.latency.peers.get(peer) if peer is not None else None
+        limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, self.latency.own.timing(),
+                                                                  peer_times, self.config.hop_overhead_s)
         try:
             async with asyncio.timeout_at(_loop_time(limit)):
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
                                                   self._curve_of(peer), relay, uncertain), self.backend)
+            self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
             self._backend_failed()
-            detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left"
+            detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left (or twice its usual time)"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None
         except BackendError as exc:
@@ -480,6 +503,7 @@ class AgentNode:
             reply = expect(data, Result)
             if reply.query_id != q.query_id:
                 raise ProtocolError("mismatched_reply", f"{peer} answered query {reply.query_id[:64]!r} instead of {q.query_id!r}")
+            self.latency.peers.heard(reply.timings)
             self.counters.forwards_to[peer] += 1
             return reply
         except asyncio.CancelledError:
@@ -502,7 +526,7 @@ class AgentNode:
         return Status(
             name=me.name, state=me.state, cost=me.cost, incarnation=me.incarnation, in_flight=c.in_flight,
             received=c.received, answered=c.answered, rejected=c.rejected, forced=c.forced, failed=c.failed,
-            forwarded=c.forwarded, p50_s=_quantile(c.latencies, 0.5), p95_s=_quantile(c.latencies, 0.95),
+            forwarded=c.forwarded, p50_s=quantile(c.latencies, 0.5), p95_s=quantile(c.latencies, 0.95),
             members=self.membership.view(), duplicates=c.duplicates, cancelled=c.cancelled,
             forwards_to=[PeerCount(peer=p, count=n) for p, n in c.forwards_to.most_common(1024)],
             recent=[_recent(r, seconds, now - t) for t, r, seconds in self.recent], changes=self.membership.changes(),
@@ -522,13 +546,6 @@ class AgentNode:
 def _recent(r: Result, seconds: float, age_s: float) -> RecentQuery:
     trace = [h.model_copy(update={"detail": ""}) for h in r.trace]
     return RecentQuery(query_id=r.query_id, ok=r.ok, agent=r.agent, error_code=r.error_code, seconds=seconds, age_s=age_s, trace=trace)
-
-
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _failure(q: Query, code: str, message: str, trace: list[Hop]) -> Result:

@@ -23,9 +23,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 4)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+PROTOCOL_VERSION = (1, 5)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 # 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
+# 1.5: Query.target_s (a soft latency target), Timing on Pong and Result (agents' measured decision and answer times)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -84,6 +85,16 @@ class Member(_Body):
     curve: list[Finite] = Field(default_factory=list, max_length=64, fail_fast=True)
 
 
+class Timing(_Body):
+    """1.5: an agent's own measured times over its recent policy calls (swarm.latency): until it rejects
+    (the median, and the p95), and until it answers (its decision included; the p95); 0: not measured yet."""
+
+    agent: Name
+    decide_s: Finite = Field(0.0, ge=0.0, le=1e6)
+    decide_slow_s: Finite = Field(0.0, ge=0.0, le=1e6)
+    answer_s: Finite = Field(0.0, ge=0.0, le=1e6)
+
+
 class Hop(_Body):
     """What one agent did with a query: its decision and what that cost."""
 
@@ -110,6 +121,9 @@ class Query(_Body):
     # 1.4: the agent (the entry) that streams this query's answer to its client: the answering agent sends it
     # each piece of text as it is generated (Chunk messages), before the Result; empty: no streaming.
     stream_to: Name = ""
+    # 1.5: time left until the client's soft latency target (None: no target). Agents choose next hops to meet
+    # it where they can (swarm.latency); unlike budget_s it never fails a query.
+    target_s: Finite | None = Field(None, ge=0.0)
 
 
 class Result(_Body):
@@ -125,6 +139,8 @@ class Result(_Body):
     trace: list[Hop] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
     # 1.2: this agent already held the query id; the reply is its one execution's (joined, or remembered).
     duplicate: bool = False
+    # 1.5: the measured times of the agents this result passed through on its way back (swarm.latency)
+    timings: list[Timing] = Field(default_factory=list, max_length=MAX_TRACE, fail_fast=True)
 
 
 class Join(_Body):
@@ -153,6 +169,7 @@ class Ping(_Body):
 class Pong(_Body):
     name: Name
     incarnation: int = Field(ge=0, le=MAX_INCARNATION)
+    timing: Timing | None = None  # 1.5: the answering agent's own measured times
 
 
 class PingReq(_Body):

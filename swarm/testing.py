@@ -149,21 +149,22 @@ class MemorySwarm:
         """Live agents cheapest first, as the entry client knows them."""
         return self.client.entries()
 
-    async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
+    async def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+                  target_latency_s: float | None = None) -> Answer:
         await self._know_the_swarm()
-        return await self.client.ask(text, scenario, alpha, deadline_s)
+        return await self.client.ask(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s)
 
     async def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
-                         deadline_s: float | None = None) -> AsyncIterator[str | Answer]:
+                         deadline_s: float | None = None, target_latency_s: float | None = None) -> AsyncIterator[str | Answer]:
         """The answer's text piece by piece as it is generated, then the Answer (`EntryClient.stream`)."""
         await self._know_the_swarm()
-        async for item in self.client.ask_stream(text, scenario, alpha, deadline_s):
+        async for item in self.client.ask_stream(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s):
             yield item
 
     async def ask_many(self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
-                       deadline_s: float | None = None, concurrency: int = 64) -> list[Answer | QueryError]:
+                       deadline_s: float | None = None, concurrency: int = 64, target_latency_s: float | None = None) -> list[Answer | QueryError]:
         await self._know_the_swarm()
-        return await self.client.ask_many(texts, scenario, alpha, deadline_s, concurrency)
+        return await self.client.ask_many(texts, scenario, alpha, deadline_s, concurrency, target_latency_s=target_latency_s)
 
     async def _know_the_swarm(self) -> None:
         """Nodes started by hand (not through start_all or join): ask them for the view, as `attach` does."""

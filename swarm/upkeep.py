@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from swarm.errors import PeerUnreachable, ProtocolError, SwarmError
+from swarm.latency import Latency
 from swarm.membership import Membership
 from swarm.protocol import Ack, Error, Gossip, Join, Leave, Member, Ping, PingReq, Pong, View, encode, expect
 from swarm.transport.base import Transport
@@ -32,8 +33,9 @@ MAX_HEALTH = 8  # Lifeguard's local health multiplier saturates here: timeouts a
 class Upkeep:
     def __init__(self, membership: Membership, transport: Transport, config: Any, rng: random.Random,
                  spawn: Callable[[Coroutine[Any, Any, Any]], None], on_dead: Callable[[str], None],
-                 on_view: Callable[[], Any] = lambda: None) -> None:
+                 on_view: Callable[[], Any] = lambda: None, latency: Latency | None = None) -> None:
         self.membership, self.transport, self.config, self.rng = membership, transport, config, rng
+        self.latency = latency or Latency(membership.me)  # measured times ride on pongs (swarm.latency)
         self.name = membership.me
         self.spawn, self.on_dead, self.on_view = spawn, on_dead, on_view  # on_view: after any change of a peer's entry
         self._syncing = False
@@ -86,7 +88,7 @@ class Upkeep:
 
     async def _on_ping(self, _: Ping) -> Pong:
         me = self.membership.self_entry
-        return Pong(name=me.name, incarnation=me.incarnation)
+        return Pong(name=me.name, incarnation=me.incarnation, timing=self.latency.own.timing())
 
     async def _on_ping_req(self, r: PingReq) -> Pong | Error:
         """Ping `r.target` on a peer's behalf: its Pong, or an error when it did not answer."""
@@ -115,6 +117,7 @@ class Upkeep:
             return
         if m.state == "dead":
             self.transport.forget(m.name)
+            self.latency.peers.forget(m.name)
             self.on_dead(m.name)
         log.info("member " + m.state, agent=self.name, peer=m.name, incarnation=m.incarnation)
 
@@ -173,7 +176,8 @@ class Upkeep:
         peer = self.membership.random_peer(self.rng)
         if peer is not None:
             try:
-                await self.call(peer.name, Ping(sender=self.name), Pong, timeout=self.scaled(self.config.ping_timeout_s))
+                pong = await self.call(peer.name, Ping(sender=self.name), Pong, timeout=self.scaled(self.config.ping_timeout_s))
+                self.latency.peers.heard([pong.timing] if pong.timing and pong.timing.agent == peer.name else [])
                 self.health = max(0, self.health - 1)
             except TimeoutError:
                 self._worse()

@@ -100,6 +100,9 @@ def test_openai_client_gets_an_answer_with_its_routing_trace(gw):
         assert trace["agent"] == "small" and trace["hops"] == 0 and trace["path"] == ["small"] and trace["cost"] == 0.1
         assert [h["decision"] for h in trace["trace"]] == ["answer"]
         assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens > 0
+        timed = c.chat.completions.create(model="gw", messages=[{"role": "user", "content": QUESTION}],
+                                          extra_body={"deadline_s": 10, "target_latency_s": 0.5})  # a soft target is never an error
+        assert timed.choices[0].message.content == "The answer is: 42"
 
         # A question the small agent rejects travels on; the trace shows every decision on the way.
         passed_on = next(q for q in _table_queries() if _answered_beyond_small(c, q))
@@ -163,6 +166,7 @@ def test_malformed_requests_get_json_errors_and_the_swarm_serves_on(gw):
     assert_error(post(g, {"messages": [{"role": "user", "content": "hi"}]}), 400, "invalid_request")
     assert_error(post(g, [1, 2, 3]), 400, "invalid_request")
     assert_error(post(g, ask("gw", n=3)), 400, "invalid_request")
+    assert_error(post(g, ask("gw", target_latency_s=-1)), 400, "invalid_request")
     assert_error(post(g, {"model": "gw", "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}), 400, "invalid_request")
     assert_error(post(g, ask("no-such-swarm")), 404, "model_not_found")
     assert_error(post(g, ask("gw:no_such_scenario")), 404, "model_not_found")

@@ -33,6 +33,7 @@ from swarm.protocol import (
     PeerCount,
     RecentQuery,
     Status,
+    Timing,
     StatusRequest,
     View,
     decode,
@@ -377,7 +378,7 @@ def test_node_echoes_message_id_and_answers_ping() -> None:
         await swarm.start_all(background=False)
         msg_id, body = decode(await swarm.nodes["b"].handle(encode(Ping(sender="a"), msg_id="req-42")))
         assert msg_id == "req-42"
-        assert body == Pong(name="b", incarnation=0)
+        assert body == Pong(name="b", incarnation=0, timing=Timing(agent="b"))  # 1.5: its measured times (none yet)
         await swarm.stop()
 
     asyncio.run(scenario())

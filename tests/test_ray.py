@@ -161,6 +161,24 @@ def test_dead_entry_agent_client_retries_next_entry(launched):
     assert a.entry == "m2" and a.agent in ("m2", "m3")
 
 
+def test_a_query_with_too_little_time_for_the_cascade_is_answered_in_time_by_a_stronger_peer_or_forced(launched):
+    """Deadline mode (swarm.latency): m1..m4 take 0.3 s to reject these queries, m5 answers in 0.02 s, so the
+    whole cascade takes 1.2 s. With less time, agents skip the peers that cannot finish in time, and an agent
+    with no such peer left answers itself: never a deadline failure while an agent could answer."""
+    s = launched(cascade("deadline", latency_ms=20, reject_ms=300))
+    hard = [q for q in QUESTIONS if all(TABLE.entry(q, f"m{i}").p <= 0.7 for i in range(1, 5))]
+    for q in hard[:2]:  # unbounded: the whole cascade, so every agent measures its times and m1 hears them in the results
+        assert s.ask(q).path == ["m1", "m2", "m3", "m4", "m5"]
+
+    def route(deadline_s: float, q: str) -> list[tuple[str, str]]:
+        a = s.ask(q, deadline_s=deadline_s)  # a deadline failure would raise DeadlineExceeded
+        return [(h.agent, h.decision) for h in a.trace]
+
+    assert route(1.1, hard[2]) == [("m1", "reject"), ("m2", "reject"), ("m5", "forced")]  # m3 and m4 skipped
+    assert route(0.75, hard[3]) == [("m1", "reject"), ("m5", "forced")]  # straight to the strongest
+    assert route(0.25, hard[4]) == [("m1", "forced")]  # no time to decide and pass it on: m1 answers
+
+
 def test_hung_agent_is_detected_and_routed_around(launched):
     s = launched(cascade("hung", agents=3))
     hard = [row["query"] for row in TABLE.rows if row["difficulty"] == 3][:20]  # m1 rejects these, m2 answers

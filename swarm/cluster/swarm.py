@@ -175,9 +175,12 @@ class Swarm:
         self.shutdown()
 
     # -- asking ----------------------------------------------------------------------------------
-    def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
-        """Route one query through the swarm. Raises QueryError (NoCapableAgent, DeadlineExceeded) when unanswerable."""
-        [outcome] = self._drive([self._client.query(text, scenario, alpha, deadline_s)], 1, None)
+    def ask(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+            target_latency_s: float | None = None) -> Answer:
+        """Route one query through the swarm. Raises QueryError (NoCapableAgent, DeadlineExceeded) when unanswerable.
+        `deadline_s` is the hard limit (default: the topology's); `target_latency_s` a soft one: agents skip
+        peers that would miss it, or answer themselves, but a query is never failed for it."""
+        [outcome] = self._drive([self._client.query(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s)], 1, None)
         if isinstance(outcome, QueryError):
             raise outcome
         return outcome
@@ -185,6 +188,7 @@ class Swarm:
     def ask_many(
         self, texts: Iterable[str], scenario: str | float | None = None, alpha: float | None = None,
         deadline_s: float | None = None, concurrency: int = 64, entry: str | None = None, must_answer: bool = False,
+        target_latency_s: float | None = None,
     ) -> list[Answer | QueryError]:
         """Route many queries with at most `concurrency` in flight. Each slot holds an Answer or the
         QueryError that explains why that query could not be answered; none is ever dropped.
@@ -194,27 +198,30 @@ class Swarm:
         itself. Together they address one agent directly, as a centralized router would."""
         if entry is not None and entry not in self.entries():
             raise SwarmError(f"swarm {self.name!r} has no live agent named {entry!r} (agents: {', '.join(sorted(self.entries()))})")
-        queries = [self._client.query(t, scenario, alpha, deadline_s, must_answer) for t in texts]
+        queries = [self._client.query(t, scenario, alpha, deadline_s, must_answer, target_latency_s) for t in texts]
         return self._drive(queries, concurrency, entry)
 
-    async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None) -> Answer:
+    async def ask_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None, deadline_s: float | None = None,
+                        target_latency_s: float | None = None, entry: str | None = None, must_answer: bool = False) -> Answer:
         """`ask` for asyncio callers (a web front end): awaits the entry agent's reply without blocking the loop."""
         self._check_open()
-        return await self._client.ask(text, scenario, alpha, deadline_s)
+        return await self._client.ask(text, scenario, alpha, deadline_s, entry, must_answer, target_latency_s)
 
     def ask_stream(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
-                   deadline_s: float | None = None) -> Iterator[str | Answer]:
+                   deadline_s: float | None = None, target_latency_s: float | None = None) -> Iterator[str | Answer]:
         """`ask`, streamed: yields the answer's text piece by piece as the answering agent generates it,
         then the `Answer` (whole text, routing trace) as the last item. Raises QueryError as `ask` does.
         Leaving the loop early (break, an exception) cancels the query along its path."""
         self._check_open()
-        return self._loop.iterate(self._client.ask_stream(text, scenario, alpha, deadline_s))
+        return self._loop.iterate(self._client.ask_stream(text, scenario, alpha, deadline_s, target_latency_s=target_latency_s))
 
     def ask_stream_async(self, text: str, scenario: str | float | None = None, alpha: float | None = None,
-                         deadline_s: float | None = None) -> AsyncIterator[str | Answer]:
-        """`ask_stream` for asyncio callers: `async for item in swarm.ask_stream_async(...)`."""
+                         deadline_s: float | None = None, target_latency_s: float | None = None, entry: str | None = None,
+                         must_answer: bool = False) -> AsyncIterator[str | Answer]:
+        """`ask_stream` for asyncio callers: `async for item in swarm.ask_stream_async(...)`. `entry` and
+        `must_answer` as in `ask_many`: together they ask one agent directly."""
         self._check_open()
-        return self._client.ask_stream(text, scenario, alpha, deadline_s)
+        return self._client.ask_stream(text, scenario, alpha, deadline_s, entry, target_latency_s, must_answer)
 
     def _check_open(self) -> None:
         if self._closed:

@@ -134,7 +134,8 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
                 remaining = deadline_s - (loop.time() - began)
                 if remaining <= 0:
                     raise TimeoutError
-                q = entry.query(text, alpha=alpha, deadline_s=remaining)
+                target = None if req.target_latency_s is None else max(1e-3, req.target_latency_s - (loop.time() - began))
+                q = entry.query(text, alpha=alpha, deadline_s=remaining, target_latency_s=target)
                 if not req.stream:
                     return JSONResponse(schema.completion(await entry.send(q), req.model))
                 items = entry.stream(q)

@@ -50,6 +50,8 @@ class ChatRequest(BaseModel):
     # swarm's own optional fields (the openai client sends them with `extra_body`)
     alpha: float | None = Field(None, ge=0, le=1, allow_inf_nan=False, description="cost weight; overrides the scenario in `model`")
     deadline_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="shorter than the gateway's deadline, never longer")
+    target_latency_s: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                           description="soft latency target: agents skip peers that would miss it; never fails a request")
 
 
 class BadRequest(Exception):

@@ -1,0 +1,148 @@
+"""Latency-aware next hops: what an agent measures of its own speed, what it hears of its peers',
+and the choice of next hop that keeps a query within its time.
+
+Each agent times its own policy calls (wall time, the micro-batcher's wait and the model
+included): how long it takes to reach a rejection (`decide_s`, the median of its last `WINDOW`,
+and `decide_slow_s`, the p95) and to answer (`answer_s`, its decision included, the p95).
+Planning takes a typical decision and a slow answer: a decision that runs late is caught where it
+happens (the agent chooses its next hop again for the time really left, and answers itself when
+none fits), so an agent decides (and a peer is passed through) only when even a slow decision
+still leaves it the time to answer itself; an answer that runs late breaks the deadline. It advertises them without a
+message of their own (protocol 1.5): on every `pong` (so each peer hears them about every n
+pings, whether or not it sends us queries) and on every `result` (each agent on the way back
+adds its own, so the agents upstream learn the times of the whole path from every answer).
+Never in membership entries: those are resent about 3 log n times per change, and times change
+all the time.
+
+The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
+`answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the
+target; a cheaper peer on the way is tried only when it can also decide, reject and still leave
+the target its `answer_s`. So a query never goes to a peer whose expected time would break the
+budget; and an agent holding a query for which, after its own decision, no peer would fit,
+answers it itself (`forced`) instead of deciding and then failing at the deadline. An agent that
+may pass a query on decides within `generation_share` of the time left, or, when that is shorter
+than its own decisions usually take, within twice its usual time as long as its next hop's known
+need still fits (`decision_limit`). Unmeasured times count as zero: with nothing known, routing
+is as it was.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+
+from swarm.protocol import MAX_TRACE, Timing
+
+WINDOW = 200  # own policy calls of each kind the advertised times are taken over
+DECIDE_QUANTILE, ANSWER_QUANTILE = 0.5, 0.95
+
+
+class OwnTimes:
+    """This agent's measured decision and answer times."""
+
+    def __init__(self, name: str, window: int = WINDOW) -> None:
+        self.name = name
+        self._decide: deque[float] = deque(maxlen=window)
+        self._answer: deque[float] = deque(maxlen=window)
+        self._timing: Timing | None = None
+
+    def record(self, seconds: float, rejected: bool) -> None:
+        (self._decide if rejected else self._answer).append(max(0.0, seconds))
+        self._timing = None
+
+    def timing(self) -> Timing:
+        if self._timing is None:
+            decide, answer = list(self._decide), list(self._answer)
+            self._timing = Timing(agent=self.name, decide_s=round(quantile(decide, DECIDE_QUANTILE), 4),
+                                  decide_slow_s=round(quantile(decide, ANSWER_QUANTILE), 4),
+                                  answer_s=round(quantile(answer, ANSWER_QUANTILE), 4))
+        return self._timing
+
+
+class PeerTimes:
+    """What this agent last heard of each peer's times (from pongs and results)."""
+
+    def __init__(self, me: str, limit: int = 100_000) -> None:
+        self.me, self.limit = me, limit
+        self._times: dict[str, Timing] = {}
+
+    def heard(self, timings: Sequence[Timing | None]) -> None:
+        for t in timings:
+            if t is None or t.agent == self.me:
+                continue
+            if t.agent not in self._times and len(self._times) >= self.limit:
+                self._times.pop(next(iter(self._times)))  # the oldest heard of: a bounded map whatever peers claim
+            self._times[t.agent] = t
+
+    def get(self, name: str) -> Timing | None:
+        return self._times.get(name)
+
+    def forget(self, name: str) -> None:
+        self._times.pop(name, None)
+
+
+def with_own(timings: list[Timing], mine: Timing) -> list[Timing]:
+    """A result's timings with this agent's own added (the last MAX_TRACE: the wire's bound)."""
+    return [*(t for t in timings if t.agent != mine.agent), mine][-MAX_TRACE:]
+
+
+def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
+                    hop_s: float, own: Timing | None = None) -> str | None:
+    """The peer to pass a query on to with `remaining_s` left (candidates cheapest first): the
+    cheapest one on the way to the strongest peer that can still answer in time; None when none can.
+    With `own` (the holder's times, before it decides): after its typical decision, and only when a
+    slow one would still leave it the time to answer itself."""
+    if own is not None:
+        if not may_decide(own, remaining_s):
+            return None
+        remaining_s -= own.decide_s
+    answer = lambda p: _answer_s(times(p)) + hop_s  # noqa: E731
+    fitting = [p for p in candidates if answer(p) <= remaining_s]
+    if not fitting:
+        return None
+    target = fitting[-1]
+    for p in fitting:
+        t = times(p)
+        if p == target or ((t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)):
+            return p
+    return target  # unreachable: the loop returns at the target at the latest
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The nearest-rank quantile (0 for no values): cheap, and always a value that was measured."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def may_decide(t: Timing | None, remaining_s: float) -> bool:
+    """Whether an agent with times `t` may decide (and perhaps reject) with `remaining_s` left: even
+    after a slow decision it could still answer itself in time."""
+    return t is None or t.decide_slow_s + _answer_s(t) <= remaining_s
+
+
+def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None, hop_s: float) -> float:
+    """How long an agent that may pass a query on to `peer` may spend deciding, of the `left_s` it has:
+    `share` of it; or, when that is too little for a decision as long as its own usually are (p95), as
+    long as twice its usual, if the peer's known need still fits. A hung model is still given up on
+    after at most twice the agent's usual time, or the share."""
+    usual = 2 * max(own.decide_s, own.answer_s)
+    if peer is None or usual <= share * left_s:
+        return share * left_s
+    return max(share * left_s, min(usual, left_s - hop_s - _answer_s(peer)))
+
+
+def _answer_s(t: Timing | None) -> float:
+    # An answer takes at least a decision (a rejection is the start of a generation), so a peer that has only
+    # rejected so far is expected to answer in no less than it takes to reject.
+    return max(t.answer_s, t.decide_s) if t is not None else 0.0
+
+
+
+class Latency:
+    """An agent's own times and what it heard of its peers'."""
+
+    def __init__(self, name: str) -> None:
+        self.own = OwnTimes(name)
+        self.peers = PeerTimes(name)

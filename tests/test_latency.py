@@ -1,0 +1,155 @@
+"""Latency-aware next hops (swarm.latency): the hop choice, the times agents share, and the
+deadline mode on the in-memory swarm (the same on a real Ray cluster: tests/test_ray.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from swarm.client import new_query
+from swarm.latency import OwnTimes, PeerTimes, next_hop_within, with_own
+from swarm.protocol import MAX_TRACE, Timing
+from swarm.testing import MemorySwarm, ScriptedBackend
+
+HOP = 0.01
+PEERS = ["m2", "m3", "m4", "m5"]  # cheapest first
+
+
+def times(**t: tuple[float, float]):
+    """name=(decide_s, answer_s) -> the lookup next_hop_within takes."""
+    known = {name: Timing(agent=name, decide_s=d, answer_s=a) for name, (d, a) in t.items()}
+    return known.get
+
+
+SLOW_REJECTS = times(m2=(0.3, 0.0), m3=(0.3, 0.0), m4=(0.3, 0.0), m5=(0.0, 0.1))
+
+
+@pytest.mark.parametrize(("remaining", "expected"), [
+    (5.0, "m2"),    # plenty of time: the cascade as it was
+    (0.42, "m2"),   # m2 can still reject and leave m5 its answer time (0.3 + 0.01 + 0.11)
+    (0.41, "m5"),   # no intermediate can: straight to the strongest peer that fits
+    (0.11, "m5"),
+    (0.10, None),   # nobody can answer in time: the holder answers itself
+])
+def test_the_cheapest_peer_on_the_way_to_the_strongest_that_fits(remaining, expected):
+    assert next_hop_within(PEERS, remaining, SLOW_REJECTS, HOP) == expected
+
+
+def test_the_target_is_the_strongest_peer_that_can_answer_in_time():
+    lookup = times(m2=(0.05, 0.1), m3=(0.05, 0.2), m4=(0.05, 0.3), m5=(0.05, 2.0))
+    assert next_hop_within(PEERS, 0.5, lookup, HOP) == "m2"  # m5 is too slow: m4 is the target, and m2 leaves it room
+    assert next_hop_within(PEERS, 0.3, lookup, HOP) == "m2"  # m4 needs 0.31: m3 is the target, and m2 leaves it room (0.27)
+    assert next_hop_within(PEERS, 0.25, lookup, HOP) == "m3"  # m2 would not: straight to m3
+
+
+def test_unknown_times_count_as_zero_so_routing_is_unchanged_until_measured():
+    assert next_hop_within(PEERS, 0.001, lambda _: None, 0.0) == "m2"
+    assert next_hop_within([], 100.0, lambda _: None, HOP) is None
+
+
+def test_a_peer_that_only_rejected_is_expected_to_answer_no_faster_than_it_rejects():
+    assert next_hop_within(["m2"], 0.2, times(m2=(0.3, 0.0)), HOP) is None
+
+
+def test_own_times_are_a_typical_decision_and_a_slow_answer():
+    own = OwnTimes("m1")
+    assert own.timing() == Timing(agent="m1")
+    for k in range(100):
+        own.record(k / 100, rejected=True)
+    own.record(0.5, rejected=False)
+    t = own.timing()
+    assert t.decide_s == 0.5 and t.answer_s == 0.5  # the median decision, the p95 answer
+    for k in range(100):
+        own.record(k / 100, rejected=False)
+    assert own.timing().answer_s == 0.94
+
+
+def test_peer_times_are_bounded_and_never_about_ourselves():
+    peers = PeerTimes("me", limit=2)
+    peers.heard([Timing(agent="me", decide_s=9), Timing(agent="a"), Timing(agent="b"), None, Timing(agent="c", answer_s=1)])
+    assert peers.get("me") is None and peers.get("a") is None
+    assert peers.get("c").answer_s == 1 and peers.get("b") is not None
+
+
+def test_a_result_carries_each_agent_once_within_the_wire_bound():
+    many = [Timing(agent=f"a{k}") for k in range(MAX_TRACE)]
+    out = with_own([*many, Timing(agent="me", answer_s=5)], Timing(agent="me", answer_s=1))
+    assert len(out) == MAX_TRACE and out[-1] == Timing(agent="me", answer_s=1) and [t.agent for t in out].count("me") == 1
+
+
+def test_bad_latency_arguments_get_a_clear_error():
+    with pytest.raises(ValueError, match="target_latency_s must be a positive number"):
+        new_query("q", 0.5, 10.0, 4, 100, target_latency_s=0)
+    with pytest.raises(ValueError, match="deadline_s must be a positive number"):
+        new_query("q", 0.5, float("nan"), 4, 100)
+
+
+# -- on the in-memory swarm ----------------------------------------------------------------------
+def slow_cascade() -> MemorySwarm:
+    """small rejects `hard` fast, medium rejects it slowly, large answers it: the whole cascade takes
+    about 0.05 + 0.3 + 0.3 s."""
+    s = MemorySwarm()
+    s.node("small", 0.1, ScriptedBackend({"easy": "small: 1"}, delay_s=0.05))
+    s.node("medium", 0.5, ScriptedBackend({"easy": "medium: 1"}, delay_s=0.3))
+    s.node("large", 0.9, ScriptedBackend({"easy": "large: 1", "hard": "large: 3"}, delay_s=0.3))
+    return s
+
+
+def decisions(answer) -> list[tuple[str, str]]:
+    return [(h.agent, h.decision) for h in answer.trace]
+
+
+def test_times_ride_on_results_and_pongs():
+    async def scenario():
+        async with slow_cascade() as s:
+            await s.start_all(background=False)
+            await s.ask("hard")
+            small = s.nodes["small"].latency.peers
+            assert small.get("medium").decide_s >= 0.3 and small.get("large").answer_s >= 0.3  # from the result
+            s.nodes["small"].latency.peers.forget("large")
+            s.nodes["medium"].membership.mark("small", "dead")  # pings go to the one peer left: large
+            await s.nodes["medium"].upkeep.ping_round()
+            assert s.nodes["medium"].latency.peers.get("large").answer_s >= 0.3  # from a pong
+
+    asyncio.run(scenario())
+
+
+def test_a_query_with_too_little_time_for_the_cascade_goes_straight_to_a_stronger_peer_or_is_forced():
+    async def scenario():
+        async with slow_cascade() as s:
+            await s.start_all(background=False)
+            assert decisions(await s.ask("hard", deadline_s=30)) == [("small", "reject"), ("medium", "reject"), ("large", "forced")]
+            # 0.4 s: not enough for the cascade (0.65 s), enough to skip medium
+            a = await s.ask("hard", deadline_s=0.4)
+            assert a.agent == "large" and decisions(a) == [("small", "reject"), ("large", "forced")]
+            # 0.25 s: no peer can answer after small decides: small answers itself, never fails for lack of time
+            a = await s.ask("hard", deadline_s=0.25)
+            assert a.agent == "small" and decisions(a) == [("small", "forced")]
+            # the soft target routes alike, with the hard limit far away; a target already missed still gets an answer
+            a = await s.ask("hard", deadline_s=30, target_latency_s=0.4)
+            assert decisions(a) == [("small", "reject"), ("large", "forced")]
+            a = await s.ask("hard", target_latency_s=1e-6)
+            assert decisions(a) == [("small", "forced")]
+
+    asyncio.run(scenario())
+
+
+def test_an_agent_may_take_its_usual_decision_time_when_half_the_time_left_is_too_little_but_never_hang():
+    from swarm.latency import decision_limit
+
+    own, peer = Timing(agent="m1", decide_s=0.3, answer_s=0.3), Timing(agent="m5", answer_s=0.02)
+    assert decision_limit(10.0, 0.5, own, peer, HOP) == 5.0  # half is plenty
+    assert decision_limit(0.9, 0.5, own, peer, HOP) == pytest.approx(0.6)  # twice its usual 0.3 s; m5 still fits after
+    assert decision_limit(0.5, 0.5, own, peer, HOP) == pytest.approx(0.47)  # all but m5's need
+    assert decision_limit(0.9, 0.5, own, None, HOP) == 0.45  # the peer's need unknown: the share
+    assert decision_limit(0.9, 0.5, Timing(agent="m1"), peer, HOP) == 0.45  # its own usual unknown: the share
+
+
+def test_an_agent_decides_only_when_even_a_slow_decision_leaves_it_time_to_answer():
+    from swarm.latency import may_decide
+
+    own = Timing(agent="m1", decide_s=0.05, decide_slow_s=0.3, answer_s=0.2)
+    assert may_decide(own, 0.5) and not may_decide(own, 0.49) and may_decide(None, 0.0)
+    assert next_hop_within(PEERS, 0.49, SLOW_REJECTS, HOP, own=own) is None  # m5 would fit, but a slow decision would not leave m1 its answer
+    assert next_hop_within(PEERS, 0.5, SLOW_REJECTS, HOP, own=own) == "m2"  # 0.45 after a typical decision

@@ -328,3 +328,59 @@ def test_skip_passes_a_query_past_an_agent_that_advertises_less_than_a_dearer_on
     assert summary["methods"]["swarm-skip"]["0.5"]["visited"] == pytest.approx(sum(len(r.steps) for r in skip) / len(skip))
     assert summary["methods"]["oracle"]["0.5"]["visited"] == 1.0
     assert [r.agent for r in skip] == [r.agent for r in chain]  # the same answers, one hop fewer each
+
+
+def two_clusters(i, rng):
+    """The dear model always right in one cluster and a coin in the other; the cheap one 70% right
+    everywhere (nothing in the embedding tells when)."""
+    x = rng.normal(size=DIM) * 0.2
+    x[1] += 3.0 if i % 2 == 0 else -3.0
+    return x, {"small": rng.random() < 0.7, "large": True if i % 2 == 0 else rng.random() < 0.5}, "d"
+
+
+def test_a_pass_value_learned_from_what_came_back_needs_no_region_map(tmp_path):
+    """The regions test's matrix with no region map at all: one curve makes the cheap agent answer
+    (nearly) everything at alpha 0.2; the value of passing on that it learns per query from what
+    came back (the dear agent reporting high confidence in one cluster, a coin in the other) makes it
+    pass on the first cluster and keep the second, and earns more."""
+    from swarm.eval import metrics
+
+    rows, vectors = generated(600, 1, {"small": 0.0001, "large": 0.01}, two_clusters)
+    with embedded(vectors):
+        train, test = stratified_split(rows, 200, 0)
+        m = ["small", "large"]
+        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.2,), 0, tmp_path, ("swarm-probe", "swarm-learned"), regions=1)
+    cluster = {r.id: int(r.id[1:]) % 2 for r in test}
+    one, learned = recs["swarm-probe"][0.2], recs["swarm-learned"][0.2]  # with one region swarm-probe has one curve
+    assert sum(r.agent == "small" for r in one) >= 0.95 * len(one)
+    first = [r for r in learned if cluster[r.query_id] == 0]
+    second = [r for r in learned if cluster[r.query_id] == 1]
+    assert sum(r.agent == "large" for r in first) >= 0.97 * len(first)
+    assert sum(r.agent == "small" for r in second) >= 0.95 * len(second)
+    assert metrics.utility(learned, 0.2) > metrics.utility(one, 0.2) + 0.03
+
+
+def test_agents_learn_the_pass_value_from_peers_reports_never_their_outcomes():
+    """What an agent learns from is its own probe and the confidence its peers reported: replacing
+    every peer's recorded outcomes (the probes' validation correctness) changes no decision, while
+    a peer that reports differently does."""
+    import copy
+
+    from swarm.eval.outcomes.passvalue import LearnedPassSwarm
+    from swarm.eval.outcomes.selfassess import fit_agent
+
+    rows, vectors = generated(400, 4, {"small": 0.0001, "large": 0.01}, two_clusters)
+    x = np.stack([vectors[r.query] for r in rows])
+    probes = {m: fit_agent(m, x, np.array([r.models[m].correct for r in rows])) for m in ("small", "large")}
+    costs = {"small": 0.1, "large": 0.9}
+    ids = [r.id for r in rows]
+    before = LearnedPassSwarm.fit(probes, costs, x, (0.2,)).route(ids, x, 0.2)
+    scrambled = dict(probes, large=copy.copy(probes["large"]))
+    scrambled["large"].val_correct = 1.0 - np.asarray(probes["large"].val_correct)
+    assert LearnedPassSwarm.fit(scrambled, costs, x, (0.2,)).route(ids, x, 0.2) == before
+    modest = dict(probes, large=copy.copy(probes["large"]))
+    modest["large"].val_p = np.asarray(probes["large"].val_p) * 0.5  # the dear agent reports half the confidence
+    assert LearnedPassSwarm.fit(modest, costs, x, (0.2,)).route(ids, x, 0.2) != before
+    with pytest.raises(ValueError, match="no values learned at alpha 0.5"):
+        LearnedPassSwarm.fit(probes, costs, x, (0.2,)).route(ids, x, 0.5)
+

@@ -19,7 +19,9 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   every query (the runtime's curves today); swarm-skip (recommended): with regions, and an agent
   passes a query to whichever dearer agent advertises the most for its region (not the next one:
   dominated agents are skipped, fewer hops);
-  swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5.
+  swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5;
+  swarm-learned: each agent learns the value of passing a query on to the next agent per query, from
+  what came back to it when it did (`swarm.eval.outcomes.passvalue`), in place of the curves.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
   recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
@@ -47,6 +49,7 @@ from swarm.tasks.base import TaskItem
 ALPHAS = (0.2, 0.5, 0.8)
 ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
 RECOMMENDED = "swarm-skip"
+SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned")
 LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -141,6 +144,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
     the swarm's region map)."""
     from swarm.costscale import log_cost_scale
     from swarm.eval.baselines import FORCRouter, KNNRouter, Largest, MFRouter, Oracle, Random, Smallest
+    from swarm.eval.outcomes.passvalue import LearnedPassSwarm
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
     say = progress or (lambda _msg: None)
@@ -171,7 +175,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
 
     records: dict[str, dict[float, list[Record]]] = {}
     probes = {}
-    if any(want(n) for n in ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "threshold")):
+    if any(want(n) for n in (*SWARMS, "threshold")):
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
@@ -184,6 +188,12 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
             records[name] = {a: [record(r, name, a, steps, costs)
                                  for r, steps in zip(test.rows, swarm.route(ids, x_test, a, r_test if k > 1 else None), strict=True)]
                              for a in alphas}
+    if want("swarm-learned"):
+        learned_swarm = LearnedPassSwarm.fit(probes, costs, x_train, alphas)
+        ids = [r.id for r in test.rows]
+        records["swarm-learned"] = {a: [record(r, "swarm-learned", a, steps, costs)
+                                        for r, steps in zip(test.rows, learned_swarm.route(ids, x_test, a), strict=True)] for a in alphas}
+        say("swarm-learned: every agent learned the value of passing on from what came back to it")
     if want("threshold"):
         records["threshold"] = threshold_cascade(probes, costs, train, test, x_test, alphas)
     simple = {"oracle": lambda: Oracle(labels_test), "smallest": Smallest, "largest": Largest, "random": lambda: Random(seed)}
@@ -287,11 +297,16 @@ def summarize(name: str, title: str, setup: str, records, learned: dict, test: M
             s["dollars"] = dollars(recs, by_id, paid_rejections=method == "frugalgpt")
             s["visited"] = float(np.mean([len(r.steps) for r in recs])) if recs else 0.0  # agents a query visited (a router's: 1)
             summary["methods"][method][f"{a:g}"] = s
-    if RECOMMENDED in records and summary["routers"]:  # the swarm against the best router at each alpha, with the noise of the test set
-        summary["versus_best_router"] = {}
-        for a in alphas:
-            best = max(summary["routers"], key=lambda m: summary["methods"][m][f"{a:g}"]["utility"])
-            summary["versus_best_router"][f"{a:g}"] = {"router": best, **metrics.paired_gap(records[RECOMMENDED][a], records[best][a], a)}
+    if summary["routers"]:  # each swarm against the best router at each alpha, with the noise of the test set
+        gaps = {}
+        for swarm in (m for m in SWARMS if m in records):
+            gaps[swarm] = {}
+            for a in alphas:
+                best = max(summary["routers"], key=lambda m: summary["methods"][m][f"{a:g}"]["utility"])
+                gaps[swarm][f"{a:g}"] = {"router": best, **metrics.paired_gap(records[swarm][a], records[best][a], a)}
+        if RECOMMENDED in gaps:
+            summary["versus_best_router"] = gaps[RECOMMENDED]
+        summary["swarms_versus_best_router"] = gaps
     return summary
 
 
@@ -307,9 +322,10 @@ def markdown_table(summary: dict) -> str:
                + [f"{c['accuracy']:.3f}" for c in cells] + [f"{c['cost']:.3f}" for c in cells] + [f"{c['dollars']:.6f}" for c in cells])
         lines.append(f"| {method} | " + " | ".join(row) + " |")
     notes = "".join(f"\n{m} is left out: {why}." for m, why in summary.get("left_out", {}).items())
-    for a, g in summary.get("versus_best_router", {}).items():
-        notes += (f"\n{summary['recommended']} minus the best router ({g['router']}) at alpha {a}: {g['gap']:+.3f} utility "
-                  f"(95% paired bootstrap interval {g['ci95'][0]:+.3f} to {g['ci95'][1]:+.3f}).")
+    for swarm, by_alpha in summary.get("swarms_versus_best_router", {}).items():
+        for a, g in by_alpha.items():
+            notes += (f"\n{swarm} minus the best router ({g['router']}) at alpha {a}: {g['gap']:+.3f} utility "
+                      f"(95% paired bootstrap interval {g['ci95'][0]:+.3f} to {g['ci95'][1]:+.3f}).")
     return "\n".join(lines) + "\n" + notes + "\n"
 
 

@@ -163,6 +163,8 @@ def test_bad_requests_are_one_line_before_any_directory(tmp_path):
         run_outcome_experiment("main", out, OutcomeSettings(path, test_size=20))
     with pytest.raises(ValueError, match="does not run on an outcome matrix"):
         run_outcome_experiment("live", out, OutcomeSettings(path))
+    with pytest.raises(ValueError, match="'swarm-skp' is not a method here"):  # a misspelt method is not silently left out
+        run_outcome_experiment("main", out, OutcomeSettings(path, test_size=10, methods=("swarm-skp", "forc")))
     assert not out.exists()
 
 

@@ -423,5 +423,9 @@ def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: 
                          f"not {s.test_size}")
     if not 1 <= s.regions <= 64:
         raise ValueError(f"--regions must be 1 to 64, not {s.regions}")
+    known = [*SWARMS, "threshold", "oracle", "smallest", "largest", "random", "best-model", *ROUTERS, *(f"only:{m}" for m in models)]
+    unknown = [m for m in s.methods if m not in known]
+    if unknown:
+        raise ValueError(f"--methods: {unknown[0][:60]!r} is not a method here (the methods: {', '.join(known)[:400]})")
     prepare_dir(out, name, overwrite, resume)
     return OUTCOME_EXPERIMENTS[name](out, s, models, rows, say)

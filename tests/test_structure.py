@@ -144,7 +144,7 @@ def test_the_core_and_the_test_doubles_import_without_ray():
 @pytest.mark.needs("pylint", install="pip install -e '.[test]' -c constraints.txt")
 def test_no_duplicated_code():
     done = subprocess.run(
-        [sys.executable, "-m", "pylint", "--disable=all", "--enable=duplicate-code", f"--min-similarity-lines={DUPLICATE_MIN_LINES}",
+        [sys.executable, "-m", "pylint", "--jobs=2", "--disable=all", "--enable=duplicate-code", f"--min-similarity-lines={DUPLICATE_MIN_LINES}",
          "--ignore-comments=y", "--ignore-docstrings=y", "--ignore-imports=y", "--ignore-signatures=y", "--score=n", str(PACKAGE)],
         capture_output=True, text=True, timeout=600, cwd=ROOT,
     )

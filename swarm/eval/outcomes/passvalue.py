@@ -63,11 +63,10 @@ class LearnedPassSwarm:
         if len(p_val) != len(x_train):
             raise ValueError(f"{len(x_train)} training queries for probes validated on {len(p_val)}")
         swarm = cls({m: probes[m] for m in order}, {m: costs[m] for m in order}, {})
-        every = np.ones(len(x_train), dtype=bool)  # a training query is familiar to the agent trained on it
         for a in alphas:
             swarm.values[a] = {}
             for i in range(len(order) - 2, -1, -1):  # backwards: what comes back from i + 1 follows its own learned decisions
-                down = swarm._walk(p_val, x_train, a, np.full(len(x_train), i + 1), every)[0]
+                down = swarm._walk(p_val, x_train, a, np.full(len(x_train), i + 1))[0]
                 came_back = p_val[np.arange(len(down)), down] - a * swarm._c[down]
                 swarm.values[a][i] = _regressor().fit(features(x_train, p_val[:, i]), came_back)
         return swarm
@@ -80,13 +79,14 @@ class LearnedPassSwarm:
     def _c(self) -> np.ndarray:
         return np.array([self.costs[m] for m in self.order])
 
-    def _walk(self, p: np.ndarray, x: np.ndarray, alpha: float, start: np.ndarray, familiar: np.ndarray):
+    def _walk(self, p: np.ndarray, x: np.ndarray, alpha: float, start: np.ndarray, familiar: np.ndarray | None = None):
         """Each query's answering agent (index) and the agents it visited, starting at `start`.
-        `familiar`: (n, agents) whether each agent trusts its P on each query."""
-        n, last = len(p), len(self.order) - 1
+        `familiar`: (n, agents) whether each agent trusts its P on each query (None: every one, as
+        for the training queries the agents were trained on)."""
+        n, last, c = len(p), len(self.order) - 1, self._c
         at, answered = start.copy(), np.full(n, -1)
         visited: list[list[int]] = [[] for _ in range(n)]
-        familiar = familiar if familiar.ndim == 2 else np.ones((n, last + 1), dtype=bool)
+        familiar = np.ones((n, last + 1), dtype=bool) if familiar is None else familiar
         for i in range(int(start.min()) if n else 0, last + 1):  # agents in price order: a query only moves to dearer ones
             here = np.flatnonzero((at == i) & (answered < 0))
             if not len(here):
@@ -97,7 +97,7 @@ class LearnedPassSwarm:
                 answered[here] = i
                 continue
             passing = self.values[alpha][i].predict(features(x[here], p[here, i]))
-            answer = (p[here, i] - alpha * self._c[i] >= passing) & familiar[here, i]
+            answer = (p[here, i] - alpha * c[i] >= passing) & familiar[here, i]
             answered[here[answer]] = i
             at[here[~answer]] = i + 1
         return answered, visited

@@ -159,3 +159,58 @@ def test_a_node_streams_chunks_then_the_result():
         assert "".join(r.text for r in replies[:-1]) == replies[-1].text == ANSWER
 
     run(scenario)
+
+
+def test_the_gateway_cancels_the_query_when_its_client_goes_away_during_a_send():
+    """The client goes away while the gateway is sending it a piece (a slow socket): Starlette cancels the
+    send, not the body generator, which it leaves suspended. The gateway still closes it as the response
+    ends, so the query is cancelled at once, not whenever the garbage collector gets to it (with the
+    collector off here: never)."""
+    import gc
+    import json
+
+    from swarm.gateway import GatewaySettings
+    from swarm.gateway.app import build_app
+
+    async def scenario():
+        large = ScriptedBackend({QUESTION: " ".join(["word"] * 10_000)})
+        large.token_delay_s = 0.002
+        async with MemorySwarm() as s:
+            await three(s, large)
+            app = build_app(s.client, GatewaySettings())
+            body = json.dumps({"model": "memory", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}).encode()
+            scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1", "method": "POST",
+                     "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions", "query_string": b"",
+                     "root_path": "", "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+                     "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+            sent: list[bytes] = []
+            stuck, gone = asyncio.Event(), asyncio.Event()
+
+            async def receive():
+                if not sent:
+                    sent.append(b"")
+                    return {"type": "http.request", "body": body, "more_body": False}
+                await stuck.wait()
+                gone.set()
+                return {"type": "http.disconnect"}
+
+            async def send(message):
+                if message["type"] == "http.response.body" and b'"word"' in message.get("body", b""):
+                    stuck.set()
+                    await asyncio.Event().wait()  # the socket takes no more: this send waits until it is cancelled
+                sent.append(message.get("body", b""))
+
+            await asyncio.wait_for(app(scope, receive, send), 10)
+            assert gone.is_set()
+            for _ in range(200):
+                if large.cancelled:
+                    break
+                await asyncio.sleep(0.005)
+            assert large.cancelled == 1 and large.finished == 0
+            assert s.nodes["small"].counters.in_flight == 0 and not s.nodes["small"]._streams
+
+    gc.disable()
+    try:
+        run(scenario)
+    finally:
+        gc.enable()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import structlog
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from swarm.dashboard.poller import Control, Poller
 from swarm.dashboard.view import SwarmView
@@ -33,6 +33,7 @@ from swarm.errors import AgentExists, SwarmError, TopologyError, UnknownAgent
 from swarm.gateway.app import Access, read_body
 from swarm.gateway.limits import GatewaySettings, retry_after
 from swarm.gateway.schema import BadRequest, parse_json
+from swarm.gateway.sse import ClosingStreamingResponse
 from swarm.topology import parse_agent_spec
 
 log = structlog.get_logger("swarm.dashboard")
@@ -90,7 +91,7 @@ def dashboard_routes(control: Control, swarm_name: str, settings: GatewaySetting
             finally:
                 streams -= 1
 
-        return StreamingResponse(send(), media_type="text/event-stream", headers={**HEADERS, "X-Accel-Buffering": "no"})
+        return ClosingStreamingResponse(send(), media_type="text/event-stream", headers={**HEADERS, "X-Accel-Buffering": "no"})
 
     async def acting(request: Request, action: str, agent: str) -> dict:
         """The checks every action passes (a key, JSON, the rate, the body's limits); the body's JSON object."""

@@ -29,7 +29,7 @@ import structlog
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from swarm.errors import DeadlineExceeded, NoCapableAgent, QueryError, QueryTooLarge, SwarmError
@@ -46,6 +46,7 @@ from swarm.gateway.limits import (
     retry_after,
 )
 from swarm.gateway.schema import BadRequest
+from swarm.gateway.sse import ClosingStreamingResponse
 from swarm.prompts import scenario_alpha
 
 log = structlog.get_logger("swarm.gateway")
@@ -150,12 +151,12 @@ def build_app(entry: EntryClient, settings: GatewaySettings, observer: Observer 
                 await held.aclose()
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         events = _events(q.query_id, req.model, include_usage, first, items, held, lambda: _swarm_errors(settings, deadline_s))
-        # Started here: Starlette never closes a body it did not finish, and a generator that never ran is never
-        # finalised; once started, a client gone before (or while) the body is sent still gets the query cancelled
-        # and the slot back when the generator is collected.
+        # Started here: a generator that never ran is never finalised. Once started, a client gone while the body
+        # is sent gets the query cancelled and the slot back as the response ends (ClosingStreamingResponse); one
+        # gone before the response began, when the generator is collected.
         head = await anext(events)
-        return StreamingResponse(_prepended(head, events), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return ClosingStreamingResponse(_prepended(head, events), media_type="text/event-stream",
+                                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     async def models(request: Request) -> Response:
         authorised(request)
@@ -239,9 +240,12 @@ async def _events(query_id: str, model: str, include_usage: bool, first, items, 
 
 
 async def _prepended(head: str, rest: AsyncIterator[str]) -> AsyncIterator[str]:
-    yield head
-    async for event in rest:
-        yield event
+    try:
+        yield head
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # `async for` leaves the generator it reads suspended when it is closed itself
 
 
 def _observed(handler: Callable, route: str, observer: Observer) -> Callable:

@@ -1,0 +1,19 @@
+"""Server-sent events that end cleanly: the one streaming response the gateway and the dashboard use."""
+
+from __future__ import annotations
+
+from starlette.responses import StreamingResponse
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """A StreamingResponse that closes its body however the response ends. Starlette's leaves the body
+    generator suspended when the client goes away while a chunk is being sent (the send is cancelled,
+    not the generator), so its `finally` (the gateway's: cancel the query along its path and free its slot; the dashboard's: free its stream slot) would
+    wait for the garbage collector: in an idle process, for as long as it likes, while the answering
+    agent generates on."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()

@@ -78,7 +78,7 @@ class TransformersBackendSpec(BaseModel):
     max_prompt_tokens: int | None = Field(None, ge=1, description="default: the model's context length")
     temperature: float = Field(0.0, ge=0, description="0: greedy")
     max_batch: int = Field(16, ge=1, description="micro-batcher: most queries per generate call")
-    max_wait_ms: float = Field(10.0, ge=0, description="micro-batcher: longest wait for a batch to fill")
+    max_wait_ms: float = Field(0.0, ge=0, description="micro-batcher: longest wait for company before an idle model starts a batch (0: at once; queries that arrive while a batch runs form the next one whatever this is)")
     threads: int | None = Field(None, ge=1, description="torch CPU threads in this agent (default: torch's)")
 
     @field_validator("model")

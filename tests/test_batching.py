@@ -121,6 +121,24 @@ def test_one_batch_at_a_time_and_the_next_gathers_meanwhile():
     assert fn.most_running == 1
 
 
+def test_by_default_an_idle_model_starts_at_once_and_company_gathers_while_it_runs():
+    """No wait for company at an idle model (counted in event-loop steps, not seconds): the lone first
+    request is in a batch before the loop could have slept; those that come while it runs go together."""
+    fn = Recorder(delay=0.05)
+
+    async def scenario():
+        batcher = MicroBatcher(fn, max_batch=16)
+        first = asyncio.create_task(batcher.submit(0))
+        for _ in range(3):  # submit, wake the worker, dispatch: a few steps of the loop, no timer
+            await asyncio.sleep(0)
+        assert fn.batches == [[0]]
+        later = [asyncio.create_task(batcher.submit(i)) for i in (1, 2, 3)]
+        return await asyncio.gather(first, *later)
+
+    assert run(scenario) == [0, 2, 4, 6]
+    assert fn.batches == [[0], [1, 2, 3]]
+
+
 def test_an_exception_reaches_every_caller_of_the_batch_and_the_batcher_recovers():
     fn = Recorder(fail=ValueError("model on fire"))
 

@@ -1,8 +1,12 @@
 """A micro-batcher: concurrent requests gathered into one call of a batch function.
 
 A model serves a batch of prompts in about the time of one, so an agent that receives queries
-concurrently waits a few milliseconds for company and runs them together. One batch runs at a
-time (the model is one resource); the next batch gathers while the current one runs.
+concurrently runs them together. One batch runs at a time (the model is one resource); the next
+batch gathers while the current one runs. By default an idle model starts at once, with whatever
+has arrived (`max_wait_ms=0`, as Triton's dynamic batcher does by default): under load batches
+form anyway, while the model is busy, and a query that finds the model idle pays no wait, which
+on the swarm's path is paid at every agent it visits. A wait (`max_wait_ms`) trades that latency
+for fuller batches when queries come in bursts to an idle model.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class MicroBatcher(Generic[Req, Res]):
     batch runs (the transformers backend stops generating that row).
     """
 
-    def __init__(self, fn: Callable[..., Awaitable[list[Res]]], max_batch: int = 16, max_wait_ms: float = 10.0,
+    def __init__(self, fn: Callable[..., Awaitable[list[Res]]], max_batch: int = 16, max_wait_ms: float = 0.0,
                  sees_cancels: bool = False) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, got {max_batch}")

@@ -305,11 +305,16 @@ def _demo(args) -> int:
 
 
 def _print_status(rows) -> None:
+    """One row per agent. p50/p95: the queries it held, its downstream included; decide/answer: its own
+    times, as it tells its peers (median to a rejection, p95 to an answer); speculated: queries passed on
+    while it generated, / of which it cancelled the copy (shown only when an agent speculates)."""
+    speculates = any(r.speculated for r in rows)
     print(f"{'agent':<12}{'state':<12}{'cost':>6}{'in flight':>10}{'received':>10}{'answered':>10}{'rejected':>10}"
-          f"{'answer rate':>12}{'p50 ms':>8}{'p95 ms':>8}")
+          f"{'answer rate':>12}{'p50 ms':>8}{'p95 ms':>8}{'decide ms':>10}{'answer ms':>10}" + (f"{'speculated':>14}" if speculates else ""))
     for r in rows:
         print(f"{r.name:<12}{r.state:<12}{r.cost:>6.2f}{r.in_flight:>10}{r.received:>10}{r.answered:>10}{r.rejected:>10}"
-              f"{r.answer_rate:>12.2f}{r.p50_s * 1000:>8.1f}{r.p95_s * 1000:>8.1f}")
+              f"{r.answer_rate:>12.2f}{r.p50_s * 1000:>8.1f}{r.p95_s * 1000:>8.1f}{r.decide_s * 1000:>10.1f}{r.answer_s * 1000:>10.1f}"
+              + (f"{f'{r.speculated} / {r.speculation_cancelled}':>14}" if speculates else ""))
 
 
 def _schema(args) -> int:

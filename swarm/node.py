@@ -30,15 +30,19 @@ from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
 from swarm.protocol import (
-    MAX_HOPS, MAX_RECENT, Ack, Cancel, Chunk, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Status, StatusRequest, decode, encode,
+    MAX_HOPS, MAX_RECENT, Ack, Cancel, Chunk, Error, Hop, Member, PeerCount, Query, RecentQuery, Result, Speculations, Status, StatusRequest, decode, encode,
     error_reply, expect,
 )
-from swarm.speculation import Speculation, SpeculationCounters
+from swarm.speculation import Speculation
 from swarm.streaming import TextRelay, pieces_of
 from swarm.transport.base import Transport
 from swarm.upkeep import Upkeep
 
 log = structlog.get_logger("swarm.node")
+# `_respond`'s answer when the agent's decision outran its share of the time left: its model works (as far as
+# anyone knows) but was stopped, so the query is planned again for the time really left and, when no peer fits
+# that any more, answered here. (A backend that failed outright gets None, and is not asked a second time.)
+_UNDECIDED = object()
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ class Counters:
     cancelled: int = 0  # executions stopped by a cancel message
     latencies: list[float] = field(default_factory=list)  # the last 1,000, for status
     forwards_to: Counter[str] = field(default_factory=Counter)  # peer -> forwards it replied to (the edges queries took)
-    speculation: SpeculationCounters = field(default_factory=SpeculationCounters)  # queries passed on while generating (swarm.speculation)
+    speculation: Speculations = field(default_factory=Speculations)  # queries passed on while generating (swarm.speculation)
 
 
 class NodeObserver:
@@ -321,6 +325,9 @@ class AgentNode:
             if ahead is not None:
                 ahead.close()
             raise
+        undecided = response is _UNDECIDED
+        if undecided:
+            response = None
         if response is not None and not response.rejected:
             if ahead is not None and (wasted := ahead.cancel()) is not None:
                 trace.append(wasted)
@@ -334,6 +341,9 @@ class AgentNode:
             if first is None:  # chosen again for the time the decision really took (none fits: we answer); a copy already sent stays
                 peer = self._next_hop(q, visited, horizon)
             log.debug("rejected", next_hop=peer)
+        elif undecided and first is None:
+            peer = self._next_hop(q, visited, horizon)
+            log.info("no decision in time: planned again", next_hop=peer, query_id=q.query_id, agent=self.name)
         while peer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -367,16 +377,19 @@ class AgentNode:
         if deadline <= time.monotonic():
             return _failure(q, "deadline_exceeded", f"deadline passed at {self.name}", trace)
         # Nobody left to ask: the agent holding the query answers anyway (unless its backend just failed).
-        forced = None if response is None else await self._respond(q, deadline, must_answer=True, trace=trace, relay=relay)
+        forced = None if response is None and not undecided else await self._respond(q, deadline, must_answer=True, trace=trace, relay=relay)
         if forced is not None:
             return await self._answered(q, forced, trace, forced=True, relay=relay)
         self.counters.failed += 1
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
 
     def _onward(self, q: Query, visited: list[str], remaining: float, horizon: float) -> Query:
-        """`q` as this agent passes it on (with the time left to its soft target, when it has one)."""
-        target = None if q.target_s is None else max(0.0, horizon - time.monotonic())
-        return q.model_copy(update={"budget_s": remaining, "target_s": target, "visited": list(visited), "sender": self.name,
+        """`q` as this agent passes it on (with the time left to its soft target, when it has one). The peer's
+        budget keeps the reply's way back here out (`hop_overhead_s`, but never more than half of what is left):
+        a peer that used all of our time would answer after we stopped waiting, and the query would be lost."""
+        back = min(self.config.hop_overhead_s, remaining / 2)
+        target = None if q.target_s is None else max(0.0, horizon - time.monotonic() - back)
+        return q.model_copy(update={"budget_s": remaining - back, "target_s": target, "visited": list(visited), "sender": self.name,
                                     "digest": self.membership.digest()})
 
     def _speculation(self, q: Query, peer: str | None, visited: list[str], deadline: float, horizon: float) -> Speculation | None:
@@ -404,7 +417,8 @@ class AgentNode:
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
                        relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None):
-        """Ask the policy; on a backend failure record it in the trace and return None. An agent that
+        """Ask the policy; on a backend failure record it in the trace and return None (_UNDECIDED when it
+        was the decision's time limit that stopped it). An agent that
         could still pass the query on spends at most `generation_share` of the time left (or twice its usual
         decision time, when that is more and its next hop still fits: swarm.latency.decision_limit), and none
         while its circuit breaker is open (its backend failed over and over: a hung or broken model)."""
@@ -424,7 +438,7 @@ class AgentNode:
             self._backend_failed()
             detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left (or twice its usual time)"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
-            return None
+            return None if must_answer else _UNDECIDED
         except BackendError as exc:
             log.warning("backend failed", error=str(exc), fatal=exc.fatal)
             trace.append(Hop(agent=self.name, decision="error", detail=str(exc)[:400]))
@@ -530,6 +544,7 @@ class AgentNode:
             members=self.membership.view(), duplicates=c.duplicates, cancelled=c.cancelled,
             forwards_to=[PeerCount(peer=p, count=n) for p, n in c.forwards_to.most_common(1024)],
             recent=[_recent(r, seconds, now - t) for t, r, seconds in self.recent], changes=self.membership.changes(),
+            timing=self.latency.own.timing(), speculation=c.speculation.model_copy(),
         )
 
     def _abandon(self, peer: str) -> None:

@@ -23,10 +23,11 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 5)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+PROTOCOL_VERSION = (1, 6)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 # 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
 # 1.5: Query.target_s (a soft latency target), Timing on Pong and Result (agents' measured decision and answer times)
+# 1.6: Status.timing (the agent's own measured times, as it advertises them) and Status.speculation (its counters)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -93,6 +94,15 @@ class Timing(_Body):
     decide_s: Finite = Field(0.0, ge=0.0, le=1e6)
     decide_slow_s: Finite = Field(0.0, ge=0.0, le=1e6)
     answer_s: Finite = Field(0.0, ge=0.0, le=1e6)
+
+
+class Speculations(_Body):
+    """1.6: an agent's speculative forwarding (swarm.speculation), as counted since it started."""
+
+    started: Count = 0  # queries it passed on while it generated
+    used: Count = 0  # ... whose copy gave the result (it rejected)
+    cancelled: Count = 0  # ... whose copy it cancelled (it answered): work wasted at the peer
+    cancelled_s: Finite = Field(0.0, ge=0.0, le=1e12)  # how long those cancelled copies ran, in all
 
 
 class Hop(_Body):
@@ -258,6 +268,9 @@ class Status(_Body):
     forwards_to: list[PeerCount] = Field(default_factory=list, max_length=1024, fail_fast=True)
     recent: list[RecentQuery] = Field(default_factory=list, max_length=MAX_RECENT, fail_fast=True)
     changes: list[MemberChange] = Field(default_factory=list, max_length=MAX_CHANGES, fail_fast=True)
+    # 1.6: its own measured times (what it tells peers on pongs and results), and its speculative forwarding
+    timing: Timing | None = None
+    speculation: Speculations | None = None
 
 
 class Error(_Body):

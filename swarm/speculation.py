@@ -22,21 +22,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
-from swarm.protocol import MAX_DETAIL, Hop, Result
+from swarm.protocol import MAX_DETAIL, Hop, Result, Speculations
 
 log = structlog.get_logger("swarm.speculation")
-
-
-@dataclass
-class SpeculationCounters:
-    started: int = 0  # queries passed on while this agent generated
-    used: int = 0  # ... whose copy passed on gave the result (this agent rejected)
-    cancelled: int = 0  # ... whose copy was cancelled (this agent answered): wasted work at the peer
-    cancelled_s: float = 0.0  # how long those cancelled copies ran, in all
 
 
 class Speculation:
@@ -44,7 +35,7 @@ class Speculation:
     thread) sends it; `claim` hands the pending send to the routing loop instead of sending again;
     `cancel` stops it when the agent answered; `close` stops anything left (the execution ended)."""
 
-    def __init__(self, agent: str, peer: str, send: Callable[[], Awaitable[Result]], counters: SpeculationCounters) -> None:
+    def __init__(self, agent: str, peer: str, send: Callable[[], Awaitable[Result]], counters: Speculations) -> None:
         self.agent, self.peer, self._send, self.counters = agent, peer, send, counters
         self._loop = asyncio.get_running_loop()
         self._task: asyncio.Task | None = None

@@ -10,7 +10,9 @@ import pytest
 from swarm.client import new_query
 from swarm.latency import OwnTimes, PeerTimes, next_hop_within, with_own
 from swarm.protocol import MAX_TRACE, Timing
+from swarm.node import NodeConfig
 from swarm.testing import MemorySwarm, ScriptedBackend
+from swarm.transport.base import Transport
 
 HOP = 0.01
 PEERS = ["m2", "m3", "m4", "m5"]  # cheapest first
@@ -115,6 +117,22 @@ def test_times_ride_on_results_and_pongs():
     asyncio.run(scenario())
 
 
+def test_an_agents_status_shows_its_own_times_as_it_tells_its_peers():
+    """1.6: `swarm status` can show what each agent measures of itself (medium only rejected, large only answered)."""
+    from swarm.protocol import Status, StatusRequest, encode, expect
+
+    async def scenario():
+        async with slow_cascade() as s:
+            await s.start_all(background=False)
+            await s.ask("hard")
+            shown = {n: expect(await s.network.deliver(n, encode(StatusRequest())), Status).timing for n in ("medium", "large")}
+            assert shown == {n: s.nodes[n].latency.own.timing() for n in ("medium", "large")}
+            assert shown["medium"].decide_s >= 0.3 and shown["medium"].answer_s == 0
+            assert shown["large"].answer_s >= 0.3 and shown["large"].decide_s == 0
+
+    asyncio.run(scenario())
+
+
 def test_a_query_with_too_little_time_for_the_cascade_goes_straight_to_a_stronger_peer_or_is_forced():
     async def scenario():
         async with slow_cascade() as s:
@@ -131,6 +149,75 @@ def test_a_query_with_too_little_time_for_the_cascade_goes_straight_to_a_stronge
             assert decisions(a) == [("small", "reject"), ("large", "forced")]
             a = await s.ask("hard", target_latency_s=1e-6)
             assert decisions(a) == [("small", "forced")]
+
+    asyncio.run(scenario())
+
+
+class SlowToDecide(ScriptedBackend):
+    """Takes `decide_s` over a generation that may still be a rejection, and no time over one it must answer."""
+
+    def __init__(self, answers: dict[str, str], decide_s: float) -> None:
+        super().__init__(answers)
+        self.decide_s = decide_s
+
+    async def _generate(self, request):
+        if request.allow_reject:
+            await asyncio.sleep(self.decide_s)
+        return await super()._generate(request)
+
+
+def test_a_decision_that_outruns_its_share_is_planned_again_and_answered_here_when_no_peer_fits_any_more():
+    """small may spend half of the 0.6 s on its decision (0.3 s), but takes 0.45 s; large needs 0.4 s, which
+    fitted before the decision and no longer does after it: small answers itself, in time, where it used to
+    send the query to large with 0.3 s left and lose it at the deadline."""
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("small", 0.1, SlowToDecide({"hard": "small: 3"}, decide_s=0.45))
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}, delay_s=0.4))
+            await s.start_all(background=False)
+            s.nodes["small"].latency.peers.heard([Timing(agent="large", answer_s=0.4)])
+            answer = await s.ask("hard", deadline_s=0.6)
+            assert decisions(answer) == [("small", "error"), ("small", "forced")] and answer.text == "small: 3"
+            assert "no decision within 50% of the time left" in answer.trace[0].detail
+            assert s.nodes["large"].backend.calls == 0
+            # With time left for large after the cut decision (0.75 s of 1.5), the query still goes there.
+            s.nodes["small"].backend.decide_s = 0.8
+            answer = await s.ask("hard", deadline_s=1.5)
+            assert decisions(answer) == [("small", "error"), ("large", "forced")] and answer.text == "large: 3"
+
+    asyncio.run(scenario())
+
+
+class SlowReplies(Transport):
+    """A transport whose replies to queries take `back_s` to come back (a network on the way back)."""
+
+    def __init__(self, inner: Transport, back_s: float) -> None:
+        self.inner, self.back_s = inner, back_s
+
+    async def send(self, peer: str, data: bytes, control: bool = False) -> bytes:
+        reply = await self.inner.send(peer, data, control)
+        if not control:
+            await asyncio.sleep(self.back_s)
+        return reply
+
+
+def test_a_peer_gets_the_time_left_less_the_way_back_so_its_reply_arrives_in_time():
+    """Replies take 0.1 s back, which `hop_overhead_s` allows for. small passes `hard` to medium, which would
+    pass it to large (0.7 s to answer) if it had small's 0.85 s: large's answer would reach medium at 0.8 s and
+    small at 0.9 s, after small stopped waiting. Given 0.75 s, medium sees that large does not fit and
+    answers itself, in time."""
+    async def scenario():
+        async with MemorySwarm(NodeConfig(hop_overhead_s=0.1)) as s:
+            s.node("small", 0.1, ScriptedBackend())
+            s.node("medium", 0.5, ScriptedBackend())
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}, delay_s=0.7))
+            await s.start_all(background=False)
+            for node in s.nodes.values():
+                node.transport = SlowReplies(node.transport, 0.1)
+            s.nodes["medium"].latency.peers.heard([Timing(agent="large", answer_s=0.7)])
+            answer = await s.ask("hard", deadline_s=0.85)
+            assert decisions(answer) == [("small", "reject"), ("medium", "forced")]  # no time to decide and pass it on
+            assert s.nodes["large"].backend.calls == 0
 
     asyncio.run(scenario())
 

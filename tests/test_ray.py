@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import json
 import math
 import threading
 import time
@@ -243,7 +244,15 @@ def test_attach_from_another_process(launched, tmp_path):
     assert "The answer is: 42" in ask.stdout and "answered by m1" in ask.stdout
     status = subprocess.run([*cli, "status", "shared", "--address", address, "--json"], capture_output=True, text=True, timeout=120)
     assert status.returncode == 0, status.stderr
-    assert '"name": "m2"' in status.stdout
+    assert '"name": "m2"' in status.stdout and '"decide_s"' in status.stdout
+    table = subprocess.run([*cli, "status", "shared", "--address", address], capture_output=True, text=True, timeout=120)
+    assert table.returncode == 0 and "decide ms" in table.stdout.splitlines()[0], table.stderr
+    timed = subprocess.run([*cli, "ask", "shared", "What is 17 + 25?", "--address", address, "--deadline-s", "20", "--target-latency-s", "5",
+                            "--json"], capture_output=True, text=True, timeout=120)
+    assert timed.returncode == 0 and json.loads(timed.stdout)["agent"] == "m1", timed.stderr
+    late = subprocess.run([*cli, "ask", "shared", "What is 17 + 25?", "--address", address, "--deadline-s", "-1"],
+                          capture_output=True, text=True, timeout=120)
+    assert late.returncode == 1 and "deadline_s must be a positive number" in late.stderr and "Traceback" not in late.stderr
     newcomer = tmp_path / "m3.yaml"
     newcomer.write_text(f"name: m3\ncost: 0.9\nbackend: {{kind: replay, table: {DATA / 'arith-replay.jsonl'}}}\npolicy: {{kind: always_answer}}\n")
     added = subprocess.run([*cli, "add", "shared", str(newcomer), "--address", address], capture_output=True, text=True, timeout=120)

@@ -14,6 +14,7 @@ import pytest
 from swarm.client import Answer
 from swarm.node import NodeConfig
 from swarm.policies import AlwaysAnswer, SelfAware
+from swarm.protocol import Status, StatusRequest, encode, expect
 from swarm.testing import MemorySwarm, ScriptedBackend
 from swarm.topology import TopologyError, parse_topology
 from swarm.transport.memory import MemoryNetwork
@@ -50,7 +51,9 @@ def test_the_result_is_the_one_routing_without_speculation_returns() -> None:
             await swarm.start_all(background=False)
             got = [await swarm.ask(q, alpha=0.5) for q in QUERIES]
             await asyncio.sleep(0.4)  # the cancelled copies' Cancel messages land
-            return got, {n: node.counters.speculation for n, node in swarm.nodes.items()}
+            shown = {n: expect(await swarm.network.deliver(n, encode(StatusRequest())), Status).speculation for n in swarm.nodes}
+            assert shown == {n: node.counters.speculation for n, node in swarm.nodes.items()}  # 1.6: Status shows them
+            return got, shown
 
     async def scenario() -> None:
         plain, _ = await answers(0.0)

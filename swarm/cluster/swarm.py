@@ -45,6 +45,18 @@ class AgentStatus:
     failed: int = 0
     p50_s: float = 0.0
     p95_s: float = 0.0
+    decide_s: float = 0.0  # its own median time to a rejection, and p95 time to an answer (what it tells peers; 0: none yet)
+    answer_s: float = 0.0
+    speculated: int = 0  # queries it passed on while generating, and of those the copies it cancelled (it answered)
+    speculation_cancelled: int = 0
+
+    @classmethod
+    def of(cls, s: Status) -> AgentStatus:
+        timing, spec = s.timing, s.speculation
+        return cls(**s.model_dump(include={"name", "state", "cost", "in_flight", "received", "answered", "rejected", "forced",
+                                           "failed", "p50_s", "p95_s"}),
+                   decide_s=timing.decide_s if timing else 0.0, answer_s=timing.answer_s if timing else 0.0,
+                   speculated=spec.started if spec else 0, speculation_cancelled=spec.cancelled if spec else 0)
 
     @property
     def answer_rate(self) -> float:
@@ -328,7 +340,7 @@ class Swarm:
         statuses = self.statuses()
         costs = {m.name: m.cost for m in self._client.known(("alive", "suspect", "left", "dead"))}
         out = [AgentStatus(name, "unreachable", costs.get(name, 0.0)) if s is None
-               else AgentStatus(**s.model_dump(include=set(AgentStatus.__dataclass_fields__))) for name, s in statuses.items()]
+               else AgentStatus.of(s) for name, s in statuses.items()]
         return sorted(out, key=lambda s: (s.cost, s.name))
 
     def statuses(self, timeout_s: float = 10) -> dict[str, Status | None]:

@@ -284,7 +284,7 @@ class EntryClient:
                     self.abandon(at, encode(Cancel(query_id=q.query_id)))
                     raise QueryError(f"query {q.query_id}: entry agent {at} failed while streaming its answer ({exc})", q.query_id) from None
                 outcome = exc
-            except (asyncio.CancelledError, GeneratorExit):  # our caller went away: the entry need not go on
+            except BaseException:  # our caller went away (or anything else stopped us): the entry need not go on
                 self.abandon(at, encode(Cancel(query_id=q.query_id)))
                 raise
             finally:

@@ -60,8 +60,8 @@ class RayTransport(Transport):
             finished = True
             raise self._unreachable(peer, exc) from None
         finally:
-            if not finished:
-                with contextlib.suppress(RayError, ValueError):
+            if not finished:  # best effort (the entry also sends a cancel message); it must never mask why we stopped
+                with contextlib.suppress(Exception):
                     ray.cancel(replies)
 
     # -- the same, for a driver that blocks on Ray instead of awaiting (the sync face of Swarm) --

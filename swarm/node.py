@@ -381,6 +381,8 @@ class AgentNode:
         if forced is not None:
             return await self._answered(q, forced, trace, forced=True, relay=relay)
         self.counters.failed += 1
+        if deadline <= time.monotonic():  # our own answer ran into the deadline: that is what failed, not a lack of agents
+            return _failure(q, "deadline_exceeded", f"deadline passed while {self.name} answered", trace)
         return _failure(q, "no_capable_agent", f"no agent could answer (last holder {self.name})", trace)
 
     def _onward(self, q: Query, visited: list[str], remaining: float, horizon: float) -> Query:

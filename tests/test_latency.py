@@ -201,6 +201,28 @@ class SlowReplies(Transport):
         return reply
 
 
+def test_an_answer_of_its_own_that_runs_into_the_deadline_fails_as_a_deadline_not_as_no_capable_agent():
+    """small rejects at once, finds large gone, and must answer itself, which takes longer than the time left."""
+    from swarm.errors import DeadlineExceeded
+
+    class SlowToAnswer(ScriptedBackend):
+        async def _generate(self, request):
+            if not request.allow_reject:
+                await asyncio.sleep(5.0)
+            return await super()._generate(request)
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("small", 0.1, SlowToAnswer())
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}))
+            await s.start_all(background=False)
+            s.network.kill("large")
+            with pytest.raises(DeadlineExceeded, match="deadline passed while small answered"):
+                await s.ask("hard", deadline_s=0.5)
+
+    asyncio.run(scenario())
+
+
 def test_a_peer_gets_the_time_left_less_the_way_back_so_its_reply_arrives_in_time():
     """Replies take 0.1 s back, which `hop_overhead_s` allows for. small passes `hard` to medium, which would
     pass it to large (0.7 s to answer) if it had small's 0.85 s: large's answer would reach medium at 0.8 s and

@@ -19,7 +19,9 @@ The choice (`next_hop_within`): a peer fits the time left when it can answer in 
 target; a cheaper peer on the way is tried only when it can also decide, reject and still leave
 the target its `answer_s`. So a query never goes to a peer whose expected time would break the
 budget; and an agent holding a query for which, after its own decision, no peer would fit,
-answers it itself (`forced`) instead of deciding and then failing at the deadline. An agent that
+answers it itself (`forced`) instead of deciding and then failing at the deadline, unless a peer
+that can answer in time is worth more answering it unjudged (`blind_pass`: its accuracy - alpha x
+cost, from the accuracy it advertises, protocol 1.6): then it passes the query on without deciding. An agent that
 may pass a query on decides within `generation_share` of the time left, or, when that is shorter
 than its own decisions usually take, within twice its usual time as long as its next hop's known
 need still fits (`decision_limit`). Unmeasured times count as zero: with nothing known, routing
@@ -31,7 +33,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from swarm.protocol import MAX_TRACE, Timing
+from swarm.protocol import MAX_TRACE, Member, Timing
 
 WINDOW = 200  # own policy calls of each kind the advertised times are taken over
 DECIDE_QUANTILE, ANSWER_QUANTILE = 0.5, 0.95
@@ -106,6 +108,27 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
         if p == target or ((t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)):
             return p
     return target  # unreachable: the loop returns at the target at the latest
+
+
+def blind_pass(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None], hop_s: float,
+               value: Callable[[str], float | None], own: float | None) -> str | None:
+    """With no time to decide and pass a query on: the peer to pass it to unjudged, the one worth most
+    answering it (`value`, from its advertised accuracy) among those that can answer in time, when
+    that is more than this agent's own answer is worth (`own`); None: answer here (also when either
+    worth is unknown)."""
+    if own is None:
+        return None
+    best, best_value = None, own
+    for p in candidates:
+        v = value(p)
+        if v is not None and v > best_value and _answer_s(times(p)) + hop_s <= remaining_s:
+            best, best_value = p, v
+    return best
+
+
+def forced_value(m: Member | None, alpha: float) -> float | None:
+    """What an agent's answer to a query it did not judge is worth: its accuracy - alpha x cost (None: unknown)."""
+    return None if m is None or m.accuracy is None else m.accuracy - alpha * m.cost
 
 
 def quantile(values: list[float], q: float) -> float:

@@ -25,7 +25,7 @@ import structlog
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
-from swarm.latency import Latency, decision_limit, next_hop_within, quantile, with_own
+from swarm.latency import Latency, blind_pass, decision_limit, forced_value, next_hop_within, quantile, with_own
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
@@ -317,33 +317,39 @@ class AgentNode:
         horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
         peer = self._next_hop(q, visited, horizon, deciding=True)
         trace: list[Hop] = []
-        ahead = self._speculation(q, peer, visited, deadline, horizon)
-        try:
-            response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay,
-                                           uncertain=ahead and ahead.trigger)
-        except BaseException:
-            if ahead is not None:
-                ahead.close()
-            raise
-        undecided = response is _UNDECIDED
-        if undecided:
-            response = None
-        if response is not None and not response.rejected:
-            if ahead is not None and (wasted := ahead.cancel()) is not None:
-                trace.append(wasted)
-                self.observer.speculated("cancelled")
-            return await self._answered(q, response, trace, forced=peer is None, relay=relay)
-        if (first := ahead and ahead.claim(trace)) is not None:
-            self.observer.speculated("used")
-        if response is not None:
-            self.counters.rejected += 1
-            self.observer.decided("reject")
-            if first is None:  # chosen again for the time the decision really took (none fits: we answer); a copy already sent stays
+        blind = None if peer is not None else self._blind_hop(q, visited, horizon)
+        if blind is not None:  # no time to decide here, and a peer that can answer in time is worth more than our answer
+            trace.append(Hop(agent=self.name, decision="reject", detail=f"no time to decide: passed on unjudged to {blind}, worth more answering it"))
+            log.info("no time to decide: passed on unjudged", next_hop=blind, query_id=q.query_id, agent=self.name)
+            peer, response, undecided, first = blind, None, True, None
+        else:
+            ahead = self._speculation(q, peer, visited, deadline, horizon)
+            try:
+                response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay,
+                                               uncertain=ahead and ahead.trigger)
+            except BaseException:
+                if ahead is not None:
+                    ahead.close()
+                raise
+            undecided = response is _UNDECIDED
+            if undecided:
+                response = None
+            if response is not None and not response.rejected:
+                if ahead is not None and (wasted := ahead.cancel()) is not None:
+                    trace.append(wasted)
+                    self.observer.speculated("cancelled")
+                return await self._answered(q, response, trace, forced=peer is None, relay=relay)
+            if (first := ahead and ahead.claim(trace)) is not None:
+                self.observer.speculated("used")
+            if response is not None:
+                self.counters.rejected += 1
+                self.observer.decided("reject")
+                if first is None:  # chosen again for the time the decision really took (none fits: we answer); a copy already sent stays
+                    peer = self._next_hop(q, visited, horizon)
+                log.debug("rejected", next_hop=peer)
+            elif undecided and first is None:
                 peer = self._next_hop(q, visited, horizon)
-            log.debug("rejected", next_hop=peer)
-        elif undecided and first is None:
-            peer = self._next_hop(q, visited, horizon)
-            log.info("no decision in time: planned again", next_hop=peer, query_id=q.query_id, agent=self.name)
+                log.info("no decision in time: planned again", next_hop=peer, query_id=q.query_id, agent=self.name)
         while peer is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -404,6 +410,15 @@ class AgentNode:
             return self._forward(peer, self._onward(q, visited, remaining, horizon), remaining)
 
         return Speculation(self.name, peer, send, self.counters.speculation)
+
+    def _blind_hop(self, q: Query, visited: list[str], horizon: float) -> str | None:
+        """With no time to decide and pass the query on: the peer to pass it to unjudged, when one that can
+        answer in time is worth more answering it than this agent is (swarm.latency.blind_pass); None: answer here."""
+        if len(visited) >= q.max_hops:
+            return None
+        me = self.membership.self_entry
+        return blind_pass(self.table.candidates(visited), horizon - time.monotonic(), self.latency.peers.get, self.config.hop_overhead_s,
+                          lambda p: forced_value(self.membership.get(p), q.alpha), forced_value(me, q.alpha))
 
     def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False) -> str | None:
         """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`);
@@ -482,9 +497,11 @@ class AgentNode:
         successor = self._curve_of(nxt)
         curve = self.policy.curve(me.cost, successor) if nxt is None or successor is not None else None
         new = [round(v, 4) for v in curve] if curve else []
-        if new == me.curve:
+        alone = self.policy.curve(me.cost, None)  # answering everything: its value at alpha 0 is its accuracy
+        accuracy = round(min(1.0, max(0.0, alone[0])), 4) if alone else None
+        if new == me.curve and accuracy == me.accuracy:
             return False
-        self.membership.set_self(curve=new)
+        self.membership.set_self(curve=new, accuracy=accuracy)
         log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new))
         return True
 

@@ -27,7 +27,8 @@ PROTOCOL_VERSION = (1, 6)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.du
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 # 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
 # 1.5: Query.target_s (a soft latency target), Timing on Pong and Result (agents' measured decision and answer times)
-# 1.6: Status.timing (the agent's own measured times, as it advertises them) and Status.speculation (its counters)
+# 1.6: Status.timing (the agent's own measured times, as it advertises them) and Status.speculation (its counters);
+#      Member.accuracy (a query passed on with no time to decide goes to the peer that answers it best)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -84,6 +85,9 @@ class Member(_Body):
     # What a query handed to this agent is worth (utility) at each alpha of swarm.assess.curves.GRID; empty: not advertised.
     # A change comes with a fresh incarnation, so gossip and the digest carry it like any other change.
     curve: list[Finite] = Field(default_factory=list, max_length=64, fail_fast=True)
+    # 1.6: the share of its validation queries it answers right when it answers them all; what a query passed to it
+    # with no time to decide is worth is then accuracy - alpha x cost (swarm.latency.blind_pass). None: unknown.
+    accuracy: Finite | None = Field(None, ge=0.0, le=1.0)
 
 
 class Timing(_Body):

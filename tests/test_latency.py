@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
 import pytest
 
+from swarm.assess.curves import value_curve
 from swarm.client import new_query
 from swarm.latency import OwnTimes, PeerTimes, next_hop_within, with_own
 from swarm.protocol import MAX_TRACE, Timing
 from swarm.node import NodeConfig
+from swarm.policies import SelfAware
 from swarm.testing import MemorySwarm, ScriptedBackend
 from swarm.transport.base import Transport
 
@@ -240,6 +243,54 @@ def test_a_peer_gets_the_time_left_less_the_way_back_so_its_reply_arrives_in_tim
             answer = await s.ask("hard", deadline_s=0.85)
             assert decisions(answer) == [("small", "reject"), ("medium", "forced")]  # no time to decide and pass it on
             assert s.nodes["large"].backend.calls == 0
+
+    asyncio.run(scenario())
+
+
+def test_blind_pass_goes_to_the_peer_worth_most_that_fits_only_when_it_beats_answering_here():
+    from swarm.latency import blind_pass
+
+    worth = {"m2": 0.3, "m3": 0.5, "m4": None, "m5": 0.45}.get
+    fast = times(m2=(0.0, 0.1), m3=(0.0, 0.3), m4=(0.0, 0.1), m5=(0.0, 0.1))
+    assert blind_pass(PEERS, 1.0, fast, HOP, worth, 0.2) == "m3"  # the most worth among those that fit
+    assert blind_pass(PEERS, 0.2, fast, HOP, worth, 0.2) == "m5"  # m3 cannot answer in time; m4's worth is unknown
+    assert blind_pass(PEERS, 1.0, fast, HOP, worth, 0.6) is None  # answering here is worth more
+    assert blind_pass(PEERS, 1.0, fast, HOP, worth, None) is None  # our own worth unknown: answer here, as before
+    assert blind_pass(PEERS, 0.05, fast, HOP, worth, 0.0) is None  # nobody fits
+
+
+class Rated(SelfAware):
+    """SelfAware, with a validation record on which it is right `accuracy` of the time (the accuracy it advertises)."""
+
+    def __init__(self, accuracy: float) -> None:
+        super().__init__()
+        self.correct = np.array([1.0] * round(accuracy * 10) + [0.0] * (10 - round(accuracy * 10)))
+
+    def curve(self, cost, successor):
+        return tuple(value_curve(self.correct, self.correct, cost, list(successor) if successor else None))
+
+
+def test_with_no_time_to_decide_a_query_goes_unjudged_to_the_peer_worth_most_answering_it():
+    """small has no time to decide and pass `hard` on (its slow decision and its answer take 0.6 s); large can
+    answer in 0.2 s. At alpha 0.5 large's answer is worth more (0.9 - 0.45 against 0.3 - 0.05): small passes it
+    on unjudged. At alpha 0.9 small's is (0.21 against 0.09), and when large cannot answer in time, small answers."""
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("small", 0.1, ScriptedBackend({"hard": "small: 3"}), Rated(0.3))
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}, delay_s=0.2), Rated(0.9))
+            await s.start_all(background=False)
+            small = s.nodes["small"]
+            small.membership.merge_all([s.nodes["large"].membership.self_entry], spread=False)  # what gossip brings
+            assert (small.membership.self_entry.accuracy, small.membership.get("large").accuracy) == (0.3, 0.9)
+            for _ in range(5):
+                small.latency.own.record(0.4, rejected=True)
+                small.latency.own.record(0.2, rejected=False)
+            small.latency.peers.heard([Timing(agent="large", answer_s=0.2)])
+            answer = await s.ask("hard", alpha=0.5, deadline_s=0.5)
+            assert decisions(answer) == [("small", "reject"), ("large", "forced")] and "unjudged" in answer.trace[0].detail
+            assert small.backend.calls == 0  # it never asked its model
+            assert decisions(await s.ask("hard", alpha=0.9, deadline_s=0.5)) == [("small", "forced")]
+            assert decisions(await s.ask("hard", alpha=0.5, deadline_s=0.2)) == [("small", "forced")]
 
     asyncio.run(scenario())
 

@@ -13,7 +13,8 @@ import pytest
 
 from swarm.eval import embed as embed_mod
 from swarm.eval.outcomes import OutcomeRow, write_outcomes
-from swarm.eval.outcomes.experiment import Matrix, OutcomeSettings, run_methods, run_outcome_experiment, summarize
+from swarm.eval.outcomes.experiment import Matrix, OutcomeSettings, run_methods, summarize
+from swarm.eval.outcomes.run import run_outcome_experiment
 from swarm.eval.outcomes.split import stratified_split
 
 DIM = 16

@@ -53,7 +53,8 @@ def run(args) -> int:
         raise ValueError("--overwrite and --resume exclude each other")
     configure_logging()
     if args.outcomes is not None:
-        from swarm.eval.outcomes.experiment import OutcomeSettings, run_outcome_experiment
+        from swarm.eval.outcomes.experiment import OutcomeSettings
+        from swarm.eval.outcomes.run import run_outcome_experiment
 
         o = OutcomeSettings(args.outcomes, tuple(args.models), args.test_size, tuple(args.alphas), args.seed, args.cache, tuple(args.methods),
                             args.regions)

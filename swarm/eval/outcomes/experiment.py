@@ -1,5 +1,6 @@
 """`swarm eval main|ood|modularity --outcomes PATH`: the main, out-of-domain and modularity experiments
-replayed on an outcome matrix, in-process (ood: `run_ood`; modularity: `swarm.eval.outcomes.modularity`).
+replayed on an outcome matrix, in-process (ood: `run_ood`; modularity: `swarm.eval.outcomes.modularity`;
+the command's entry, by experiment name: `swarm.eval.outcomes.run`).
 
 Every routing decision is a function of the query and the recorded outcomes, so nothing is
 launched: each method's decisions are computed directly and become the same per-query `Record`s
@@ -40,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from swarm.eval import metrics
-from swarm.eval.outcomes.matrix import OutcomeRow, model_names, read_outcomes
+from swarm.eval.outcomes.matrix import OutcomeRow, model_names
 from swarm.eval.outcomes.replay import mean_dollars
 from swarm.eval.outcomes.split import stratified_split
 from swarm.eval.records import Record, Step
@@ -396,36 +397,3 @@ def run_ood(out: Path, s: OutcomeSettings, models: list[str], rows: list[Outcome
                                       "regions": s.regions},
                          "held_out": domains})
     return write(summary, out, "ood")
-
-
-def _modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[OutcomeRow], progress=None) -> list[Path]:
-    from swarm.eval.outcomes.modularity import run_modularity
-
-    return run_modularity(out, s, models, rows, progress)
-
-
-OUTCOME_EXPERIMENTS = {"main": run_main, "ood": run_ood, "modularity": _modularity}
-
-
-def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: bool = False, resume: bool = False) -> list[Path]:
-    """`swarm eval NAME --outcomes PATH`: check the request, make the results directory, run. (Nothing
-    is kept per query between runs: --resume computes everything again into the same directory.)"""
-    from swarm.eval.experiments import prepare_dir
-    from swarm.eval.harness import say
-
-    if name not in OUTCOME_EXPERIMENTS:
-        raise ValueError(f"experiment {name!r} does not run on an outcome matrix (with --outcomes: {', '.join(OUTCOME_EXPERIMENTS)})")
-    models, rows = choose_models(read_outcomes(s.outcomes), s.models)
-    if name == "modularity" and len(models) < 4:
-        raise ValueError(f"modularity needs at least 4 models (the cheapest and the dearest stay, one leaves, one joins), got {len(models)}")
-    if not 0 < s.test_size < len(rows):
-        raise ValueError(f"--test-size must be 1 to {len(rows) - 1} (the matrix has {len(rows)} queries with every chosen model), "
-                         f"not {s.test_size}")
-    if not 1 <= s.regions <= 64:
-        raise ValueError(f"--regions must be 1 to 64, not {s.regions}")
-    known = [*SWARMS, "threshold", "oracle", "smallest", "largest", "random", "best-model", *ROUTERS, *(f"only:{m}" for m in models)]
-    unknown = [m for m in s.methods if m not in known]
-    if unknown:
-        raise ValueError(f"--methods: {unknown[0][:60]!r} is not a method here (the methods: {', '.join(known)[:400]})")
-    prepare_dir(out, name, overwrite, resume)
-    return OUTCOME_EXPERIMENTS[name](out, s, models, rows, say)

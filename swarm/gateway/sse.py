@@ -8,9 +8,9 @@ from starlette.responses import StreamingResponse
 class ClosingStreamingResponse(StreamingResponse):
     """A StreamingResponse that closes its body however the response ends. Starlette's leaves the body
     generator suspended when the client goes away while a chunk is being sent (the send is cancelled,
-    not the generator), so its `finally` (the gateway's: cancel the query along its path and free its slot; the dashboard's: free its stream slot) would
-    wait for the garbage collector: in an idle process, for as long as it likes, while the answering
-    agent generates on."""
+    not the generator), so its `finally` would wait for the garbage collector: in an idle process, for
+    as long as it likes. The gateway's cancels the query along its path (the answering agent would
+    generate on) and frees its slot; the dashboard's frees its stream slot."""
 
     async def __call__(self, scope, receive, send) -> None:
         try:

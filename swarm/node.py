@@ -497,7 +497,7 @@ class AgentNode:
         successor = self._curve_of(nxt)
         curve = self.policy.curve(me.cost, successor) if nxt is None or successor is not None else None
         new = [round(v, 4) for v in curve] if curve else []
-        alone = self.policy.curve(me.cost, None)  # answering everything: its value at alpha 0 is its accuracy
+        alone = curve if nxt is None else self.policy.curve(me.cost, None)  # answering everything: its value at alpha 0 is its accuracy
         accuracy = round(min(1.0, max(0.0, alone[0])), 4) if alone else None
         if new == me.curve and accuracy == me.accuracy:
             return False

@@ -10,9 +10,11 @@
 Streaming: `Ask.on_text` wants the answer's text as it is generated. A policy hands it to the
 backend only for a generation whose text is final once generated (the agent must answer; the
 verbalized check said yes; a self-aware reply past the point where it could still be the reject
-phrase), so a client never sees a piece of a reply the agent then rejects. Policies that judge a
-reply after generating it (confidence, probe with confirm) stream only when the agent must answer;
-otherwise their answer reaches the client in one piece at the end.
+phrase; a probe's decision on the prefill when nothing judges the reply after it: confirm none,
+unfamiliar not token_confidence, no required template), so a client never sees a piece of a reply
+the agent then rejects. Policies that judge a reply after generating it (confidence, probe with
+confirm) stream only when the agent must answer; otherwise their answer reaches the client in one
+piece at the end.
 
 Speculation (`swarm.speculation`): a policy that holds a calibrated P before it generates (self_aware
 with decide: logprobs, probe) and whose `speculate` band is set calls `Ask.on_uncertain` when it is
@@ -207,7 +209,7 @@ class ProbePolicy(Policy):
         self.speculate = speculate
 
     @classmethod
-    def from_probe(cls, probe, bar: str = "curve", unfamiliar: str = "pass", confirm: str = "none") -> ProbePolicy:
+    def from_probe(cls, probe, bar: str = "curve", unfamiliar: str = "prior", confirm: str = "none") -> ProbePolicy:
         """The policy over a probe already in memory (a replayed agent's, `swarm.eval.outcomes.selfassess`)."""
         self = cls.__new__(cls)
         self.probe = probe
@@ -223,6 +225,7 @@ class ProbePolicy(Policy):
                                "confirm: none", fatal=True)
         val = self.val_p()
         self.p_max = float(val.max()) if len(val) else 1.0
+        self.accuracy = float(self.probe.val_correct.mean()) if len(self.probe.val_correct) else 0.0
 
     def val_p(self):
         """The P the agent decides on, on its validation data."""
@@ -283,7 +286,9 @@ class ProbePolicy(Policy):
     def worth_generating(self, p: float, familiar: bool, ask: Ask) -> bool:
         """Stage 1's decision from the probe's P and whether the query is familiar (with confirm
         none, the decision to answer)."""
-        if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence
+        if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence or on the prior
+            if self.unfamiliar == "prior":
+                return self.answers(self.accuracy, ask)
             return self.unfamiliar == "token_confidence" and self.answers(self.probe.best_token_p(), ask)
         return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
 
@@ -294,8 +299,9 @@ class ProbePolicy(Policy):
         if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
             return Response(True, "", 0, 0, 0.0)
         seen: dict = {}
-        gen = await backend.assess(ask.generation(False, logprobs=self.confirm or self.unfamiliar == "token_confidence"),
-                                   self.judge(ask, seen))
+        final = not self.confirm and self.unfamiliar != "token_confidence" and not self.require_template  # the prefill decides
+        gen = await backend.assess(ask.generation(False, logprobs=self.confirm or self.unfamiliar == "token_confidence",
+                                                  on_text=ask.on_text if final else None), self.judge(ask, seen))
         if gen.finish_reason == "reject":
             return Response(True, "", gen.tokens_in, 0, gen.seconds)
         if not usable(gen.text, self.require_template):

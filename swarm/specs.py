@@ -231,10 +231,11 @@ class ProbePolicySpec(BaseModel):
     bar: Literal["curve", "fixed"] = Field(
         "curve", description="curve: answer when P - alpha * cost >= the next agent's advertised value of the query "
         "(the fixed bar when it advertises none); fixed: answer when P >= (1 - alpha) ** 0.5 (the paper's bar)")
-    unfamiliar: Literal["token_confidence", "pass", "trust"] = Field(
+    unfamiliar: Literal["token_confidence", "prior", "pass", "trust"] = Field(
         "token_confidence", description="a query farther from the probe's training queries than 99% of them is one the "
         "probe cannot judge. token_confidence: decide on the reply's least likely token alone (generated, then kept or "
-        "passed on); pass: pass it on; trust: use the probe's P anyway")
+        "passed on); prior: decide as if P were the agent's accuracy on its validation data; pass: pass it on; trust: "
+        "use the probe's P anyway")
     require_template: bool = Field(False, description="a reply without the answer template ('The answer is: ...') "
                                                       "is not an answer: it is passed on")
     confirm: Literal["token_confidence", "none"] = Field(

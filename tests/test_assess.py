@@ -320,9 +320,29 @@ class StatesBackend(ScriptedBackend):
         from swarm.backends.base import Generation
 
         self.prefills += 1
+        self.streams = request.on_text is not None
         if not judge(self.states):
             return Generation("", 10, 0, 0.0, (), "reject")
         return Generation("The answer is: 5", 10, 5, 0.0, (self.logprob,) * 5 if request.logprobs else ())
+
+
+def test_a_probe_that_decides_on_the_prefill_alone_streams_its_answer_and_one_that_judges_the_reply_does_not(tmp_path: Path) -> None:
+    """Issue 17: the client may see a reply's pieces only when nothing can reject it once generated."""
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+    ask = Ask("id", "q", 0.5, on_text=lambda piece: None)
+
+    def streams(**kwargs) -> bool:
+        backend = StatesBackend(sure, -0.01)
+        r = asyncio.run(ProbePolicy(path, bar="fixed", **kwargs).respond(ask, backend))
+        assert not r.rejected
+        return backend.streams
+
+    assert streams(confirm="none", unfamiliar="prior") and streams(confirm="none", unfamiliar="pass")
+    assert not streams()  # confirm token_confidence: the reply's confidence may still reject it
+    assert not streams(confirm="none")  # an unfamiliar query would be decided on the reply's confidence
+    assert not streams(confirm="none", unfamiliar="prior", require_template=True)  # a reply without the template is rejected
 
 
 def test_the_probe_policy_decides_in_two_stages(tmp_path: Path) -> None:
@@ -349,6 +369,14 @@ def test_the_probe_policy_decides_in_two_stages(tmp_path: Path) -> None:
     assert respond(stranger, -12.0)[0].rejected
     passed, _ = respond(stranger, -0.01, unfamiliar="pass")
     assert passed.rejected and passed.tokens_out == 0
+    # prior: decided as if P were the agent's validation accuracy, against the paper's bar (1 - alpha) ** 0.5
+    prior = ProbePolicy(policy.probe_path, bar="fixed", unfamiliar="prior")
+    accuracy = float(np.mean(prior.probe.val_correct))
+    assert 0.05 < accuracy < 0.95 and prior.accuracy == pytest.approx(accuracy)
+    for alpha in (0.01, 0.99):  # bars 0.995 and 0.1
+        r = asyncio.run(prior.respond(Ask("id", "q", alpha), StatesBackend(stranger, -12.0)))
+        assert r.rejected == (accuracy < (1 - alpha) ** 0.5)
+        assert r.tokens_out == (0 if r.rejected else 5)  # the reply's low confidence is not asked
 
 
 def test_the_testbed_probes_are_fitted_as_the_recipes_fit_them() -> None:

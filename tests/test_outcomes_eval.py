@@ -387,3 +387,39 @@ def test_agents_learn_the_pass_value_from_peers_reports_never_their_outcomes():
     with pytest.raises(ValueError, match="no values learned at alpha 0.5"):
         LearnedPassSwarm.fit(probes, costs, x, (0.2,)).route(ids, x, 0.5)
 
+
+
+@pytest.mark.parametrize("swarm_kind", ["probe", "learned"])
+def test_a_query_no_probe_can_judge_is_decided_on_the_agents_accuracy_and_price(swarm_kind):
+    """Queries from a benchmark no agent was trained on (far from every training query) are ones the
+    probes cannot judge. With `unfamiliar` prior each agent decides them as if its P were its accuracy:
+    the cheap agent, right 90% of the time at a tenth of the price, keeps them at alpha 0.5 and passes
+    them on at alpha 0.01, where the dear agent's 97% is worth the price; passed on unjudged
+    (`unfamiliar` pass), every one of them climbs to the dearest agent at any alpha."""
+    from swarm.eval.outcomes.passvalue import LearnedPassSwarm
+    from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
+
+    rng = np.random.default_rng(5)
+    x = np.zeros((400, DIM), dtype=np.float32)
+    x[:, : DIM // 2] = rng.normal(size=(400, DIM // 2))  # training queries span half the space
+    right = {"small": rng.random(400) < 0.9, "large": rng.random(400) < 0.97}
+    probes = {m: fit_agent(m, x, right[m].astype(float)) for m in right}
+    assert abs(float(np.mean(probes["small"].val_correct)) - 0.9) < 0.05
+    strangers = np.zeros((50, DIM), dtype=np.float32)
+    strangers[:, DIM // 2:] = rng.normal(size=(50, DIM // 2)) * 3  # the half no training query spans
+    assert not probes["small"].familiar(strangers[:, None, :]).any()
+    costs = {"small": 0.1, "large": 0.9}
+    ids = [f"s{i}" for i in range(len(strangers))]
+
+    def answering(unfamiliar: str, alpha: float) -> set[str]:
+        if swarm_kind == "probe":
+            routes = ProbeSwarm.of(probes, costs, unfamiliar=unfamiliar).route(ids, strangers, alpha)
+        else:
+            swarm = LearnedPassSwarm.fit(probes, costs, x, (0.01, 0.5))
+            swarm.unfamiliar = unfamiliar
+            routes = swarm.route(ids, strangers, alpha)
+        return {steps[-1].agent for steps in routes}
+
+    assert answering("prior", 0.5) == {"small"}
+    assert answering("prior", 0.01) == {"large"}
+    assert answering("pass", 0.5) == {"large"}

@@ -15,8 +15,8 @@ Nothing but the agent's own probe and what came back to it is used: no other age
 or outcomes. In the replay that history is simulated backwards along the cascade: each agent's
 training queries are routed from the peer onward on the peers' out-of-fold P (their self-assessment
 of queries they were not trained on), as the peers would have decided them. A query farther from
-the agent's training queries than 99% of them is passed on unjudged, as in
-`swarm.eval.outcomes.selfassess`. A rejection costs no model call here either.
+the agent's training queries than 99% of them is one its probe cannot judge: its P is then the
+agent's accuracy on its own validation queries (its prior), as in `swarm.eval.outcomes.selfassess`. A rejection costs no model call here either.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class LearnedPassSwarm:
     probes: dict[str, Probe]  # model -> its probe, cheapest first
     costs: dict[str, float]  # model -> cost on the paper's scale
     values: dict[float, dict[int, object]]  # alpha -> agent index -> its fitted regressor
+    unfamiliar: str = "prior"  # a query an agent's probe cannot judge: "pass" it on, or decide on its "prior" (its accuracy)
 
     @classmethod
     def fit(cls, probes: Mapping[str, Probe], costs: Mapping[str, float], x_train: np.ndarray, alphas: Sequence[float]) -> LearnedPassSwarm:
@@ -111,6 +112,9 @@ class LearnedPassSwarm:
         states = np.asarray(x, dtype=np.float32)[:, None, :]
         p = np.array([self.probes[m].p_know(states) for m in order], dtype=np.float64).T
         familiar = np.array([self.probes[m].familiar(states) for m in order]).T
+        if self.unfamiliar == "prior":  # a query an agent's probe cannot judge: its P is the agent's accuracy
+            prior = np.array([float(np.mean(self.probes[m].val_correct)) for m in order])
+            p, familiar = np.where(familiar, p, prior[None, :]), None
         answered, visited = self._walk(p, np.asarray(x), alpha, np.zeros(len(ids), dtype=int), familiar)
         out = []
         for k in range(len(ids)):

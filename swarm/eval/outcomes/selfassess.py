@@ -7,8 +7,10 @@ its own correctness on the training queries, and nothing else: no other model's 
 decides as the testbed's probe agents do (`swarm.policies.ProbePolicy`, confirm none: there are no
 token log-probabilities in a replay): it answers when its calibrated P(I know) - alpha * cost clears
 the value curve the next agent advertises (`swarm.assess.curves`, backward induction along the
-cascade, cheapest first; the dearest agent answers whatever reaches it), and passes on a query
-farther from its training queries than 99% of them (``unfamiliar``: pass). A rejection costs no
+cascade, cheapest first; the dearest agent answers whatever reaches it). A query farther from its
+training queries than 99% of them is one its probe cannot judge: it decides that query on its prior,
+its accuracy on its own validation queries (``unfamiliar``: prior; passing such queries on sent
+most of a held-out benchmark to the dearest model). A rejection costs no
 model call: the probe reads the query's embedding, not the model.
 
 With a region map (`swarm.assess.regions`, k-means of the training queries' embeddings, shared by
@@ -54,7 +56,7 @@ class ProbeSwarm:
     hop: str = "next"
 
     @classmethod
-    def of(cls, probes: Mapping[str, Probe], costs: Mapping[str, float], bar: str = "curve", unfamiliar: str = "pass",
+    def of(cls, probes: Mapping[str, Probe], costs: Mapping[str, float], bar: str = "curve", unfamiliar: str = "prior",
            regions: np.ndarray | None = None, k: int = 1, hop: str = "next") -> ProbeSwarm:
         """`regions`: the region of each validation (training) query, in the probes' order (None: one region)."""
         if hop not in ("next", "best"):
@@ -102,8 +104,9 @@ class ProbeSwarm:
             while i < len(order) - 1:
                 m, heir = order[i], self._heir(i, region, alpha)
                 policy = self.policies[m]
+                known = policy.unfamiliar == "trust" or bool(familiar[m][k])
                 ask = Ask(qid, "", alpha, cost=self.costs[m], pass_curve=self.curves[order[heir]][region])
-                if policy.answers(policy.p_max, ask) and policy.worth_generating(float(p[m][k]), bool(familiar[m][k]), ask):
+                if policy.answers(policy.p_max, ask) and policy.worth_generating(float(p[m][k]), known, ask):
                     steps.append(Step(m, "answer"))
                     break
                 steps.append(Step(m, "reject"))

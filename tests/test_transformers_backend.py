@@ -630,6 +630,32 @@ def test_assess_decides_on_one_prefill_and_answers_continue_from_it(tiny):
             assert (g.text, g.tokens_out, g.finish_reason, g.token_logprobs) == ("", 0, "reject", ())
 
 
+def test_an_assessed_row_that_answers_streams_from_the_prefill_and_a_rejected_one_streams_nothing(tiny):
+    """Issue 17: a probe that decides on the prefill alone streams its answer while it is generated:
+    the answering row's pieces arrive while generate still runs and add up to its reply; the row the
+    judge rejected gets none."""
+    texts = ["What is the capital of France?", "The answer is"]
+    plain = [solo(tiny, ask(t, max_tokens=12)) for t in texts]
+    pieces: list[list[str]] = [[], []]
+    generating_at_first_piece: list[bool] = []
+
+    def listener(i: int):
+        def on_text(piece: str) -> None:
+            if not pieces[i]:
+                generating_at_first_piece.append(tiny._lock.locked())
+            pieces[i].append(piece)
+        return on_text
+
+    async def both():
+        return await asyncio.gather(*(tiny.assess(ask(t, max_tokens=12, on_text=listener(i)), lambda states, i=i: i == 0)
+                                      for i, t in enumerate(texts)))
+
+    answered, rejected = run(both)
+    assert answered.text == plain[0].text and "".join(pieces[0]) == answered.text and len(pieces[0]) > 1
+    assert generating_at_first_piece == [True]
+    assert (rejected.finish_reason, pieces[1]) == ("reject", [])
+
+
 def test_a_failing_judge_fails_its_own_row_only(tiny):
     def judge(i: int):
         def decide(states) -> bool:

@@ -84,6 +84,7 @@ class _AssessRow:
     max_new: int
     judge: Any  # states -> answer?
     logprobs: bool
+    on_text: Any = None  # streaming, once the judge said answer: each new piece of this row's reply (worker thread)
 
 
 @dataclass(frozen=True)
@@ -240,7 +241,8 @@ class TransformersBackend(Backend):
     async def assess(self, request: GenerationRequest, judge) -> Generation:
         ids, _ = self._checked_prompt(request)
         assert self._assessor is not None
-        return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge, request.logprobs))
+        return await self._assessor.submit(_AssessRow(ids, request.max_tokens or self.spec.max_new_tokens, judge, request.logprobs,
+                                                      request.on_text))
 
     async def _assess_batch(self, rows: list[_AssessRow], cancelled: list | None = None) -> list[Generation | BackendError]:
         return await asyncio.to_thread(self._assess_rows, rows, cancelled)
@@ -299,7 +301,7 @@ class TransformersBackend(Backend):
         import torch
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
-        from swarm.backends.hf_generation import LogprobRecorder, RowStop
+        from swarm.backends.hf_generation import LogprobRecorder, RowStop, RowStreamer
         from swarm.backends.hf_states import prefill
 
         with self._lock:
@@ -320,10 +322,13 @@ class TransformersBackend(Backend):
                 prompt_len = input_ids.shape[1]
                 limits = [rows[i].max_new for i in keep]
                 stop = RowStop(tokenizer, prompt_len, limits, [None] * len(keep), [cancelled[i] for i in keep] if cancelled else None)
+                criteria = [stop]
+                if any(rows[i].on_text for i in keep):
+                    criteria.append(RowStreamer(tokenizer, prompt_len, [rows[i].on_text for i in keep], limits, self._eos))
                 recorder = LogprobRecorder() if any(rows[i].logprobs for i in keep) else None
                 sampling: dict[str, Any] = {"do_sample": True, "temperature": self.spec.temperature} if self.spec.temperature > 0 else {"do_sample": False}
                 options = dict(attention_mask=mask[keep], max_new_tokens=max(limits), **sampling, pad_token_id=tokenizer.pad_token_id,
-                               eos_token_id=sorted(self._eos) or None, stopping_criteria=StoppingCriteriaList([stop]),
+                               eos_token_id=sorted(self._eos) or None, stopping_criteria=StoppingCriteriaList(criteria),
                                logits_processor=LogitsProcessorList([recorder] if recorder else []), return_dict_in_generate=True)
                 with torch.inference_mode():
                     try:

@@ -150,10 +150,16 @@ def decision_limit(left_s: float, share: float, own: Timing, peer: Timing | None
     `share` of it; or, when that is too little for a decision as long as its own usually are (p95), as
     long as twice its usual, if the peer's known need still fits. A hung model is still given up on
     after at most twice the agent's usual time, or the share."""
-    usual = 2 * max(own.decide_s, own.answer_s)
+    usual = twice_usual(own)
     if peer is None or usual <= share * left_s:
         return share * left_s
     return max(share * left_s, min(usual, left_s - hop_s - _answer_s(peer)))
+
+
+def twice_usual(own: Timing) -> float:
+    """Twice an agent's usual time (its p95 decision or answer, the longer): more than that and its model
+    is hung or broken, not just slow (0 before it has measured any)."""
+    return 2 * max(own.decide_s, own.answer_s)
 
 
 def _answer_s(t: Timing | None) -> float:

@@ -25,7 +25,7 @@ import structlog
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
-from swarm.latency import Latency, blind_pass, decision_limit, forced_value, next_hop_within, quantile, with_own
+from swarm.latency import Latency, blind_pass, decision_limit, forced_value, next_hop_within, quantile, twice_usual, with_own
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
@@ -452,7 +452,8 @@ class AgentNode:
                                                   self._curve_of(peer), relay, uncertain), self.backend)
             self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
-            self._backend_failed()
+            if limit - now >= twice_usual(self.latency.own.timing()):  # a budget too short for its usual time is not the backend's fault
+                self._backend_failed()
             detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left (or twice its usual time)"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None if must_answer else _UNDECIDED

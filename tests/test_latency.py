@@ -191,6 +191,30 @@ def test_a_decision_that_outruns_its_share_is_planned_again_and_answered_here_wh
     asyncio.run(scenario())
 
 
+def test_decisions_cut_short_by_tight_budgets_never_open_the_circuit_breaker():
+    """The breaker is for a hung or broken model: a decision cut off because the query's budget was less
+    than twice the agent's usual time says nothing about its model. With a breaker that opens at the first
+    failure, four such cuts never open it (it used to open at each; the forced answer closed it again, but
+    a query passed on after the cut left it open, and the agent stopped deciding); the hung-backend test in
+    test_node.py shows that a timeout with ample time still counts."""
+    async def scenario():
+        async with MemorySwarm(NodeConfig(breaker_failures=1)) as s:
+            s.node("small", 0.1, SlowToDecide({"hard": "small: 3"}, decide_s=0.1))
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}))
+            await s.start_all(background=False)
+            assert decisions(await s.ask("hard", deadline_s=2.0)) == [("small", "answer")]  # its usual time: 0.1 s
+            s.nodes["small"].latency.peers.heard([Timing(agent="large", answer_s=0.2)])
+            s.nodes["small"].backend.decide_s = 0.5  # from now on its decisions outlast what each budget leaves them
+            for _ in range(4):  # 0.3 s: half of it for the decision (0.15 s, less than twice its usual), large's 0.2 s then no longer fits
+                cut = await s.ask("hard", deadline_s=0.3)
+                assert decisions(cut) == [("small", "error"), ("small", "forced")] and "no decision within" in cut.trace[0].detail
+            assert s.nodes["small"].breaker.trips == 0
+            s.nodes["small"].backend.decide_s = 0.1
+            assert decisions(await s.ask("hard", deadline_s=2.0)) == [("small", "answer")]
+
+    asyncio.run(scenario())
+
+
 class SlowReplies(Transport):
     """A transport whose replies to queries take `back_s` to come back (a network on the way back)."""
 

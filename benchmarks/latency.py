@@ -1,13 +1,16 @@
 """Latency through the swarm against its answering agents alone, time to first token through the
 gateway, the overhead per hop, and the deadline mode (issue 17).
 
-One run, on a fresh local Ray cluster, on two swarms, at a fixed offered load (queries arrive
+One run, on a fresh local Ray cluster, on four swarms, at a fixed offered load (queries arrive
 `rate` per second, open loop, on the same schedule in every series), alpha 0.5, over the same
 held-out testbed items:
 - testbed: `topologies/quickstart-probe.yaml`, the quickstart's swarm (the quick ladder tb-xs <
   tb-s < tb-m < tb-l, each deciding with its probe: a rejection costs one prefill or none);
 - smollm2: tb-xs and tb-s (probes), then SmolLM2-135M-Instruct (transformers, offline) as the
-  strongest agent, which always answers: generation dominates there.
+  strongest agent, which always answers: generation dominates there;
+- testbed-prefill, smollm2-prefill: the same swarms with every probe deciding on its prefill alone
+  (`confirm: none`, `unfamiliar: prior`, no template required): no rejection generates, and an
+  answer streams from its first token; what that costs shows in the unbounded utility.
 
 Series, per swarm:
 1. unbounded: each item through the swarm (the topology's deadline): latency, who answered, hops;
@@ -81,9 +84,26 @@ class Setup:
     rate: float  # queries offered per second
 
 
+def prefill_only(text: str) -> swarm.Topology:
+    """The topology with every probe deciding on its prefill alone (confirm none, an unfamiliar query on
+    the agent's prior, no template required): a rejection never generates, and an answer streams from its
+    first token (README, "Streaming")."""
+    import yaml
+
+    doc = yaml.safe_load(text)
+    for agent in doc["agents"]:
+        if agent.get("policy", {}).get("kind") == "probe":
+            agent["policy"].update(confirm="none", unfamiliar="prior", require_template=False)
+    doc["name"] += "-prefill"
+    return parse_topology(yaml.safe_dump(doc), base_dir=ROOT / "topologies")
+
+
 def setups(quick: bool) -> list[Setup]:
+    quickstart = (ROOT / "topologies" / "quickstart-probe.yaml").read_text(encoding="utf-8")
     return [Setup("testbed", lambda: load_topology(ROOT / "topologies" / "quickstart-probe.yaml"), 16 if quick else 80, 1.0),
-            Setup("smollm2", lambda: parse_topology(SMOLLM2, base_dir=ROOT / "topologies"), 6 if quick else 30, 0.4)]
+            Setup("smollm2", lambda: parse_topology(SMOLLM2, base_dir=ROOT / "topologies"), 6 if quick else 30, 0.4),
+            Setup("testbed-prefill", lambda: prefill_only(quickstart), 16 if quick else 80, 1.0),
+            Setup("smollm2-prefill", lambda: prefill_only(SMOLLM2), 6 if quick else 30, 0.4)]
 
 
 def say(msg: str) -> None:
@@ -236,14 +256,14 @@ def table(results: dict[str, dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few queries per swarm (a smoke run)")
-    parser.add_argument("--only", choices=["testbed", "smollm2"], help="one swarm only")
+    parser.add_argument("--only", choices=[s.name for s in setups(True)], nargs="+", help="these swarms only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latency.json")
     args = parser.parse_args(argv)
     began = time.monotonic()
     results: dict[str, dict] = {}
     with private_ray(None):
         for setup in setups(args.quick):
-            if args.only and setup.name != args.only:
+            if args.only and setup.name not in args.only:
                 continue
             say(f"[{setup.name}] launching")
             s = swarm.launch(setup.topology(), agent_output=False)

@@ -14,6 +14,7 @@ nobody waits for any more is cancelled along the path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections import Counter, deque
@@ -446,14 +447,27 @@ class AgentNode:
         peer_times = self.latency.peers.get(peer) if peer is not None else None
         limit = deadline if must_answer else now + decision_limit(max(0.0, deadline - now), self.config.generation_share, self.latency.own.timing(),
                                                                   peer_times, self.config.hop_overhead_s)
+        committed = False
         try:
-            async with asyncio.timeout_at(_loop_time(limit)):
+            async with asyncio.timeout_at(_loop_time(limit)) as timer:
+                loop = asyncio.get_running_loop()
+
+                def commit() -> None:  # the decision is over: what is left is its answer, which has the whole deadline
+                    nonlocal committed
+                    committed = True
+                    with contextlib.suppress(RuntimeError):  # the timeout already fired, or the call already ended
+                        timer.reschedule(_loop_time(deadline))
+
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
-                                                  self._curve_of(peer), relay, uncertain), self.backend)
+                                                  self._curve_of(peer), relay, uncertain,
+                                                  None if must_answer else lambda: loop.call_soon_threadsafe(commit)), self.backend)
             self.latency.own.record(time.monotonic() - now, r.rejected)
         except TimeoutError:
             if limit - now >= twice_usual(self.latency.own.timing()):  # a budget too short for its usual time is not the backend's fault
                 self._backend_failed()
+            if committed:
+                trace.append(Hop(agent=self.name, decision="error", detail="deadline passed while generating"))
+                return None
             detail = "deadline passed while generating" if must_answer else f"no decision within {self.config.generation_share:.0%} of the time left (or twice its usual time)"
             trace.append(Hop(agent=self.name, decision="error", detail=detail))
             return None if must_answer else _UNDECIDED

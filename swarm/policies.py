@@ -68,6 +68,7 @@ class Ask:
     pass_curve: tuple[float, ...] | None = None  # the value curve of the agent a rejected query goes to (None: unknown)
     on_text: Callable[[str], None] | None = None  # streaming: each new piece of a final answer (see the module's note)
     on_uncertain: Callable[[], None] | None = None  # speculation: P is in the uncertain band (any thread; see the module's note)
+    on_committed: Callable[[], None] | None = None  # the prefill decided to answer and nothing judges the reply: the decision is over (any thread)
 
     def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
                    **options: Any) -> GenerationRequest:
@@ -227,6 +228,11 @@ class ProbePolicy(Policy):
         self.p_max = float(val.max()) if len(val) else 1.0
         self.accuracy = float(self.probe.val_correct.mean()) if len(self.probe.val_correct) else 0.0
 
+    @property
+    def prefill_decides(self) -> bool:
+        """Whether the prefill's decision is final: nothing judges the reply once it is generated."""
+        return not self.confirm and self.unfamiliar != "token_confidence" and not self.require_template
+
     def val_p(self):
         """The P the agent decides on, on its validation data."""
         return self.probe.val_fused if self.confirm else self.probe.val_p
@@ -280,6 +286,8 @@ class ProbePolicy(Policy):
             worth = self.worth_generating(p, familiar, ask)
             if worth and ask.on_uncertain is not None and self.speculate > 0 and self.uncertain(p, familiar, ask):
                 ask.on_uncertain()
+            if worth and ask.on_committed is not None and self.prefill_decides:
+                ask.on_committed()
             return worth
         return decide
 
@@ -299,9 +307,8 @@ class ProbePolicy(Policy):
         if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
             return Response(True, "", 0, 0, 0.0)
         seen: dict = {}
-        final = not self.confirm and self.unfamiliar != "token_confidence" and not self.require_template  # the prefill decides
         gen = await backend.assess(ask.generation(False, logprobs=self.confirm or self.unfamiliar == "token_confidence",
-                                                  on_text=ask.on_text if final else None), self.judge(ask, seen))
+                                                  on_text=ask.on_text if self.prefill_decides else None), self.judge(ask, seen))
         if gen.finish_reason == "reject":
             return Response(True, "", gen.tokens_in, 0, gen.seconds)
         if not usable(gen.text, self.require_template):

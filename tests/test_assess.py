@@ -397,3 +397,43 @@ def load_recipe_from(data: dict):
     from swarm.training.recipe import as_recipe
 
     return as_recipe(data)
+
+
+def test_an_answer_the_prefill_decided_on_gets_the_whole_deadline_not_the_decisions_share(tmp_path: Path) -> None:
+    """Issue 17: with `confirm: none` the answer is generated inside the decision's call, and the decision
+    may take only half the time left. The prefill's "answer" ends the decision: the generation (0.3 s of a
+    0.5 s deadline, past the 0.25 s share) runs on to the deadline and the agent answers. It used to be cut
+    off at 0.25 s and the query moved on (to b here; with no peer that fits, to a forced answer begun again
+    from scratch, which ran past the deadline: in benchmarks/latency.py 19% of the testbed queries were lost
+    so). A probe whose reply is judged after generating (confirm) is still held to the share."""
+    from swarm.backends.base import Generation
+    from swarm.testing import MemorySwarm
+
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+
+    class SlowAnswers(StatesBackend):
+        async def assess(self, request, judge):
+            self.prefills += 1
+            if not judge(self.states):
+                return Generation("", 10, 0, 0.0, (), "reject")
+            await asyncio.sleep(0.3)
+            return Generation("The answer is: 5", 10, 5, 0.3, (self.logprob,) * 5 if request.logprobs else ())
+
+        async def _generate(self, request):
+            await asyncio.sleep(0.3)
+            return Generation("The answer is: 5", 10, 5, 0.3, ())
+
+    async def ask(confirm: str):
+        async with MemorySwarm() as s:
+            s.node("a", 0.1, SlowAnswers(sure, -0.01), ProbePolicy(path, bar="fixed", unfamiliar="prior", confirm=confirm))
+            s.node("b", 0.9, StatesBackend(sure, -0.01), ProbePolicy(path, bar="fixed", unfamiliar="prior", confirm="none"))
+            await s.start_all(background=False)
+            return await s.ask("q", deadline_s=0.5)
+
+    answer = asyncio.run(ask("none"))
+    assert (answer.agent, [h.decision for h in answer.trace]) == ("a", ["answer"])
+    judged = asyncio.run(ask("token_confidence"))  # cut at the share, and passed on to b
+    assert [(h.agent, h.decision) for h in judged.trace] == [("a", "error"), ("b", "forced")]
+    assert "no decision within 50%" in judged.trace[0].detail

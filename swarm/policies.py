@@ -226,7 +226,7 @@ class ProbePolicy(Policy):
                                "confirm: none", fatal=True)
         val = self.val_p()
         self.p_max = float(val.max()) if len(val) else 1.0
-        self.accuracy = float(self.probe.val_correct.mean()) if len(self.probe.val_correct) else 0.0
+        self.accuracy = self.probe.accuracy
 
     @property
     def prefill_decides(self) -> bool:

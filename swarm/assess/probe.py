@@ -100,6 +100,12 @@ class Probe:
         """Unfamiliarity: distance to the k-th nearest training query (unit vectors in the PCA basis)."""
         return _kth_distance(_unit(self._x(states) @ self.basis), self.bank, OOD_K)
 
+    @property
+    def accuracy(self) -> float:
+        """The share of its validation queries the model got right (0 with none): its prior, for a query the
+        probe cannot judge."""
+        return float(np.mean(self.val_correct)) if len(self.val_correct) else 0.0
+
     def familiar(self, states: np.ndarray) -> np.ndarray:
         return self.distance(states) <= self.meta.ood_threshold
 

@@ -113,7 +113,7 @@ class LearnedPassSwarm:
         p = np.array([self.probes[m].p_know(states) for m in order], dtype=np.float64).T
         familiar = np.array([self.probes[m].familiar(states) for m in order]).T
         if self.unfamiliar == "prior":  # a query an agent's probe cannot judge: its P is the agent's accuracy
-            prior = np.array([float(np.mean(self.probes[m].val_correct)) for m in order])
+            prior = np.array([self.probes[m].accuracy for m in order])
             p, familiar = np.where(familiar, p, prior[None, :]), None
         answered, visited = self._walk(p, np.asarray(x), alpha, np.zeros(len(ids), dtype=int), familiar)
         out = []

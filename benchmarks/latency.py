@@ -23,7 +23,10 @@ Series, per swarm:
    answer; utility given up: utility of (1) - utility of (4) (the paper's: accuracy - alpha x cost);
 5. time to first token: through the gateway (`stream: true`, to the first SSE chunk with text)
    against straight from the agent that answered it there (`ask_stream_async(entry=...,
-   must_answer=True)`, to the first piece). `ttft_ratio`: the median of the two, divided.
+   must_answer=True)`, to the first piece). `ttft_ratio`: the median of the two, divided. Beside it,
+   to split that ratio in two: the same queries routed through the swarm by the Python client
+   (`ask_stream_async`, no HTTP): gateway / client-routed is the gateway's share, client-routed /
+   direct the routing's.
 
 Run:  python benchmarks/latency.py [--quick] [--out benchmarks/results/latency.json]
 """
@@ -195,12 +198,17 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str) -> dict:
     lost = [not isinstance(o, Answer) for o, _ in bounded]
     records = lambda outcomes, name: [to_record(items[k], name, ALPHA, o, costs, latency_s=0.0)  # noqa: E731
                                       for (k, _), (o, _) in zip(answered, outcomes)]
-    u_unbounded = metrics.utility(records([(a, 0) for _, a in answered], "unbounded"), ALPHA)
-    u_bounded = metrics.utility(records(bounded, "deadline"), ALPHA)
+    rec_unbounded, rec_bounded = records([(a, 0) for _, a in answered], "unbounded"), records(bounded, "deadline")
+    u_unbounded, u_bounded = metrics.utility(rec_unbounded, ALPHA), metrics.utility(rec_bounded, ALPHA)
     decisions = [h.decision for o, _ in bounded if isinstance(o, Answer) for h in o.trace]
     missed = [{"budget_s": round(b, 3), "latency_s": round(lat, 3), "unbounded_path": a.path, "error": getattr(o, "code", ""),
                "trace": [f"{h.agent}:{h.decision}:{h.seconds:.2f}" for h in getattr(o, "trace", [])]}
               for (_, a), (o, lat), b, ok in zip(answered, bounded, budgets, met) if not ok][:8]
+    changed = [(u, b, o, lat, budget, a) for u, b, (o, lat), budget, (_, a) in zip(rec_unbounded, rec_bounded, bounded, budgets, answered)
+               if (u.agent, u.correct) != (b.agent, b.correct)]  # the queries whose utility the deadline changed
+    moved = [{"budget_s": round(budget, 3), "latency_s": round(lat, 3), "unbounded": f"{'/'.join(a.path)} {'right' if u.correct else 'wrong'}",
+              "deadline": f"{' '.join(f'{h.agent}:{h.decision}:{h.seconds:.3f}' for h in getattr(o, 'trace', []))} {'right' if b.correct else 'wrong'}"}
+             for u, b, o, lat, budget, a in changed][:12]
 
     say(f"[{setup.name}] 5. time to first token: gateway (SSE) vs the answering agent directly")
     async with httpx.AsyncClient(timeout=120) as http:
@@ -209,8 +217,10 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str) -> dict:
     straight = await offered(setup.rate, [lambda k=k, agent=out[1]: first_piece(s.ask_stream_async(texts[k], alpha=ALPHA, entry=agent,
                                                                                                     must_answer=True))
                                           for k, out in firsts])
+    routed = await offered(setup.rate, [lambda k=k: first_piece(s.ask_stream_async(texts[k], alpha=ALPHA)) for k, _ in firsts])
     ttft_gw = [out[0] for _, out in firsts]
     ttft_direct = [out[0] for out, _ in straight if isinstance(out, tuple)]
+    ttft_routed = [out[0] for out, _ in routed if isinstance(out, tuple)]
 
     return {
         "queries": len(items), "rate_qps": setup.rate, "answered": len(answered),
@@ -224,9 +234,12 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str) -> dict:
         "deadline": {"met": sum(met) / len(met), "lost": sum(lost) / len(lost), "utility_unbounded": u_unbounded,
                      "utility_deadline": u_bounded, "utility_given_up": u_unbounded - u_bounded,
                      "forced": decisions.count("forced"), "budget_s": {a: BUDGET_X * p for a, p in own_p95.items()},
-                     "missed_examples": missed},
-        "ttft": {"gateway": quantiles(ttft_gw), "direct": quantiles(ttft_direct),
-                 "ratio": metrics.quantile(ttft_gw, 0.5) / metrics.quantile(ttft_direct, 0.5)},
+                     "missed_examples": missed,
+                     "changed": len(changed), "changed_examples": moved},
+        "ttft": {"gateway": quantiles(ttft_gw), "direct": quantiles(ttft_direct), "client_routed": quantiles(ttft_routed),
+                 "ratio": metrics.quantile(ttft_gw, 0.5) / metrics.quantile(ttft_direct, 0.5),
+                 "gateway_share": metrics.quantile(ttft_gw, 0.5) / metrics.quantile(ttft_routed, 0.5),
+                 "routing_share": metrics.quantile(ttft_routed, 0.5) / metrics.quantile(ttft_direct, 0.5)},
     }
 
 
@@ -241,6 +254,8 @@ def table(results: dict[str, dict]) -> str:
         ("time to first token, p50: gateway SSE / agent directly", *(fmt(r["ttft"]["ratio"]) for r in results.values()), "<= 1.2"),
         ("  gateway / direct TTFT p50 (s)", *(f"{r['ttft']['gateway']['p50_s']:.2f} / {r['ttft']['direct']['p50_s']:.2f}"
                                             for r in results.values()), ""),
+        ("  split: gateway / client-routed x client-routed / direct",
+         *(f"{r['ttft']['gateway_share']:.2f} x {r['ttft']['routing_share']:.2f}" for r in results.values()), ""),
         ("overhead per hop (ms, median)", *(fmt(r["per_hop_ms"]) for r in results.values()), ""),
         ("deadline mode (1.5x own p95): share met", *(fmt(r["deadline"]["met"]) for r in results.values()), ">= 0.99"),
         ("deadline mode: share lost", *(fmt(r["deadline"]["lost"]) for r in results.values()), "0"),

@@ -14,10 +14,9 @@ client that hands each query to an entry agent and awaits the one result, so one
 running uvicorn on its own event loop does the job with one hop. To scale it, start more
 gateways (one per node) behind any load balancer; they share nothing.
 
-Streaming: the answering backend's tokens do not travel back through the routing path (each hop
-awaits the next and returns one Result), so with `stream=true` the gateway waits for the swarm's
-answer and then sends it as a sequence of SSE chunks. Clients that stream work unchanged; the
-first chunk arrives when the whole answer is ready.
+Streaming: with `stream=true` the gateway sends the answering agent's text as SSE chunks as the
+entry agent receives them (`EntryClient.stream`; README, "Streaming"), and the routing trace in the
+final chunk's `swarm` field.
 """
 
 from typing import Any

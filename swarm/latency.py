@@ -17,7 +17,10 @@ all the time.
 The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
 `answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the
 target; a cheaper peer on the way is tried only when it can also decide, reject and still leave
-the target its `answer_s`. So a query never goes to a peer whose expected time would break the
+the target its `answer_s`. When none can, the peer that gets the query is its last holder, so
+it goes to the one worth most answering it (accuracy - alpha x cost, as `blind_pass` below) of
+those that fit, which need not be the strongest: a slow strong agent at alpha 0.5 is often worth
+less than the faster one below it. So a query never goes to a peer whose expected time would break the
 budget; and an agent holding a query for which, after its own decision, no peer would fit,
 answers it itself (`forced`) instead of deciding and then failing at the deadline, unless a peer
 that can answer in time is worth more answering it unjudged (`blind_pass`: its accuracy - alpha x
@@ -89,11 +92,14 @@ def with_own(timings: list[Timing], mine: Timing) -> list[Timing]:
 
 
 def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
-                    hop_s: float, own: Timing | None = None) -> str | None:
+                    hop_s: float, own: Timing | None = None, value: Callable[[str], float | None] | None = None) -> str | None:
     """The peer to pass a query on to with `remaining_s` left (candidates cheapest first): the
     cheapest one on the way to the strongest peer that can still answer in time; None when none can.
     With `own` (the holder's times, before it decides): after its typical decision, and only when a
-    slow one would still leave it the time to answer itself."""
+    slow one would still leave it the time to answer itself. When no peer on the way can reject and
+    still leave the strongest its time, whichever peer gets the query is its last holder: with `value`
+    (a peer's worth answering unjudged, as in `blind_pass`), the one worth most of those that fit,
+    where the strongest's worth is known; otherwise the strongest."""
     if own is not None:
         if not may_decide(own, remaining_s):
             return None
@@ -106,8 +112,21 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
     for p in fitting:
         t = times(p)
         if p == target or ((t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)):
-            return p
-    return target  # unreachable: the loop returns at the target at the latest
+            break
+    if p != target or value is None:
+        return p
+    return _worth_most(fitting[:-1], value, target, value(target)) or target
+
+
+def _worth_most(candidates: Sequence[str], value: Callable[[str], float | None], best: str | None, best_value: float | None) -> str | None:
+    """Of `candidates`, the one worth more than `best_value` and than every other (`best` when none is; also when its worth is unknown)."""
+    if best_value is None:
+        return best
+    for p in candidates:
+        v = value(p)
+        if v is not None and v > best_value:
+            best, best_value = p, v
+    return best
 
 
 def blind_pass(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None], hop_s: float,
@@ -116,14 +135,7 @@ def blind_pass(candidates: Sequence[str], remaining_s: float, times: Callable[[s
     answering it (`value`, from its advertised accuracy) among those that can answer in time, when
     that is more than this agent's own answer is worth (`own`); None: answer here (also when either
     worth is unknown)."""
-    if own is None:
-        return None
-    best, best_value = None, own
-    for p in candidates:
-        v = value(p)
-        if v is not None and v > best_value and _answer_s(times(p)) + hop_s <= remaining_s:
-            best, best_value = p, v
-    return best
+    return _worth_most([p for p in candidates if _answer_s(times(p)) + hop_s <= remaining_s], value, None, own)
 
 
 def forced_value(m: Member | None, alpha: float) -> float | None:

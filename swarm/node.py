@@ -428,7 +428,7 @@ class AgentNode:
             return None
         remaining = horizon - time.monotonic()
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
-                               self.latency.own.timing() if deciding else None)
+                               self.latency.own.timing() if deciding else None, lambda p: forced_value(self.membership.get(p), q.alpha))
         if peer is None and self.table.next_hop(visited) is not None:
             log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3))
         return peer

@@ -48,6 +48,16 @@ def test_the_target_is_the_strongest_peer_that_can_answer_in_time():
     assert next_hop_within(PEERS, 0.25, lookup, HOP) == "m3"  # m2 would not: straight to m3
 
 
+def test_when_no_peer_on_the_way_can_reject_in_time_the_query_goes_to_the_peer_worth_most_that_fits():
+    worth = {"m2": 0.2, "m3": 0.5, "m4": None, "m5": 0.4}.get
+    assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, value=worth) == "m3"  # its last holder: worth most of those that fit
+    assert next_hop_within(PEERS, 0.42, SLOW_REJECTS, HOP, value=worth) == "m2"  # m2 can reject and leave m5 its time: the cascade
+    assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, value={"m2": 0.1, "m5": 0.4}.get) == "m5"  # none worth more than m5
+    assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, value={"m3": 0.5}.get) == "m5"  # m5's worth unknown: the strongest, as before
+    assert next_hop_within(PEERS, 0.2, SLOW_REJECTS, HOP, value=worth) == "m5"  # only m5 fits
+    assert next_hop_within(PEERS, 0.10, SLOW_REJECTS, HOP, value=worth) is None
+
+
 def test_unknown_times_count_as_zero_so_routing_is_unchanged_until_measured():
     assert next_hop_within(PEERS, 0.001, lambda _: None, 0.0) == "m2"
     assert next_hop_within([], 100.0, lambda _: None, HOP) is None
@@ -337,3 +347,28 @@ def test_an_agent_decides_only_when_even_a_slow_decision_leaves_it_time_to_answe
     assert may_decide(own, 0.5) and not may_decide(own, 0.49) and may_decide(None, 0.0)
     assert next_hop_within(PEERS, 0.49, SLOW_REJECTS, HOP, own=own) is None  # m5 would fit, but a slow decision would not leave m1 its answer
     assert next_hop_within(PEERS, 0.5, SLOW_REJECTS, HOP, own=own) == "m2"  # 0.45 after a typical decision
+
+
+def test_a_query_short_of_time_skips_to_the_peer_worth_most_answering_it_not_the_strongest():
+    """small rejects with 0.5 s left. medium answers in 0.15 s but rejects slowly (0.3 s), so it could not
+    reject and still leave large (0.35 s) its time: whoever gets the query holds it last. At alpha 0.5
+    medium's answer is worth more (0.8 - 0.25 against 0.9 - 0.45): it gets the query, not large. At alpha
+    0.2 large's is (0.72 against 0.7)."""
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("small", 0.1, ScriptedBackend({"hard": "I don't know!"}), Rated(0.3))
+            s.node("medium", 0.5, ScriptedBackend({"hard": "medium: 3"}), Rated(0.8))
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}), Rated(0.9))
+            await s.start_all(background=False)
+            small = s.nodes["small"]
+            small.membership.merge_all([s.nodes[n].membership.self_entry for n in ("medium", "large")], spread=False)
+            slow = [Timing(agent="medium", decide_s=0.3, answer_s=0.15), Timing(agent="large", answer_s=0.35)]
+            small.latency.peers.heard(slow)
+            assert decisions(await s.ask("hard", alpha=0.5, deadline_s=0.5)) == [("small", "reject"), ("medium", "answer")]
+            small.latency.peers.heard(slow)  # each result brought the answerer's real (fast) times
+            assert decisions(await s.ask("hard", alpha=0.2, deadline_s=0.5)) == [("small", "reject"), ("large", "forced")]
+            small.latency.peers.heard(slow)
+            assert decisions(await s.ask("hard", alpha=0.5, deadline_s=30)) == [("small", "reject"), ("medium", "answer")]  # the cascade
+            assert s.nodes["large"].backend.calls == 1
+
+    asyncio.run(scenario())

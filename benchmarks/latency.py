@@ -21,6 +21,7 @@ Series, per swarm:
 4. deadline mode: each item through the swarm again with deadline_s = 1.5 x the p95 in (2) of the
    agent that answered it in (1). `deadline_met`: share answered within it; lost: share with no
    answer; utility given up: utility of (1) - utility of (4) (the paper's: accuracy - alpha x cost);
+   `changed_examples`: queries whose answering agent or correctness the deadline changed, with their traces;
 5. time to first token: through the gateway (`stream: true`, to the first SSE chunk with text)
    against straight from the agent that answered it there (`ask_stream_async(entry=...,
    must_answer=True)`, to the first piece). `ttft_ratio`: the median of the two, divided. Beside it,

@@ -119,15 +119,13 @@ def test_remove_agent_under_load(launched):
     s = launched(cascade("shrink", latency_ms=2))
     thread, box = in_background(s.ask_many, QUESTIONS * 2, concurrency=32)
     time.sleep(1.0)
-    s.remove_agent("m3")
-    removed_at = time.monotonic()
+    assert s.remove_agent("m3") == 0  # it drained its in-flight queries before it exited, within drain_timeout_s
     thread.join(timeout=120)
     outcomes = box["out"]
     assert len(answers_only(outcomes)) == 1000  # nothing lost while m3 drained and left
     late = s.ask_many(QUESTIONS[:200])
     assert all("m3" not in a.path for a in answers_only(late)) and len(answers_only(late)) == 200
     assert "m3" not in {st.name for st in s.status()}
-    assert time.monotonic() - removed_at < 60
 
 
 def duplicate_answers(s: swarm.Swarm) -> int:

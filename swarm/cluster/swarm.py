@@ -316,8 +316,9 @@ class Swarm:
         log.info("agent added", swarm=self.name, agent=spec.name, seeds=seeds)
         return spec.name
 
-    def remove_agent(self, name: str, timeout_s: float | None = None) -> None:
-        """Graceful: the agent stops taking queries, tells its peers, finishes its in-flight work, then exits."""
+    def remove_agent(self, name: str, timeout_s: float | None = None) -> int:
+        """Graceful: the agent stops taking queries, tells its peers, finishes its in-flight work, then exits.
+        Returns how many queries it still held when it was stopped: 0 when it drained (-1: it never said)."""
         handle = self._handle(name)
         timeout = timeout_s or self.topology.defaults.drain_timeout_s + 10
         try:
@@ -329,6 +330,7 @@ class Swarm:
         self._forget(name, "left")
         if undrained:
             log.warning("agent removed before draining", agent=name, in_flight=undrained)
+        return undrained
 
     def kill_agent(self, name: str) -> None:
         """Crash an agent with no goodbye (for failure experiments): peers find out by themselves."""

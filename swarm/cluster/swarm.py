@@ -137,12 +137,30 @@ def attach(name: str, address: str | None = "auto") -> Swarm:
 
 
 def _described_topology(name: str, handles: dict[str, ray.actor.ActorHandle]) -> Topology:
-    for agent_name, handle in handles.items():
+    """The swarm's topology, as the first of its agents that answers describes it (blocking: a driver's)."""
+    def describe(handle: ray.actor.ActorHandle) -> dict | BaseException:
         try:
-            return Topology.model_validate_json(ray.get(handle.describe.remote(), timeout=10)["topology"])
-        except RayError:
-            log.warning("agent did not describe itself", agent=agent_name)
-    raise SwarmError(f"swarm {name!r}: none of its agents answered ({', '.join(sorted(handles))})")
+            return ray.get(handle.describe.remote(), timeout=10)
+        except RayError as exc:
+            return exc
+
+    return _first_topology(name, ((agent, describe(h)) for agent, h in handles.items()))
+
+
+async def _described_topology_async(name: str, handles: dict[str, ray.actor.ActorHandle]) -> Topology:
+    """The same, awaited: the gateway is an async actor, where a blocking ray.get (even in a thread) is not allowed."""
+    answers = await asyncio.gather(*(asyncio.wait_for(h.describe.remote(), 10) for h in handles.values()), return_exceptions=True)
+    return _first_topology(name, zip(handles, answers, strict=True))
+
+
+def _first_topology(name: str, answers: Iterable[tuple[str, dict | BaseException]]) -> Topology:
+    tried = []
+    for agent, described in answers:
+        tried.append(agent)
+        if not isinstance(described, BaseException):
+            return Topology.model_validate_json(described["topology"])
+        log.warning("agent did not describe itself", agent=agent, error=type(described).__name__)
+    raise SwarmError(f"swarm {name!r}: none of its agents answered ({', '.join(sorted(tried))})")
 
 
 async def open_entry(name: str) -> EntryClient:
@@ -157,7 +175,7 @@ async def open_entry(name: str) -> EntryClient:
             handles[agent] = await asyncio.to_thread(ray.get_actor, agent, namespace=namespace)
         except ValueError:
             continue
-    topology = await asyncio.to_thread(_described_topology, name, handles)
+    topology = await _described_topology_async(name, handles)
     client = EntryClient(name, RayTransport(namespace, handles), QueryLimits.of(topology.defaults))
     if not await client.refresh(also=sorted(handles)):
         raise SwarmError(f"swarm {name!r}: none of its agents answered ({', '.join(sorted(handles))})")

@@ -115,7 +115,7 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
             break
     if p != target or value is None:
         return p
-    return _worth_most(fitting[:-1], value, target, value(target)) or target
+    return _worth_most(fitting[:-1], value, target, value(target))
 
 
 def _worth_most(candidates: Sequence[str], value: Callable[[str], float | None], best: str | None, best_value: float | None) -> str | None:

@@ -27,8 +27,11 @@ that can answer in time is worth more answering it unjudged (`blind_pass`: its a
 cost, from the accuracy it advertises, protocol 1.6): then it passes the query on without deciding. An agent that
 may pass a query on decides within `generation_share` of the time left, or, when that is shorter
 than its own decisions usually take, within twice its usual time as long as its next hop's known
-need still fits (`decision_limit`). Unmeasured times count as zero: with nothing known, routing
-is as it was.
+need still fits (`decision_limit`). An agent whose usual decision judges a generated reply (a probe
+with its second stage) and has no time for one, but has time to decide on its prefill alone (its
+measured rejections that generated nothing, `OwnTimes.quick_timing`), decides that way (`Ask.quick`)
+rather than pass the query on unjudged or answer it forced. Unmeasured times count as zero: with
+nothing known, routing is as it was.
 """
 
 from __future__ import annotations
@@ -49,11 +52,23 @@ class OwnTimes:
         self.name = name
         self._decide: deque[float] = deque(maxlen=window)
         self._answer: deque[float] = deque(maxlen=window)
+        self._prefill: deque[float] = deque(maxlen=window)  # rejections that generated nothing: the prefill decided
         self._timing: Timing | None = None
 
-    def record(self, seconds: float, rejected: bool) -> None:
+    def record(self, seconds: float, rejected: bool, on_prefill: bool = False) -> None:
         (self._decide if rejected else self._answer).append(max(0.0, seconds))
+        if rejected and on_prefill:
+            self._prefill.append(max(0.0, seconds))
         self._timing = None
+
+    def quick_timing(self) -> Timing | None:
+        """Its times deciding on the prefill alone (`Ask.quick`): rejections that generated nothing, and its
+        usual answer; None before it has made any (never assumed zero: a quick decision must be measured)."""
+        if not self._prefill:
+            return None
+        fast = list(self._prefill)
+        return Timing(agent=self.name, decide_s=round(quantile(fast, DECIDE_QUANTILE), 4),
+                      decide_slow_s=round(quantile(fast, ANSWER_QUANTILE), 4), answer_s=self.timing().answer_s)
 
     def timing(self) -> Timing:
         if self._timing is None:

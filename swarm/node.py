@@ -317,6 +317,12 @@ class AgentNode:
         # Hops are planned to the soft target when there is one, and to the hard deadline otherwise (swarm.latency).
         horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
         peer = self._next_hop(q, visited, horizon, deciding=True)
+        quick = peer is None and getattr(self.policy, "decides_quicker", False) and self.latency.own.quick_timing() is not None
+        if quick:  # no time for a decision that judges a generated reply: maybe for one on the prefill alone (swarm.latency)
+            peer = self._next_hop(q, visited, horizon, deciding=True, quick=True)
+            quick = peer is not None
+            if quick:
+                log.info("no time to judge a reply: deciding on the prefill alone", next_hop=peer, query_id=q.query_id, agent=self.name)
         trace: list[Hop] = []
         blind = None if peer is not None else self._blind_hop(q, visited, horizon)
         if blind is not None:  # no time to decide here, and a peer that can answer in time is worth more than our answer
@@ -327,7 +333,7 @@ class AgentNode:
             ahead = self._speculation(q, peer, visited, deadline, horizon)
             try:
                 response = await self._respond(q, deadline, must_answer=peer is None, trace=trace, peer=peer, relay=relay,
-                                               uncertain=ahead and ahead.trigger)
+                                               uncertain=ahead and ahead.trigger, quick=quick)
             except BaseException:
                 if ahead is not None:
                     ahead.close()
@@ -421,20 +427,21 @@ class AgentNode:
         return blind_pass(self.table.candidates(visited), horizon - time.monotonic(), self.latency.peers.get, self.config.hop_overhead_s,
                           lambda p: forced_value(self.membership.get(p), q.alpha), forced_value(me, q.alpha))
 
-    def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False) -> str | None:
-        """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`);
-        None when none does, and the agent answers itself (swarm.latency)."""
+    def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False) -> str | None:
+        """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`: a
+        decision on the prefill alone, when `quick`); None when none does, and the agent answers itself (swarm.latency)."""
         if len(visited) >= q.max_hops:
             return None
         remaining = horizon - time.monotonic()
+        own = (self.latency.own.quick_timing() if quick else self.latency.own.timing()) if deciding else None
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
-                               self.latency.own.timing() if deciding else None, lambda p: forced_value(self.membership.get(p), q.alpha))
+                               own, lambda p: forced_value(self.membership.get(p), q.alpha))
         if peer is None and self.table.next_hop(visited) is not None:
             log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3))
         return peer
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
-                       relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None):
+                       relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None, quick: bool = False):
         """Ask the policy; on a backend failure record it in the trace and return None (_UNDECIDED when it
         was the decision's time limit that stopped it). An agent that
         could still pass the query on spends at most `generation_share` of the time left (or twice its usual
@@ -460,8 +467,8 @@ class AgentNode:
 
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
                                                   self._curve_of(peer), relay, uncertain,
-                                                  None if must_answer else lambda: loop.call_soon_threadsafe(commit)), self.backend)
-            self.latency.own.record(time.monotonic() - now, r.rejected)
+                                                  None if must_answer else lambda: loop.call_soon_threadsafe(commit), quick), self.backend)
+            self.latency.own.record(time.monotonic() - now, r.rejected, on_prefill=r.tokens_out == 0 and r.tokens_in > 0)
         except TimeoutError:
             if limit - now >= twice_usual(self.latency.own.timing()):  # a budget too short for its usual time is not the backend's fault
                 self._backend_failed()
@@ -486,7 +493,8 @@ class AgentNode:
             return None
         self.breaker.success()
         if r.rejected:
-            trace.append(Hop(agent=self.name, decision="reject", seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out))
+            trace.append(Hop(agent=self.name, decision="reject", seconds=r.seconds, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
+                             detail="no time to judge a reply: decided on the prefill alone" if quick else ""))
         return r
 
     def _backend_failed(self) -> None:

@@ -69,6 +69,7 @@ class Ask:
     on_text: Callable[[str], None] | None = None  # streaming: each new piece of a final answer (see the module's note)
     on_uncertain: Callable[[], None] | None = None  # speculation: P is in the uncertain band (any thread; see the module's note)
     on_committed: Callable[[], None] | None = None  # the prefill decided to answer and nothing judges the reply: the decision is over (any thread)
+    quick: bool = False  # no time to judge a reply: a policy that can (probe) decides on its prefill alone
 
     def generation(self, allow_reject: bool, reject_phrase: str = REJECT_PHRASE, messages: list[dict[str, str]] | None = None,
                    **options: Any) -> GenerationRequest:
@@ -229,9 +230,21 @@ class ProbePolicy(Policy):
         self.accuracy = self.probe.accuracy
 
     @property
-    def prefill_decides(self) -> bool:
+    def decides_quicker(self) -> bool:
+        """Whether `Ask.quick` changes anything: it judges replies, and can decide on the prefill alone instead
+        (on P, an unfamiliar query on its prior), as a probe with confirm none and unfamiliar prior does."""
+        return self.confirm or self.unfamiliar == "token_confidence"
+
+    def _confirms(self, quick: bool) -> bool:
+        return self.confirm and not quick
+
+    def _on_reply_confidence(self, quick: bool) -> bool:
+        """An unfamiliar query is decided on the reply's token confidence (not when quick: then on the prior)."""
+        return self.unfamiliar == "token_confidence" and not quick
+
+    def _prefill_decides(self, quick: bool) -> bool:
         """Whether the prefill's decision is final: nothing judges the reply once it is generated."""
-        return not self.confirm and self.unfamiliar != "token_confidence" and not self.require_template
+        return not self._confirms(quick) and not self._on_reply_confidence(quick) and not self.require_template
 
     def val_p(self):
         """The P the agent decides on, on its validation data."""
@@ -267,8 +280,8 @@ class ProbePolicy(Policy):
         from swarm.assess.curves import answer_bar
 
         if not familiar:
-            return self.unfamiliar == "token_confidence"
-        if not self.confirm:  # the prompt alone decides: nothing is left open once it generates
+            return self._on_reply_confidence(ask.quick)
+        if not self._confirms(ask.quick):  # the prompt alone decides: nothing is left open once it generates
             return False
         successor = ask.pass_curve if self.bar == "curve" else None
         return in_band(p_know, answer_bar(ask.alpha, ask.cost, list(successor) if successor else None, reject_reward(ask.alpha)),
@@ -286,7 +299,7 @@ class ProbePolicy(Policy):
             worth = self.worth_generating(p, familiar, ask)
             if worth and ask.on_uncertain is not None and self.speculate > 0 and self.uncertain(p, familiar, ask):
                 ask.on_uncertain()
-            if worth and ask.on_committed is not None and self.prefill_decides:
+            if worth and ask.on_committed is not None and self._prefill_decides(ask.quick):
                 ask.on_committed()
             return worth
         return decide
@@ -295,10 +308,10 @@ class ProbePolicy(Policy):
         """Stage 1's decision from the probe's P and whether the query is familiar (with confirm
         none, the decision to answer)."""
         if not familiar:  # the probe cannot judge it: pass it on, or decide on the reply's own confidence or on the prior
-            if self.unfamiliar == "prior":
+            if self.unfamiliar == "prior" or (ask.quick and self.unfamiliar == "token_confidence"):
                 return self.answers(self.accuracy, ask)
             return self.unfamiliar == "token_confidence" and self.answers(self.probe.best_token_p(), ask)
-        return self.answers(float(self.probe.best_fused(p)) if self.confirm else p, ask)
+        return self.answers(float(self.probe.best_fused(p)) if self._confirms(ask.quick) else p, ask)
 
     async def respond(self, ask: Ask, backend: Backend) -> Response:
         if ask.must_answer:
@@ -307,16 +320,16 @@ class ProbePolicy(Policy):
         if not self.answers(self.p_max, ask):  # passing on is worth more than our best case: no prefill at all
             return Response(True, "", 0, 0, 0.0)
         seen: dict = {}
-        gen = await backend.assess(ask.generation(False, logprobs=self.confirm or self.unfamiliar == "token_confidence",
-                                                  on_text=ask.on_text if self.prefill_decides else None), self.judge(ask, seen))
+        gen = await backend.assess(ask.generation(False, logprobs=self._confirms(ask.quick) or self._on_reply_confidence(ask.quick),
+                                                  on_text=ask.on_text if self._prefill_decides(ask.quick) else None), self.judge(ask, seen))
         if gen.finish_reason == "reject":
             return Response(True, "", gen.tokens_in, 0, gen.seconds)
         if not usable(gen.text, self.require_template):
             return _response(True, gen)
         low = min(gen.token_logprobs) if gen.token_logprobs else -20.0
-        if seen["familiar"] and self.confirm:  # stage 2: the reply's own confidence
+        if seen["familiar"] and self._confirms(ask.quick):  # stage 2: the reply's own confidence
             p = float(self.probe.fused(seen["p_know"], low))
-        elif not seen["familiar"] and self.unfamiliar == "token_confidence":
+        elif not seen["familiar"] and self._on_reply_confidence(ask.quick):
             p = float(self.probe.token_p(low))
         else:
             return _response(False, gen, require_template=self.require_template)

@@ -437,3 +437,53 @@ def test_an_answer_the_prefill_decided_on_gets_the_whole_deadline_not_the_decisi
     judged = asyncio.run(ask("token_confidence"))  # cut at the share, and passed on to b
     assert [(h.agent, h.decision) for h in judged.trace] == [("a", "error"), ("b", "forced")]
     assert "no decision within 50%" in judged.trace[0].detail
+
+
+def test_a_quick_ask_decides_on_the_prefill_alone(tmp_path: Path) -> None:
+    """`Ask.quick` (no time to judge a reply): a probe with its second stage decides on P alone, and an
+    unfamiliar query it would decide on the reply's confidence on its prior; the reply's confidence is not asked."""
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+    stranger = np.concatenate([np.ones((2, 3)), -np.ones((2, 3))], axis=1).astype(np.float32)
+    policy = ProbePolicy(path, bar="fixed")
+    assert policy.decides_quicker and not ProbePolicy(path, bar="fixed", confirm="none", unfamiliar="prior").decides_quicker
+
+    def respond(states, quick: bool, alpha: float = 0.5):
+        backend = StatesBackend(states, -12.0)  # a reply the second stage finds unsure
+        r = asyncio.run(policy.respond(Ask("id", "q", alpha, quick=quick, on_text=lambda piece: None), backend))
+        return r.rejected, backend.streams
+
+    assert respond(sure, quick=False) == (True, False)  # judged after generating: rejected, nothing streamed
+    assert respond(sure, quick=True) == (False, True)  # P alone answers, and the answer streams from its first token
+    accuracy = policy.accuracy
+    for alpha in (0.01, 0.99):  # unfamiliar: on the prior against (1 - alpha) ** 0.5, not on the reply's confidence
+        assert respond(stranger, quick=True, alpha=alpha)[0] == (accuracy < (1 - alpha) ** 0.5)
+
+
+def test_an_agent_with_no_time_to_judge_a_reply_decides_on_its_prefill_not_forced(tmp_path: Path) -> None:
+    """Its decisions that judge a reply take 0.5 s (p95), a prefill alone 0.01 s, an answer 0.05 s. With 0.4 s
+    left it has no time for the first, so it used to answer forced; now it decides on its prefill (P high:
+    it answers), and with ample time it judges the reply (unsure: passed on to b)."""
+    from swarm.policies import AlwaysAnswer
+
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("a", 0.1, StatesBackend(sure, -12.0), ProbePolicy(path, bar="fixed"))
+            s.node("b", 0.9, ScriptedBackend(), AlwaysAnswer())
+            await s.start_all(background=False)
+            own = s.nodes["a"].latency.own
+            for _ in range(5):
+                own.record(0.5, rejected=True)
+                own.record(0.01, rejected=True, on_prefill=True)
+                own.record(0.05, rejected=False)
+            short = await s.ask("q", deadline_s=0.4)
+            assert [(h.agent, h.decision) for h in short.trace] == [("a", "answer")]
+            ample = await s.ask("q2", deadline_s=30)
+            assert [(h.agent, h.decision) for h in ample.trace][:1] == [("a", "reject")] and ample.agent == "b"
+
+    asyncio.run(scenario())

@@ -317,8 +317,8 @@ class AgentNode:
         # Hops are planned to the soft target when there is one, and to the hard deadline otherwise (swarm.latency).
         horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
         peer = self._next_hop(q, visited, horizon, deciding=True)
-        quick = peer is None and getattr(self.policy, "decides_quicker", False) and self.latency.own.quick_timing() is not None
-        if quick:  # no time for a decision that judges a generated reply: maybe for one on the prefill alone (swarm.latency)
+        quick = False
+        if peer is None and getattr(self.policy, "decides_quicker", False):  # no time to judge a reply: maybe to decide on the prefill
             peer = self._next_hop(q, visited, horizon, deciding=True, quick=True)
             quick = peer is not None
             if quick:
@@ -434,6 +434,8 @@ class AgentNode:
             return None
         remaining = horizon - time.monotonic()
         own = (self.latency.own.quick_timing() if quick else self.latency.own.timing()) if deciding else None
+        if quick and own is None:  # a decision on the prefill alone is never assumed fast before it was measured
+            return None
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
                                own, lambda p: forced_value(self.membership.get(p), q.alpha))
         if peer is None and self.table.next_hop(visited) is not None:

@@ -30,8 +30,10 @@ than its own decisions usually take, within twice its usual time as long as its 
 need still fits (`decision_limit`). An agent whose usual decision judges a generated reply (a probe
 with its second stage) and has no time for one, but has time to decide on its prefill alone (its
 measured rejections that generated nothing, `OwnTimes.quick_timing`), decides that way (`Ask.quick`)
-rather than pass the query on unjudged or answer it forced. Unmeasured times count as zero: with
-nothing known, routing is as it was.
+rather than pass the query on unjudged or answer it forced; it advertises those times too (`quick_s`,
+`quick_slow_s`, protocol 1.7), so an agent upstream passes a query through a peer that can decide on
+its prefill in the time left instead of skipping it. Unmeasured times count as zero: with nothing
+known, routing is as it was (but a quick decision is never assumed fast before it was measured).
 """
 
 from __future__ import annotations
@@ -62,21 +64,28 @@ class OwnTimes:
         self._timing = None
 
     def quick_timing(self) -> Timing | None:
-        """Its times deciding on the prefill alone (`Ask.quick`): rejections that generated nothing, and its
-        usual answer; None before it has made any (never assumed zero: a quick decision must be measured)."""
-        if not self._prefill:
-            return None
-        fast = list(self._prefill)
-        return Timing(agent=self.name, decide_s=round(quantile(fast, DECIDE_QUANTILE), 4),
-                      decide_slow_s=round(quantile(fast, ANSWER_QUANTILE), 4), answer_s=self.timing().answer_s)
+        """Its times deciding on the prefill alone (`Ask.quick`; `quickened`)."""
+        return quickened(self.timing())
 
     def timing(self) -> Timing:
         if self._timing is None:
-            decide, answer = list(self._decide), list(self._answer)
+            decide, answer, fast = list(self._decide), list(self._answer), list(self._prefill)
+            # a quick time is at least 0.0001 once measured (rounded up), so 0 always means "never measured"
             self._timing = Timing(agent=self.name, decide_s=round(quantile(decide, DECIDE_QUANTILE), 4),
                                   decide_slow_s=round(quantile(decide, ANSWER_QUANTILE), 4),
-                                  answer_s=round(quantile(answer, ANSWER_QUANTILE), 4))
+                                  answer_s=round(quantile(answer, ANSWER_QUANTILE), 4),
+                                  quick_s=max(1e-4, round(quantile(fast, DECIDE_QUANTILE), 4)) if fast else 0.0,
+                                  quick_slow_s=max(1e-4, round(quantile(fast, ANSWER_QUANTILE), 4)) if fast else 0.0)
         return self._timing
+
+
+def quickened(t: Timing | None) -> Timing | None:
+    """An agent's times when it decides on its prefill alone (`Ask.quick`): its measured rejections that
+    generated nothing, and its usual answer; None when it has made none (a quick decision is never assumed
+    fast before it was measured)."""
+    if t is None or not t.quick_slow_s:
+        return None
+    return Timing(agent=t.agent, decide_s=t.quick_s, decide_slow_s=t.quick_slow_s, answer_s=t.answer_s)
 
 
 class PeerTimes:
@@ -124,9 +133,13 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
     if not fitting:
         return None
     target = fitting[-1]
+
+    def can_pass_on(t: Timing | None) -> bool:  # decide, reject, and still leave the target its time
+        return (t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)
+
     for p in fitting:
-        t = times(p)
-        if p == target or ((t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)):
+        t = times(p)  # a peer with no time to judge a reply decides on its prefill alone when that fits (`Ask.quick`)
+        if p == target or can_pass_on(t) or (t is not None and (q := quickened(t)) is not None and can_pass_on(q)):
             break
     if p != target or value is None:
         return p

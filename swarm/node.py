@@ -470,7 +470,9 @@ class AgentNode:
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
                                                   self._curve_of(peer), relay, uncertain,
                                                   None if must_answer else lambda: loop.call_soon_threadsafe(commit), quick), self.backend)
-            self.latency.own.record(time.monotonic() - now, r.rejected, on_prefill=r.tokens_out == 0 and r.tokens_in > 0)
+            # a quick decision's times are kept (and advertised) only by an agent that makes them (`Ask.quick`)
+            quick_kind = getattr(self.policy, "decides_quicker", False)
+            self.latency.own.record(time.monotonic() - now, r.rejected, on_prefill=quick_kind and r.tokens_out == 0 and r.tokens_in > 0)
         except TimeoutError:
             if limit - now >= twice_usual(self.latency.own.timing()):  # a budget too short for its usual time is not the backend's fault
                 self._backend_failed()

@@ -23,12 +23,13 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 6)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+PROTOCOL_VERSION = (1, 7)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 # 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
 # 1.5: Query.target_s (a soft latency target), Timing on Pong and Result (agents' measured decision and answer times)
 # 1.6: Status.timing (the agent's own measured times, as it advertises them) and Status.speculation (its counters);
 #      Member.accuracy (a query passed on with no time to decide goes to the peer that answers it best)
+# 1.7: Timing.quick_s, Timing.quick_slow_s (how long the agent takes to decide on its prefill alone)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -92,12 +93,16 @@ class Member(_Body):
 
 class Timing(_Body):
     """1.5: an agent's own measured times over its recent policy calls (swarm.latency): until it rejects
-    (the median, and the p95), and until it answers (its decision included; the p95); 0: not measured yet."""
+    (the median, and the p95), and until it answers (its decision included; the p95); 0: not measured yet.
+    1.7: until it rejects on its prefill alone, nothing generated (the median, and the p95): how fast it
+    decides when it has no time to judge a reply (`Ask.quick`); 0: it never has."""
 
     agent: Name
     decide_s: Finite = Field(0.0, ge=0.0, le=1e6)
     decide_slow_s: Finite = Field(0.0, ge=0.0, le=1e6)
     answer_s: Finite = Field(0.0, ge=0.0, le=1e6)
+    quick_s: Finite = Field(0.0, ge=0.0, le=1e6)
+    quick_slow_s: Finite = Field(0.0, ge=0.0, le=1e6)
 
 
 class Speculations(_Body):

@@ -18,6 +18,7 @@ from swarm.errors import BackendError, SwarmError
 from swarm.node import NodeConfig
 from swarm.policies import Ask, ProbePolicy
 from swarm.prompts import reject_reward
+from swarm.protocol import Timing
 from swarm.testing import MemorySwarm, ScriptedBackend
 
 
@@ -485,5 +486,42 @@ def test_an_agent_with_no_time_to_judge_a_reply_decides_on_its_prefill_not_force
             assert [(h.agent, h.decision) for h in short.trace] == [("a", "answer")]
             ample = await s.ask("q2", deadline_s=30)
             assert [(h.agent, h.decision) for h in ample.trace][:1] == [("a", "reject")] and ample.agent == "b"
+
+    asyncio.run(scenario())
+
+
+def test_an_agent_passes_a_query_through_a_peer_that_can_decide_on_its_prefill_in_time(tmp_path: Path) -> None:
+    """1.7: `a` advertises its prefill-only decisions (0.01 s) beside those that judge a reply (0.5 s, as long
+    as its answers: both generate). With 0.7 s left, `a` has no time for a usual decision and then an answer
+    of its own, so the entry `x` used to skip it and send the query to the dear `b`; now it passes the query to
+    `a`, which decides on its prefill (P high: it answers). While `a`'s quick times are unknown (never
+    measured), `x` still skips it."""
+    from swarm.policies import AlwaysAnswer
+
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("x", 0.05, ScriptedBackend())  # knows nothing: rejects at once
+            s.node("a", 0.1, StatesBackend(sure, -12.0), ProbePolicy(path, bar="fixed"))
+            s.node("b", 0.9, ScriptedBackend(), AlwaysAnswer())
+            await s.start_all(background=False)
+            own = s.nodes["a"].latency.own
+            for _ in range(5):
+                own.record(0.5, rejected=True)
+                own.record(0.5, rejected=False)
+            heard = s.nodes["x"].latency.peers
+            heard.heard([own.timing(), Timing(agent="b", answer_s=0.05)])
+            assert own.timing().quick_s == 0
+            skipped = await s.ask("q", deadline_s=0.7)
+            assert [(h.agent, h.decision) for h in skipped.trace] == [("x", "reject"), ("b", "forced")]
+            for _ in range(5):
+                own.record(0.01, rejected=True, on_prefill=True)
+            heard.heard([own.timing()])
+            assert (own.timing().quick_s, own.timing().quick_slow_s) == (0.01, 0.01)
+            through = await s.ask("q", deadline_s=0.7)
+            assert [(h.agent, h.decision) for h in through.trace] == [("x", "reject"), ("a", "answer")]
 
     asyncio.run(scenario())

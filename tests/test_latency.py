@@ -372,3 +372,25 @@ def test_a_query_short_of_time_skips_to_the_peer_worth_most_answering_it_not_the
             assert s.nodes["large"].backend.calls == 1
 
     asyncio.run(scenario())
+
+
+def test_a_peer_that_can_decide_on_its_prefill_in_time_is_passed_through_not_skipped():
+    """1.7: m2's usual decision (0.3 s) leaves m5 no time, its prefill-only one (0.02 s, p95 0.03 s) does."""
+    quick = {**{n: Timing(agent=n, decide_s=0.3, decide_slow_s=0.3) for n in ("m3", "m4")},
+             "m2": Timing(agent="m2", decide_s=0.3, decide_slow_s=0.3, quick_s=0.02, quick_slow_s=0.03),
+             "m5": Timing(agent="m5", answer_s=0.1)}
+    assert next_hop_within(PEERS, 0.41, quick.get, HOP) == "m2"
+    assert next_hop_within(PEERS, 0.13, quick.get, HOP) == "m5"  # 0.02 + 0.01 + 0.11 > 0.13: not even a quick one fits
+    unmeasured = {**quick, "m2": Timing(agent="m2", decide_s=0.3, decide_slow_s=0.3)}
+    assert next_hop_within(PEERS, 0.41, unmeasured.get, HOP) == "m5"  # never measured: never assumed quick
+
+
+def test_quick_times_are_advertised_once_measured():
+    own = OwnTimes("m1")
+    own.record(0.4, rejected=True)
+    assert (own.timing().quick_s, own.timing().quick_slow_s) == (0, 0) and own.quick_timing() is None
+    for k in range(1, 21):
+        own.record(k / 1000, rejected=True, on_prefill=True)
+    t = own.timing()
+    assert (t.quick_s, t.quick_slow_s) == (0.011, 0.02) and t.decide_s == 0.011  # the prefill-only ones count as decisions too
+    assert own.quick_timing() == Timing(agent="m1", decide_s=0.011, decide_slow_s=0.02, answer_s=t.answer_s)

@@ -243,8 +243,9 @@ class ProbePolicy(Policy):
         return self.unfamiliar == "token_confidence" and not quick
 
     def _prefill_decides(self, quick: bool) -> bool:
-        """Whether the prefill's decision is final: nothing judges the reply once it is generated."""
-        return not self._confirms(quick) and not self._on_reply_confidence(quick) and not self.require_template
+        """Whether the prefill's decision is final: nothing judges the reply once it is generated (when quick,
+        not even its template: there is no time to pass the query on after generating)."""
+        return not self._confirms(quick) and not self._on_reply_confidence(quick) and (quick or not self.require_template)
 
     def val_p(self):
         """The P the agent decides on, on its validation data."""
@@ -324,6 +325,8 @@ class ProbePolicy(Policy):
                                                   on_text=ask.on_text if self._prefill_decides(ask.quick) else None), self.judge(ask, seen))
         if gen.finish_reason == "reject":
             return Response(True, "", gen.tokens_in, 0, gen.seconds)
+        if ask.quick:  # decided on the prefill, committed and streamed: a reply out of template is flagged, not passed on
+            return _response(False, gen, must_answer=True, require_template=self.require_template)
         if not usable(gen.text, self.require_template):
             return _response(True, gen)
         low = min(gen.token_logprobs) if gen.token_logprobs else -20.0

@@ -5,6 +5,7 @@ and a kill (in memory, real nodes and real probes fitted on synthetic states).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -460,6 +461,36 @@ def test_a_quick_ask_decides_on_the_prefill_alone(tmp_path: Path) -> None:
     accuracy = policy.accuracy
     for alpha in (0.01, 0.99):  # unfamiliar: on the prior against (1 - alpha) ** 0.5, not on the reply's confidence
         assert respond(stranger, quick=True, alpha=alpha)[0] == (accuracy < (1 - alpha) ** 0.5)
+
+
+def test_a_quick_ask_commits_at_the_prefill_even_when_replies_must_be_in_template(tmp_path: Path) -> None:
+    """`require_template` judges the reply too: a quick ask (no time to pass the query on after generating)
+    commits at the prefill all the same (the deadline, not the decision's share, then bounds the answer; it
+    used to run under the decision's share and be cut off), streams, and keeps a reply out of template as a
+    flagged answer instead of rejecting it with no time left."""
+    path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+    policy = ProbePolicy(path, bar="fixed", require_template=True)
+
+    class Untemplated(StatesBackend):
+        async def assess(self, request, judge):
+            g = await super().assess(request, judge)
+            return g if g.finish_reason == "reject" else dataclasses.replace(g, text="5")
+
+    def respond(backend, quick: bool):
+        committed = []
+        r = asyncio.run(policy.respond(Ask("id", "q", 0.5, quick=quick, on_text=lambda piece: None,
+                                           on_committed=lambda: committed.append(True)), backend))
+        return r, bool(committed), backend.streams
+
+    r, committed, streams = respond(StatesBackend(sure, -0.01), quick=False)
+    assert not r.rejected and not committed and not streams  # the template is judged after generating
+    r, committed, streams = respond(StatesBackend(sure, -0.01), quick=True)
+    assert not r.rejected and committed and streams and r.flag == ""
+    r, committed, _ = respond(Untemplated(sure, -0.01), quick=True)
+    assert not r.rejected and committed and r.flag == "no answer template"
+    assert respond(Untemplated(sure, -0.01), quick=False)[0].rejected
 
 
 def test_an_agent_with_no_time_to_judge_a_reply_decides_on_its_prefill_not_forced(tmp_path: Path) -> None:

@@ -276,7 +276,8 @@ def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tm
     """Five models: the cheap one right where the first coordinate is positive, a dear one usually
     right, and between them m2 (85% right at a mid price: the best at alpha 0.5, so the newcomer),
     m1 and m3 (coins). before: all but m2; removed: m1 leaves; added: m2 joins. Nobody in the swarm
-    is retrained, and it sends m2 the queries the cheap one cannot do; the stale routers cannot."""
+    is retrained, and it sends m2 the queries the cheap one cannot do; the stale routers cannot. swarm-learned
+    learns its pass values again from the new pool's replies (no labels) and does too."""
     def draw(i, rng):
         x = unit(rng)
         return x, {"s": (x[0] > 0) != (rng.random() < 0.05), "m1": rng.random() < 0.5, "m2": rng.random() < 0.85,
@@ -301,6 +302,16 @@ def test_modularity_the_swarm_uses_a_newcomer_that_stale_routers_never_choose(tm
         assert swarm["utility"] > added[f"stale-{r}"]["0.5"]["utility"] + 0.03, r
         assert added[f"retrained-{r}"]["0.5"]["routing"].get("m2", 0.0) > 0.0
         assert data["stale_refusals"][f"added/{r}"].startswith("refused")
+    learned = added["swarm-learned"]["0.5"]  # its pass values learned again from the new pool's replies: no labels
+    assert learned["routing"]["m2"] > 0.3
+    gaps = data["phases"]["added"]["swarms_versus_best_stale_router"]
+    for swarm in ("swarm-skip", "swarm-learned"):
+        assert added[swarm]["0.5"]["utility"] == pytest.approx(max(added[f"stale-{r}"]["0.5"]["utility"] for r in ("knn", "forc", "routellm-mf"))
+                                                          + gaps[swarm]["0.5"]["gap"])
+        g = gaps[swarm]["0.5"]
+        assert g["router"] == "stale-forc" and g["ci95"][0] < g["gap"] < g["ci95"][1] and g["gap"] > 0.02  # ahead of the best stale router
+    assert "swarms_versus_best_stale_router" not in data["phases"]["before"]
+    assert "swarm-learned minus the best stale router" in (tmp_path / "res" / "modularity.md").read_text()
     train, _ = stratified_split(rows, 300, 0)
     assert data["retraining_cost"]["label_dollars"] == pytest.approx(0.001 * len(train))
     assert "$0." in (tmp_path / "res" / "modularity.md").read_text()

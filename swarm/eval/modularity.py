@@ -204,6 +204,12 @@ def markdown(summary: dict) -> str:
             r = summary["phases"][p]["methods"].get(m, {}).get(a)
             cells.append("-" if r is None else f"{r['utility']:.3f} / {r['accuracy']:.3f} / {r['cost']:.3f}")
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    for p, ph in summary["phases"].items():
+        for swarm, by_alpha in ph.get("swarms_versus_best_stale_router", {}).items():
+            g = by_alpha.get(a)
+            if g is not None:
+                lines.append(f"\n{p}: {swarm} minus the best stale router ({g['router']}) at alpha {a}: {g['gap']:+.3f} utility "
+                             f"(95% paired bootstrap interval {g['ci95'][0]:+.3f} to {g['ci95'][1]:+.3f}).")
     lines += ["", "Stale routers asked to route among the changed pool:", ""]
     lines += [f"- {k}: {v}" for k, v in summary["stale_refusals"].items()]
     c = summary["retraining_cost"]

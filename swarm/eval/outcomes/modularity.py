@@ -11,7 +11,12 @@ The testbed's experiment (`swarm.eval.modularity`), on recorded outcomes, comput
 The swarm (the recommended design, `swarm-skip`: value curves per region, a query passed to the
 dearer agent that advertises the most) is never retrained: each keeps the probe it learned from its own outcomes, and
 only the value curves re-settle along the new cascade (backward induction, as gossip does live);
-the newcomer arrives with its own probe. The routers (kNN, FORC, RouteLLM-MF) are trained on the
+the newcomer arrives with its own probe. `swarm-learned` (each agent's value of passing a query on,
+learned per query from the replies that came back, `swarm.eval.outcomes.passvalue`) learns those
+values again in each phase from the replies to the training queries the new pool serves: no label
+and no model's answers are paid for (a reply carries the answering agent's cost and the P it
+reported), where a retrained router needs every current model's graded answer to every training
+query. The routers (kNN, FORC, RouteLLM-MF) are trained on the
 `before` pool's joint matrix and run two ways, as in the testbed: stale (`StaleRouter`: the old
 model's predictions over the agents it knows that are still there; a newcomer is never chosen)
 and retrained on the current pool, which for the newcomer means paying for its answers to every
@@ -33,6 +38,7 @@ from swarm.eval.outcomes.split import stratified_split
 from swarm.eval.records import Record, Step
 
 ROUTERS = ("knn", "forc", "routellm-mf")
+LEARNED = "swarm-learned"
 
 
 def pools(models: list[str], costs: dict[str, float], train: Matrix) -> tuple[str, list[str]]:
@@ -48,6 +54,7 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     from swarm.costscale import log_cost_scale
     from swarm.eval.baselines import Oracle
     from swarm.eval.modularity import StaleRouter, new_router, write
+    from swarm.eval.outcomes.passvalue import LearnedPassSwarm
     from swarm.eval.outcomes.selfassess import ProbeSwarm, fit_agent
 
     say = progress or (lambda _msg: None)
@@ -78,12 +85,14 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
         test = Matrix(test_rows, pool)
         swarm = ProbeSwarm.of({m: probes[m] for m in pool}, pool_costs, regions=r_train, k=n_regions,
                               hop="best")
-        runs: dict[str, dict[float, list[Record]]] = {"oracle": {}, RECOMMENDED: {}}
+        learned = LearnedPassSwarm.fit({m: probes[m] for m in pool}, pool_costs, x_train, alphas)  # from the new pool's replies
+        runs: dict[str, dict[float, list[Record]]] = {"oracle": {}, RECOMMENDED: {}, LEARNED: {}}
         for a in alphas:
             runs["oracle"][a] = [record(r, "oracle", a, [Step(m, "forced")], pool_costs)
                                  for r, m in zip(test_rows, Oracle(test.labels).choose(test.items, a, pool_costs), strict=True)]
             walks = swarm.route(ids, x_test, a, r_test)
             runs[RECOMMENDED][a] = [record(r, RECOMMENDED, a, w, pool_costs) for r, w in zip(test_rows, walks, strict=True)]
+            runs[LEARNED][a] = [record(r, LEARNED, a, w, pool_costs) for r, w in zip(test_rows, learned.route(ids, x_test, a), strict=True)]
         if name == "before":
             routers = {r: trained0[r] for r in ROUTERS}
         else:
@@ -126,5 +135,11 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
                 m = metrics.summarize(recs, a, agents, ph["labels"], oracle_utility=metrics.utility(ph["records"]["oracle"][a], a))
                 m.pop("easy_hard", None)
                 out_ph["methods"][method][f"{a:g}"] = m
+        stale = [m for m in ph["records"] if m.startswith("stale-")]
+        if stale:  # each swarm against the best stale router at each alpha, with the noise of the test set
+            out_ph["swarms_versus_best_stale_router"] = {
+                swarm: {f"{a:g}": {"router": (best := max(stale, key=lambda m: out_ph["methods"][m][f"{a:g}"]["utility"])),
+                                   **metrics.paired_gap(ph["records"][swarm][a], ph["records"][best][a], a)} for a in alphas}
+                for swarm in (RECOMMENDED, LEARNED)}
         summary["phases"][name] = out_ph
     return write(summary, out)

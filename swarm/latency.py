@@ -24,7 +24,9 @@ less than the faster one below it. So a query never goes to a peer whose expecte
 budget; and an agent holding a query for which, after its own decision, no peer would fit,
 answers it itself (`forced`) instead of deciding and then failing at the deadline, unless a peer
 that can answer in time is worth more answering it unjudged (`blind_pass`: its accuracy - alpha x
-cost, from the accuracy it advertises, protocol 1.6): then it passes the query on without deciding. An agent that
+cost, from the accuracy it advertises, protocol 1.6; or, for a peer that can itself decide in the time
+left and still pass the query on, the value its curve advertises, `handed_value`): then it passes the
+query on without deciding. An agent that
 may pass a query on decides within `generation_share` of the time left, or, when that is shorter
 than its own decisions usually take, within twice its usual time as long as its next hop's known
 need still fits (`decision_limit`). An agent whose usual decision judges a generated reply (a probe
@@ -164,6 +166,30 @@ def blind_pass(candidates: Sequence[str], remaining_s: float, times: Callable[[s
     that is more than this agent's own answer is worth (`own`); None: answer here (also when either
     worth is unknown)."""
     return _worth_most([p for p in candidates if _answer_s(times(p)) + hop_s <= remaining_s], value, None, own)
+
+
+def handed_value(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None], hop_s: float,
+                 forced: Callable[[str], float | None], decided: Callable[[str], float | None]) -> Callable[[str], float | None]:
+    """What a query passed unjudged to a peer is worth there: its worth answering it (`forced`), or, when
+    it can decide in the time left (its usual decision, or one on its prefill alone, `quickened`) and a
+    peer after it (candidates cheapest first) could still answer after that, what it advertises a query
+    handed to it is worth (`decided`: its value curve at alpha, the value its cascade gets), whichever
+    is more. A peer that can decide is worth more than its unjudged answer: it answers what it knows
+    and passes on the rest."""
+    def value(p: str) -> float | None:
+        f, d = forced(p), decided(p)
+        if d is None:
+            return f
+        t, left = times(p), remaining_s - hop_s
+        later = candidates[candidates.index(p) + 1:] if p in candidates else []
+        for way in ((t, quickened(t)) if t is not None else (None,)):
+            if way is None and t is not None:
+                continue
+            after = left - (way.decide_slow_s if way is not None else 0.0)
+            if may_decide(way, left) and any(_answer_s(times(n)) + hop_s <= after for n in later):
+                return d if f is None else max(f, d)
+        return f
+    return value
 
 
 def forced_value(m: Member | None, alpha: float) -> float | None:

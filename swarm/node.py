@@ -26,7 +26,7 @@ import structlog
 from swarm.backends.base import Backend
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
-from swarm.latency import Latency, blind_pass, decision_limit, forced_value, next_hop_within, quantile, twice_usual, with_own
+from swarm.latency import Latency, blind_pass, decision_limit, forced_value, handed_value, next_hop_within, quantile, twice_usual, with_own
 from swarm.membership import Membership
 from swarm.neighbours import NeighbourTable, Routing
 from swarm.policies import Ask, Policy
@@ -423,9 +423,13 @@ class AgentNode:
         answer in time is worth more answering it than this agent is (swarm.latency.blind_pass); None: answer here."""
         if len(visited) >= q.max_hops:
             return None
-        me = self.membership.self_entry
-        return blind_pass(self.table.candidates(visited), horizon - time.monotonic(), self.latency.peers.get, self.config.hop_overhead_s,
-                          lambda p: forced_value(self.membership.get(p), q.alpha), forced_value(me, q.alpha))
+        from swarm.assess.curves import at
+
+        me, candidates, remaining = self.membership.self_entry, self.table.candidates(visited), horizon - time.monotonic()
+        times, hop = self.latency.peers.get, self.config.hop_overhead_s
+        worth = handed_value(candidates, remaining, times, hop, lambda p: forced_value(self.membership.get(p), q.alpha),
+                             lambda p: None if (c := self._curve_of(p)) is None else at(c, q.alpha))
+        return blind_pass(candidates, remaining, times, hop, worth, forced_value(me, q.alpha))
 
     def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False) -> str | None:
         """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`: a

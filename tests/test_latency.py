@@ -394,3 +394,41 @@ def test_quick_times_are_advertised_once_measured():
     t = own.timing()
     assert (t.quick_s, t.quick_slow_s) == (0.011, 0.02) and t.decide_s == 0.011  # the prefill-only ones count as decisions too
     assert own.quick_timing() == Timing(agent="m1", decide_s=0.011, decide_slow_s=0.02, answer_s=t.answer_s)
+
+
+def test_a_query_passed_on_unjudged_goes_to_a_peer_that_can_still_decide_when_its_cascade_is_worth_more():
+    """small has no time to decide; mid (0.6 right, cost 0.4) can decide in 0.01 s and still leave large its
+    0.2 s. Unjudged, large's answer is worth more than mid's (0.45 against 0.4), but a query handed to mid is
+    worth what mid's curve advertises (it answers what it knows, passes on the rest: 0.66 at alpha 0.5), so
+    small passes it to mid. Had mid no time left to decide and pass on, it would go to large as before."""
+    from swarm.assess.curves import at
+    from swarm.latency import handed_value
+
+    async def scenario():
+        async with MemorySwarm() as s:
+            s.node("small", 0.1, ScriptedBackend({"hard": "small: 3"}), Rated(0.3))
+            s.node("mid", 0.4, ScriptedBackend({"hard": "mid: 3"}), Rated(0.6))
+            s.node("large", 0.9, ScriptedBackend({"hard": "large: 3"}, delay_s=0.2), Rated(0.9))
+            await s.start_all(background=False)
+            small, mid = s.nodes["small"], s.nodes["mid"]
+            mid.membership.merge_all([s.nodes["large"].membership.self_entry], spread=False)  # what gossip brings
+            mid.advertise_curve()
+            small.membership.merge_all([s.nodes[n].membership.self_entry for n in ("mid", "large")], spread=False)
+            assert round(at(small.membership.get("mid").curve, 0.5), 2) == 0.66
+            for _ in range(5):
+                small.latency.own.record(0.4, rejected=True)
+                small.latency.own.record(0.2, rejected=False)
+            small.latency.peers.heard([Timing(agent="mid", decide_s=0.01, decide_slow_s=0.01, answer_s=0.05),
+                                       Timing(agent="large", answer_s=0.2)])
+            answer = await s.ask("hard", alpha=0.5, deadline_s=0.5)
+            assert decisions(answer) == [("small", "reject"), ("mid", "answer")] and "unjudged to mid" in answer.trace[0].detail
+            slow_mid = {"mid": Timing(agent="mid", decide_s=0.3, decide_slow_s=0.3, answer_s=0.05),
+                        "large": Timing(agent="large", answer_s=0.2)}.get  # a decision at mid would leave large no time
+            worth = handed_value(["mid", "large"], 0.45, slow_mid, HOP, {"mid": 0.4, "large": 0.45}.get, {"mid": 0.66, "large": 0.45}.get)
+            assert (worth("mid"), worth("large")) == (0.4, 0.45)
+            quick_mid = {"mid": Timing(agent="mid", decide_s=0.3, decide_slow_s=0.3, answer_s=0.05, quick_s=0.01, quick_slow_s=0.01),
+                         "large": Timing(agent="large", answer_s=0.2)}.get  # ... unless it can decide on its prefill
+            worth = handed_value(["mid", "large"], 0.45, quick_mid, HOP, {"mid": 0.4, "large": 0.45}.get, {"mid": 0.66, "large": 0.45}.get)
+            assert worth("mid") == 0.66
+
+    asyncio.run(scenario())

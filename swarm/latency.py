@@ -182,9 +182,7 @@ def handed_value(candidates: Sequence[str], remaining_s: float, times: Callable[
             return f
         t, left = times(p), remaining_s - hop_s
         later = candidates[candidates.index(p) + 1:] if p in candidates else []
-        for way in ((t, quickened(t)) if t is not None else (None,)):
-            if way is None and t is not None:
-                continue
+        for way in [None] if t is None else [w for w in (t, quickened(t)) if w is not None]:  # unknown times count as zero
             after = left - (way.decide_slow_s if way is not None else 0.0)
             if may_decide(way, left) and any(_answer_s(times(n)) + hop_s <= after for n in later):
                 return d if f is None else max(f, d)

@@ -328,11 +328,25 @@ class StatesBackend(ScriptedBackend):
         return Generation("The answer is: 5", 10, 5, 0.0, (self.logprob,) * 5 if request.logprobs else ())
 
 
+def sure_states() -> np.ndarray:
+    """Hidden states the synthetic probe is sure of (P high: the direction its labels follow)."""
+    sure = np.zeros((2, 6), np.float32)
+    sure[1, [0, 3]] = 2.5
+    return sure
+
+
+def quick_swarm(s: MemorySwarm, path: str) -> None:
+    """`a`, a probe that judges its replies (sure of every query, unsure of every reply), then `b`, which answers all."""
+    from swarm.policies import AlwaysAnswer
+
+    s.node("a", 0.1, StatesBackend(sure_states(), -12.0), ProbePolicy(path, bar="fixed"))
+    s.node("b", 0.9, ScriptedBackend(), AlwaysAnswer())
+
+
 def test_a_probe_that_decides_on_the_prefill_alone_streams_its_answer_and_one_that_judges_the_reply_does_not(tmp_path: Path) -> None:
     """Issue 17: the client may see a reply's pieces only when nothing can reject it once generated."""
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
+    sure = sure_states()
     ask = Ask("id", "q", 0.5, on_text=lambda piece: None)
 
     def streams(**kwargs) -> bool:
@@ -349,8 +363,7 @@ def test_a_probe_that_decides_on_the_prefill_alone_streams_its_answer_and_one_th
 
 def test_the_probe_policy_decides_in_two_stages(tmp_path: Path) -> None:
     policy = ProbePolicy(str(synthetic_probe(tmp_path / "a", 0.5, 0)), bar="fixed")
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5  # the direction the synthetic labels follow: P high
+    sure = sure_states()
     doubtful = -sure
     stranger = np.concatenate([np.ones((2, 3)), -np.ones((2, 3))], axis=1).astype(np.float32)  # the half no training query spans
     ask = Ask("id", "q", 0.5)
@@ -412,8 +425,7 @@ def test_an_answer_the_prefill_decided_on_gets_the_whole_deadline_not_the_decisi
     from swarm.testing import MemorySwarm
 
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
+    sure = sure_states()
 
     class SlowAnswers(StatesBackend):
         async def assess(self, request, judge):
@@ -445,8 +457,7 @@ def test_a_quick_ask_decides_on_the_prefill_alone(tmp_path: Path) -> None:
     """`Ask.quick` (no time to judge a reply): a probe with its second stage decides on P alone, and an
     unfamiliar query it would decide on the reply's confidence on its prior; the reply's confidence is not asked."""
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
+    sure = sure_states()
     stranger = np.concatenate([np.ones((2, 3)), -np.ones((2, 3))], axis=1).astype(np.float32)
     policy = ProbePolicy(path, bar="fixed")
     assert policy.decides_quicker and not ProbePolicy(path, bar="fixed", confirm="none", unfamiliar="prior").decides_quicker
@@ -469,8 +480,7 @@ def test_a_quick_ask_commits_at_the_prefill_even_when_replies_must_be_in_templat
     used to run under the decision's share and be cut off), streams, and keeps a reply out of template as a
     flagged answer instead of rejecting it with no time left."""
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
+    sure = sure_states()
     policy = ProbePolicy(path, bar="fixed", require_template=True)
 
     class Untemplated(StatesBackend):
@@ -497,16 +507,11 @@ def test_an_agent_with_no_time_to_judge_a_reply_decides_on_its_prefill_not_force
     """Its decisions that judge a reply take 0.5 s (p95), a prefill alone 0.01 s, an answer 0.05 s. With 0.4 s
     left it has no time for the first, so it used to answer forced; now it decides on its prefill (P high:
     it answers), and with ample time it judges the reply (unsure: passed on to b)."""
-    from swarm.policies import AlwaysAnswer
-
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
 
     async def scenario():
         async with MemorySwarm() as s:
-            s.node("a", 0.1, StatesBackend(sure, -12.0), ProbePolicy(path, bar="fixed"))
-            s.node("b", 0.9, ScriptedBackend(), AlwaysAnswer())
+            quick_swarm(s, path)
             await s.start_all(background=False)
             own = s.nodes["a"].latency.own
             for _ in range(5):
@@ -527,17 +532,12 @@ def test_an_agent_passes_a_query_through_a_peer_that_can_decide_on_its_prefill_i
     of its own, so the entry `x` used to skip it and send the query to the dear `b`; now it passes the query to
     `a`, which decides on its prefill (P high: it answers). While `a`'s quick times are unknown (never
     measured), `x` still skips it."""
-    from swarm.policies import AlwaysAnswer
-
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
-    sure = np.zeros((2, 6), np.float32)
-    sure[1, [0, 3]] = 2.5
 
     async def scenario():
         async with MemorySwarm() as s:
             s.node("x", 0.05, ScriptedBackend())  # knows nothing: rejects at once
-            s.node("a", 0.1, StatesBackend(sure, -12.0), ProbePolicy(path, bar="fixed"))
-            s.node("b", 0.9, ScriptedBackend(), AlwaysAnswer())
+            quick_swarm(s, path)
             await s.start_all(background=False)
             own = s.nodes["a"].latency.own
             for _ in range(5):

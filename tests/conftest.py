@@ -62,6 +62,16 @@ def quick_ladder():
     return build("quick")
 
 
+@pytest.hookimpl(trylast=True)  # after -k and -m have deselected what will not run
+def pytest_collection_modifyitems(session, config, items) -> None:
+    """Build the quick ladder before the first test that needs it: on a fresh machine that takes minutes,
+    longer than one test may run (pytest-timeout), and a fixture that times out fails every test after it."""
+    if any("quick_ladder" in getattr(item, "fixturenames", ()) for item in items):
+        from swarm.testbed.models import build
+
+        build("quick")
+
+
 def _ray_address_file() -> str | None:
     from ray._common.utils import get_ray_address_file
 

@@ -66,7 +66,7 @@ def quick_ladder():
 def pytest_collection_modifyitems(session, config, items) -> None:
     """Build the quick ladder before the first test that needs it: on a fresh machine that takes minutes,
     longer than one test may run (pytest-timeout), and a fixture that times out fails every test after it."""
-    if any("quick_ladder" in getattr(item, "fixturenames", ()) for item in items):
+    if not config.option.collectonly and any("quick_ladder" in getattr(item, "fixturenames", ()) for item in items):
         from swarm.testbed.models import build
 
         build("quick")

@@ -401,7 +401,11 @@ def test_streamed_reply_reaches_the_caller_before_the_endpoint_finishes(server: 
     assert seen.body["stream"] is True and seen.body["stream_options"] == {"include_usage": True}
 
 
-def test_cancelling_a_streamed_generation_stops_the_endpoint(server: OpenAIServer) -> None:
+@pytest.mark.parametrize("cancels", [1, 2])
+def test_cancelling_a_streamed_generation_stops_the_endpoint(server: OpenAIServer, cancels: int) -> None:
+    """`cancels` 2: a second cancel one loop turn after the first, as a query cancelled both by a cancel
+    message and by Ray cancelling the call that carried it gets; it must not cut short the first's closing
+    of the response (before, the connection stayed open and the endpoint generated on)."""
     server.backend.answers["Count."] = " ".join(["one"] * 5000)
     server.backend.token_delay_s = 0.005
     pieces: list[str] = []
@@ -413,18 +417,21 @@ def test_cancelling_a_streamed_generation_stops_the_endpoint(server: OpenAIServe
             generating = asyncio.ensure_future(backend.generate(ask("Count.", on_text=pieces.append)))
             while not pieces:
                 await asyncio.sleep(0.005)
-            generating.cancel()
+            for _ in range(cancels):
+                generating.cancel()
+                await asyncio.sleep(0)
             with contextlib.suppress(asyncio.CancelledError):
                 await generating
-            return server.backend.streamed
+            at_cancel = server.backend.streamed
+            for _ in range(200):  # the server sees the closed connection and cancels its generation (the client still open)
+                if server.backend.cancelled:
+                    break
+                await asyncio.sleep(0.01)
+            return at_cancel
         finally:
             await backend.close()
 
     at_cancel = run(scenario)
-    for _ in range(200):  # the server sees the closed connection and cancels its generation
-        if server.backend.cancelled:
-            break
-        time.sleep(0.01)
     assert server.backend.cancelled == 1 and server.backend.finished == 0
     assert server.backend.streamed - at_cancel <= 5  # of 5000 words: it stopped as soon as the connection closed
 

@@ -6,17 +6,48 @@ arrive, from any thread, with text that is always a prefix of the final `Generat
 piece by piece; one that cannot simply ignores it, and the agent sends the whole text at the end.
 A callback, not a second async-iterator method, because the policy still needs the `Generation`
 (token counts, log-probabilities, finish reason) that the same call returns.
+
+A backend whose call must clean up when cancelled (close an HTTP response, abort a vLLM request)
+awaits that work through `cancel_once`: a query cancelled both by a cancel message and by Ray
+cancelling the call that carried it gets two cancels, and the second would cut the first's cleanup
+short (an endpoint left generating for a client long gone).
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from swarm.errors import BackendError
 from swarm.prompts import REJECT_PHRASE
+
+
+T = TypeVar("T")
+_CLEANING_UP: set[asyncio.Task] = set()  # cancelled work still cleaning up (a reference until it is done)
+
+
+async def cancel_once(work: Coroutine[Any, Any, T]) -> T:
+    """Await `work` in a task of its own that the caller's cancellation cancels exactly once, however
+    many cancels reach the caller, so its cleanup runs to the end (in the background: the caller does
+    not wait for it)."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            task.cancel()
+            _CLEANING_UP.add(task)
+            task.add_done_callback(_cleaned_up)
+        raise
+
+
+def _cleaned_up(task: asyncio.Task) -> None:
+    _CLEANING_UP.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: nobody waits for it any more
 
 
 @dataclass(frozen=True)

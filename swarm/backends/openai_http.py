@@ -33,7 +33,7 @@ import time
 import httpx
 import structlog
 
-from swarm.backends.base import Backend, Generation, GenerationRequest
+from swarm.backends.base import Backend, Generation, GenerationRequest, cancel_once
 from swarm.errors import BackendError
 from swarm.prompts import is_rejection
 
@@ -125,7 +125,7 @@ class OpenAIBackend(Backend):
         if request.on_text is not None:  # upstream SSE; an endpoint that answers in one piece anyway is read as usual
             body |= {"stream": True, "stream_options": {"include_usage": True}}
         start = time.perf_counter()
-        payload = await self._post(body, request.on_text)
+        payload = await cancel_once(self._post(body, request.on_text))  # a cancel closes the response, and the endpoint stops
         text, finish, logprobs, usage = self._parse(payload)
         if request.allow_reject and request.stop_at_reject and is_rejection(text, request.reject_phrase):
             text, finish = request.reject_phrase, "reject"

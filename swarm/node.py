@@ -318,11 +318,13 @@ class AgentNode:
         horizon = deadline if q.target_s is None else min(deadline, deadline - q.budget_s + q.target_s)
         peer = self._next_hop(q, visited, horizon, deciding=True)
         quick = False
-        if peer is None and getattr(self.policy, "decides_quicker", False):  # no time to judge a reply: maybe to decide on the prefill
-            peer = self._next_hop(q, visited, horizon, deciding=True, quick=True)
-            quick = peer is not None
-            if quick:
-                log.info("no time to judge a reply: deciding on the prefill alone", next_hop=peer, query_id=q.query_id, agent=self.name)
+        # No time to judge a reply, or a judged rejection that runs slow would leave no peer its time (the agent
+        # would then answer forced what it just judged not worth answering): it decides on the prefill alone when
+        # that leaves a peer its time.
+        if getattr(self.policy, "decides_quicker", False) and (peer is None or self._next_hop(q, visited, horizon, deciding=True, slow=True) is None):
+            if (fast := self._next_hop(q, visited, horizon, deciding=True, quick=True)) is not None:
+                peer, quick = fast, True
+                log.info("no time to judge a reply and pass on: deciding on the prefill alone", next_hop=peer, query_id=q.query_id, agent=self.name)
         trace: list[Hop] = []
         blind = None if peer is not None else self._blind_hop(q, visited, horizon)
         if blind is not None:  # no time to decide here, and a peer that can answer in time is worth more than our answer
@@ -431,19 +433,23 @@ class AgentNode:
                              lambda p: None if (c := self._curve_of(p)) is None else at(c, q.alpha))
         return blind_pass(candidates, remaining, times, hop, worth, forced_value(me, q.alpha))
 
-    def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False) -> str | None:
+    def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False,
+                  slow: bool = False) -> str | None:
         """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`: a
-        decision on the prefill alone, when `quick`); None when none does, and the agent answers itself (swarm.latency)."""
+        decision on the prefill alone, when `quick`; one as slow as our slow ones, p95, when `slow`); None when
+        none does, and the agent answers itself (swarm.latency)."""
         if len(visited) >= q.max_hops:
             return None
         remaining = horizon - time.monotonic()
         own = (self.latency.own.quick_timing() if quick else self.latency.own.timing()) if deciding else None
         if quick and own is None:  # a decision on the prefill alone is never assumed fast before it was measured
             return None
+        if slow and own is not None:
+            own = own.model_copy(update={"decide_s": own.decide_slow_s})
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
                                own, lambda p: forced_value(self.membership.get(p), q.alpha))
-        if peer is None and self.table.next_hop(visited) is not None:
-            log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3))
+        if peer is None and not deciding and self.table.next_hop(visited) is not None:  # (before deciding, _route has other ways)
+            log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3), query_id=q.query_id, agent=self.name)
         return peer
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,

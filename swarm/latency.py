@@ -32,7 +32,10 @@ than its own decisions usually take, within twice its usual time as long as its 
 need still fits (`decision_limit`). An agent whose usual decision judges a generated reply (a probe
 with its second stage) and has no time for one, but has time to decide on its prefill alone (its
 measured rejections that generated nothing, `OwnTimes.quick_timing`), decides that way (`Ask.quick`)
-rather than pass the query on unjudged or answer it forced; it advertises those times too (`quick_s`,
+rather than pass the query on unjudged or answer it forced, and so does one whose usual decision fits but
+a slow one (one that generates and judges a reply: as long as its answers, the p95) would leave no peer its time,
+for after such a rejection it would answer forced what it had just judged not worth answering; it
+advertises those times too (`quick_s`,
 `quick_slow_s`, protocol 1.7), so an agent upstream passes a query through a peer that can decide on
 its prefill in the time left instead of skipping it. Unmeasured times count as zero: with nothing
 known, routing is as it was (but a quick decision is never assumed fast before it was measured).

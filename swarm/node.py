@@ -436,7 +436,7 @@ class AgentNode:
     def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False,
                   slow: bool = False) -> str | None:
         """The next hop that fits the time left until `horizon` (after our own decision, when `deciding`: a
-        decision on the prefill alone, when `quick`; one as slow as our slow ones, p95, when `slow`); None when
+        decision on the prefill alone, when `quick`; a slow one, one that generates and judges a reply, when `slow`); None when
         none does, and the agent answers itself (swarm.latency)."""
         if len(visited) >= q.max_hops:
             return None
@@ -444,8 +444,8 @@ class AgentNode:
         own = (self.latency.own.quick_timing() if quick else self.latency.own.timing()) if deciding else None
         if quick and own is None:  # a decision on the prefill alone is never assumed fast before it was measured
             return None
-        if slow and own is not None:
-            own = own.model_copy(update={"decide_s": own.decide_slow_s})
+        if slow and own is not None:  # a judged rejection generates the reply first: as slow as an answer, which the p95 of
+            own = own.model_copy(update={"decide_s": max(own.decide_slow_s, own.answer_s)})  # rejections hides when most are on the prefill
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
                                own, lambda p: forced_value(self.membership.get(p), q.alpha))
         if peer is None and not deciding and self.table.next_hop(visited) is not None:  # (before deciding, _route has other ways)

@@ -527,11 +527,12 @@ def test_an_agent_with_no_time_to_judge_a_reply_decides_on_its_prefill_not_force
 
 
 def test_an_agent_whose_slow_judged_rejection_would_leave_no_peer_its_time_decides_on_its_prefill(tmp_path: Path) -> None:
-    """Most of `a`'s rejections are on its prefill (0.01 s), its slow ones judge a reply (0.5 s, p95); `b`
-    answers in 0.3 s. With 0.7 s left a typical decision leaves `b` its time, a slow one does not: `a` used
-    to judge the reply (unsure: a rejection) and, had the judging run slow, answer forced what it had just
-    judged not worth it. Now it decides on its prefill (P high: it answers); with ample time it still judges
-    the reply (rejected, passed on to b)."""
+    """Most of `a`'s rejections are on its prefill (0.01 s: their p95 too); its answers take 0.5 s, and so does
+    a rejection that judges a reply (it generates the reply first); `b` answers in 0.3 s. With 0.7 s left a
+    typical decision leaves `b` its time, a judged one does not: `a` used to judge the reply (unsure: a
+    rejection) and, had the judging taken its time, answer forced what it had just judged not worth it.
+    Now it decides on its prefill (P high: it answers); with ample time it still judges the reply (a
+    rejection, passed on to b)."""
     path = str(synthetic_probe(tmp_path / "a", 0.5, 0))
 
     async def scenario():
@@ -539,14 +540,14 @@ def test_an_agent_whose_slow_judged_rejection_would_leave_no_peer_its_time_decid
             quick_swarm(s, path)
             await s.start_all(background=False)
             a = s.nodes["a"].latency
-            for _ in range(10):
+            for _ in range(20):
                 a.own.record(0.01, rejected=True, on_prefill=True)
             a.own.record(0.5, rejected=True)
             for _ in range(5):
-                a.own.record(0.05, rejected=False)
+                a.own.record(0.5, rejected=False)
             a.peers.heard([Timing(agent="b", answer_s=0.3)])
             mine = a.own.timing()
-            assert (mine.decide_s, mine.decide_slow_s, mine.quick_slow_s) == (0.01, 0.5, 0.01)
+            assert (mine.decide_s, mine.decide_slow_s, mine.answer_s, mine.quick_slow_s) == (0.01, 0.01, 0.5, 0.01)
             tight = await s.ask("q", deadline_s=0.7)
             assert [(h.agent, h.decision) for h in tight.trace] == [("a", "answer")]
             ample = await s.ask("q2", deadline_s=30)

@@ -41,6 +41,8 @@ async def cancel_once(work: Coroutine[Any, Any, T]) -> T:
             task.cancel()
             _CLEANING_UP.add(task)
             task.add_done_callback(_cleaned_up)
+        elif not task.cancelled():
+            task.exception()  # it ended as we were cancelled: retrieved, so asyncio does not report it as lost
         raise
 
 

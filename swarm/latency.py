@@ -72,6 +72,10 @@ class OwnTimes:
         """Its times deciding on the prefill alone (`Ask.quick`; `quickened`)."""
         return quickened(self.timing())
 
+    def judged_timing(self) -> Timing:
+        """Its times when its decision generates and judges a reply (`judged`)."""
+        return judged(self.timing())
+
     def timing(self) -> Timing:
         if self._timing is None:
             decide, answer, fast = list(self._decide), list(self._answer), list(self._prefill)
@@ -91,6 +95,12 @@ def quickened(t: Timing | None) -> Timing | None:
     if t is None or not t.quick_slow_s:
         return None
     return Timing(agent=t.agent, decide_s=t.quick_s, decide_slow_s=t.quick_slow_s, answer_s=t.answer_s)
+
+
+def judged(t: Timing) -> Timing:
+    """An agent's times when its decision generates and judges a reply: as slow as its answers (their p95),
+    which the p95 of its rejections hides when most of them are on the prefill."""
+    return t.model_copy(update={"decide_s": max(t.decide_slow_s, t.answer_s)})
 
 
 class PeerTimes:

@@ -441,12 +441,10 @@ class AgentNode:
         if len(visited) >= q.max_hops:
             return None
         remaining = horizon - time.monotonic()
-        own = (self.latency.own.quick_timing() if quick else self.latency.own.timing()) if deciding else None
+        mine = self.latency.own
+        own = (mine.quick_timing() if quick else mine.judged_timing() if slow else mine.timing()) if deciding else None
         if quick and own is None:  # a decision on the prefill alone is never assumed fast before it was measured
             return None
-        if slow and own is not None:
-            # A judged rejection generates the reply first: as slow as an answer (the p95 of rejections hides it when most are on the prefill).
-            own = own.model_copy(update={"decide_s": max(own.decide_slow_s, own.answer_s)})
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
                                own, lambda p: forced_value(self.membership.get(p), q.alpha))
         if peer is None and not deciding and self.table.next_hop(visited) is not None:  # (before deciding, _route has other ways)

@@ -195,13 +195,14 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str, repeats: int =
                for (k, a), (d, lat) in zip(answered, direct) if a.hops and isinstance(d, Answer)]
 
     budgets = [BUDGET_X * own_p95[a.agent] for _, a in answered]
+    rec_unbounded = [to_record(items[k], "unbounded", ALPHA, a, costs, latency_s=0.0) for k, a in answered]
+    u_unbounded = metrics.utility(rec_unbounded, ALPHA)
     runs = []
     for r in range(repeats):  # the same queries and budgets each time: a run's misses are a few tail events
         say(f"[{setup.name}] 4. deadline mode ({r + 1} of {repeats}): {BUDGET_X}x the answering agent's own p95")
         bounded = await offered(setup.rate, [lambda k=k, b=b: s.ask_async(texts[k], alpha=ALPHA, deadline_s=b)
                                              for (k, _), b in zip(answered, budgets)])
-        runs.append(deadline_run(items, answered, bounded, budgets, costs))
-    u_unbounded = runs[0]["utility_unbounded"]
+        runs.append(deadline_run(items, answered, rec_unbounded, bounded, budgets, costs))
     shares = lambda key: [run[key] for run in runs]  # noqa: E731
     pooled = lambda key: sum(shares(key)) / len(runs)  # noqa: E731
     deadline = {"met": pooled("met"), "lost": pooled("lost"), "utility_unbounded": u_unbounded,
@@ -241,13 +242,12 @@ async def measure(s: swarm.Swarm, setup: Setup, gateway_url: str, repeats: int =
     }
 
 
-def deadline_run(items, answered, bounded, budgets: list[float], costs: dict[str, float]) -> dict:
-    """One deadline series against the unbounded run: shares met and lost, utility, and examples of what it changed."""
+def deadline_run(items, answered, rec_unbounded, bounded, budgets: list[float], costs: dict[str, float]) -> dict:
+    """One deadline series against the unbounded run (its records, `rec_unbounded`): shares met and lost, utility,
+    and examples of what it changed."""
     met = [isinstance(o, Answer) and lat <= b for (o, lat), b in zip(bounded, budgets)]
     lost = [not isinstance(o, Answer) for o, _ in bounded]
-    records = lambda outcomes, name: [to_record(items[k], name, ALPHA, o, costs, latency_s=0.0)  # noqa: E731
-                                      for (k, _), (o, _) in zip(answered, outcomes)]
-    rec_unbounded, rec_bounded = records([(a, 0) for _, a in answered], "unbounded"), records(bounded, "deadline")
+    rec_bounded = [to_record(items[k], "deadline", ALPHA, o, costs, latency_s=0.0) for (k, _), (o, _) in zip(answered, bounded)]
     decisions = [h.decision for o, _ in bounded if isinstance(o, Answer) for h in o.trace]
     missed = [{"budget_s": round(b, 3), "latency_s": round(lat, 3), "unbounded_path": a.path, "error": getattr(o, "code", ""),
                "trace": [f"{h.agent}:{h.decision}:{h.seconds:.2f}" for h in getattr(o, "trace", [])]}
@@ -257,8 +257,7 @@ def deadline_run(items, answered, bounded, budgets: list[float], costs: dict[str
     moved = [{"budget_s": round(budget, 3), "latency_s": round(lat, 3), "unbounded": f"{'/'.join(a.path)} {'right' if u.correct else 'wrong'}",
               "deadline": f"{' '.join(f'{h.agent}:{h.decision}:{h.seconds:.3f}' for h in getattr(o, 'trace', []))} {'right' if b.correct else 'wrong'}"}
              for u, b, o, lat, budget, a in changed][:12]
-    return {"met": sum(met) / len(met), "lost": sum(lost) / len(lost), "utility_unbounded": metrics.utility(rec_unbounded, ALPHA),
-            "utility_deadline": metrics.utility(rec_bounded, ALPHA), "forced": decisions.count("forced"),
+    return {"met": sum(met) / len(met), "lost": sum(lost) / len(lost), "utility_deadline": metrics.utility(rec_bounded, ALPHA), "forced": decisions.count("forced"),
             "missed_examples": missed, "changed": len(changed), "changed_examples": moved}
 
 

@@ -160,6 +160,17 @@ def _parser() -> argparse.ArgumentParser:
     c = command("probe", _probe, "fit each recipe's agent a probe of P(I know) on its frozen model's hidden states, "
                 "with a calibration report; the model is not changed")
     c.add_argument("recipes", type=Path, nargs="+", help="recipe YAML files (see recipes/); the probe lands in <output_dir>/probe")
+    c.add_argument("--regions", type=Path, help="a region map (`swarm regions fit`): record each validation query's region under "
+                   "it, so that the agent advertises a value curve per region in a topology that names the same map")
+
+    c = command("regions", _regions, "fit a region map: k-means clusters of query embeddings (all-MiniLM-L6-v2) that a topology "
+                "names so that agents advertise a value curve per region")
+    c.add_argument("action", choices=["fit"])
+    c.add_argument("queries", type=Path, help="the queries: JSON lines with a \"query\" (or \"prompt\") field, or plain text, one a line")
+    c.add_argument("--k", type=int, default=4, help="regions (1 to 16; default 4)")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", type=Path, required=True, help="the .npz file to write")
+    c.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
 
     from swarm.eval import cli as eval_cli
 
@@ -361,10 +372,34 @@ def _probe(args) -> int:
     from swarm.training import load_recipe
 
     recipes = [load_recipe(p) for p in args.recipes]  # every recipe checked before any work starts
+    regions = None
+    if args.regions is not None:
+        from swarm.assess.regions import RegionMap
+
+        regions = RegionMap.load(args.regions)
     configure_logging()
     for recipe in recipes:
-        out = train_probe(recipe)
+        out = train_probe(recipe, regions)
         print(f"{out}  (report: {out / 'report.md'})")
+    return 0
+
+
+def _regions(args) -> int:
+    from swarm.assess.regions import RegionMap, read_queries
+
+    if args.out.exists() and not args.overwrite:
+        raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
+    texts = read_queries(args.queries)
+    print(f"embedding {len(texts)} queries and fitting {args.k} regions ...", file=sys.stderr, flush=True)
+    regions = RegionMap.fit_texts(texts, args.k, args.seed)
+    try:
+        regions.save(args.out)
+    except OSError as exc:
+        raise ValueError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
+    from swarm.eval.embed import embed
+
+    sizes = [int((regions.assign(embed(texts)) == r).sum()) for r in range(regions.k)]  # embedded once: embed() kept them
+    print(f"{args.out}: {regions.k} regions of {len(texts)} queries, {' / '.join(map(str, sizes))} (digest {regions.digest})")
     return 0
 
 

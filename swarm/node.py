@@ -20,6 +20,7 @@ import time
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
@@ -67,6 +68,7 @@ class NodeConfig:
     remember_s: float = 60.0  # how long a finished query id is remembered, so a late duplicate is not run again
     remember_max: int = 100_000
     hop_overhead_s: float = 0.01  # allowed for one forward (transport, codec) beside a peer's advertised times (swarm.latency)
+    regions: Any = None  # the topology's region map (swarm.assess.regions.RegionMap): value curves per region; None: one curve
 
 
 @dataclass
@@ -132,6 +134,8 @@ class AgentNode:
     async def start(self, seeds: list[str] = (), background: bool = True) -> None:
         """Load the backend, then announce ourselves through the first seed that answers."""
         await self.backend.start()
+        if self.config.regions is not None:  # the encoder loads now, not on the first query's clock
+            await self._region_of("warm-up", "")
         await self.upkeep.join(list(seeds))
         if background:
             self.upkeep.run_in_background()
@@ -238,6 +242,19 @@ class AgentNode:
                 return _failure(q, "query_too_large", message, [Hop(agent=self.name, decision="refused", detail=message)])
             return await self._run(self._within_limits(q))
 
+    async def _region_of(self, text: str, query_id: str) -> int | None:
+        """The query's region under our region map (its text embedded once, here; later agents read it from the
+        query); None when the encoder fails, and the query is judged against one curve for every query instead."""
+        try:
+            return int((await asyncio.to_thread(self.config.regions.regions_of, [text]))[0])
+        except Exception as exc:  # a missing or broken encoder must not lose the query
+            log.warning("no region for the query: judged against one curve", error=repr(exc)[:200], query_id=query_id, agent=self.name)
+            return None
+
+    def _region(self, q: Query) -> int | None:
+        """`q`'s region, when it was found under the region map we hold."""
+        return q.region if self.config.regions is not None and q.regions == self.config.regions.digest else None
+
     def _within_limits(self, q: Query) -> Query:
         """A sender may ask for any budget and hop count the wire allows; this swarm grants its own limits."""
         budget, hops = min(q.budget_s, self.config.max_budget_s), min(q.max_hops, self.config.max_hops)
@@ -256,6 +273,8 @@ class AgentNode:
         start = time.monotonic()
         relay = self._relay(q)
         try:
+            if self.config.regions is not None and q.regions != self.config.regions.digest:
+                q = q.model_copy(update={"region": await self._region_of(q.text, q.query_id), "regions": self.config.regions.digest})
             result = await self._route(q, start + q.budget_s, relay)
             result = result.model_copy(update={"timings": with_own(result.timings, self.latency.own.timing())})
         finally:
@@ -430,7 +449,7 @@ class AgentNode:
         me, candidates, remaining = self.membership.self_entry, self.table.candidates(visited), horizon - time.monotonic()
         times, hop = self.latency.peers.get, self.config.hop_overhead_s
         worth = handed_value(candidates, remaining, times, hop, lambda p: forced_value(self.membership.get(p), q.alpha),
-                             lambda p: None if (c := self._curve_of(p)) is None else at(c, q.alpha))
+                             lambda p: None if (c := self._curve_of(p, self._region(q))) is None else at(c, q.alpha))
         return blind_pass(candidates, remaining, times, hop, worth, forced_value(me, q.alpha))
 
     def _next_hop(self, q: Query, visited: list[str], horizon: float, deciding: bool = False, quick: bool = False,
@@ -477,7 +496,7 @@ class AgentNode:
                         timer.reschedule(_loop_time(deadline))
 
                 r = await self.policy.respond(Ask(q.query_id, q.text, q.alpha, must_answer, self.membership.self_entry.cost,
-                                                  self._curve_of(peer), relay, uncertain,
+                                                  self._curve_of(peer, self._region(q)), relay, uncertain,
                                                   None if must_answer else lambda: loop.call_soon_threadsafe(commit), quick), self.backend)
             # a quick decision's times are kept (and advertised) only by an agent that makes them (`Ask.quick`)
             quick_kind = getattr(self.policy, "decides_quicker", False)
@@ -515,17 +534,31 @@ class AgentNode:
             log.warning("circuit breaker open: passing queries on", failures=self.breaker.consecutive, cooldown_s=self.breaker.cooldown_s)
 
     # -- value curves (swarm.assess.curves) ---------------------------------------------------
-    def _curve_of(self, peer: str | None) -> tuple[float, ...] | None:
-        """The value curve `peer` advertises; None when it advertises none, or one not on our grid."""
+    def _curve_of(self, peer: str | None, region: int | None = None) -> tuple[float, ...] | None:
+        """The value curve `peer` advertises (for `region`, when it advertises one per region of the map we
+        hold); None when it advertises none, or one not on our grid."""
         from swarm.assess.curves import GRID
 
         m = self.membership.get(peer) if peer is not None else None
-        return tuple(m.curve) if m is not None and len(m.curve) == len(GRID) else None
+        if m is None:
+            return None
+        if region is not None and (by_region := self._region_curves_of(m)) is not None:
+            return tuple(by_region[region])
+        return tuple(m.curve) if len(m.curve) == len(GRID) else None
+
+    def _region_curves_of(self, m: Member) -> list[list[float]] | None:
+        """`m`'s curve in each region of our region map; None when it advertises none under that map."""
+        from swarm.assess.curves import GRID
+
+        regions, n = self.config.regions, len(GRID)
+        if regions is None or m.regions != regions.digest or len(m.region_curves) != regions.k * n:
+            return None
+        return [list(m.region_curves[j * n:(j + 1) * n]) for j in range(regions.k)]
 
     def advertise_curve(self) -> bool:
-        """Recompute our value curve from the next agent's (backward induction) and advertise it
-        when it changed (a fresh incarnation spreads it); True when it changed. Called whenever
-        the view changes, so curves re-settle after a join, a leave or a death."""
+        """Recompute our value curve (and, under a region map, our curve per region) from the next agent's
+        (backward induction) and advertise it when it changed (a fresh incarnation spreads it); True when it
+        changed. Called whenever the view changes, so curves re-settle after a join, a leave or a death."""
         me = self.membership.self_entry
         if me.state != "alive":
             return False
@@ -535,11 +568,27 @@ class AgentNode:
         new = [round(v, 4) for v in curve] if curve else []
         alone = curve if nxt is None else self.policy.curve(me.cost, None)  # answering everything: its value at alpha 0 is its accuracy
         accuracy = round(min(1.0, max(0.0, alone[0])), 4) if alone else None
-        if new == me.curve and accuracy == me.accuracy:
+        regions, by_region = self._advertised_regions(nxt, successor)
+        if new == me.curve and accuracy == me.accuracy and (regions, by_region) == (me.regions, me.region_curves):
             return False
-        self.membership.set_self(curve=new, accuracy=accuracy)
-        log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new))
+        self.membership.set_self(curve=new, accuracy=accuracy, regions=regions, region_curves=by_region)
+        log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new), region_points=len(by_region))
         return True
+
+    def _advertised_regions(self, nxt: str | None, successor: tuple[float, ...] | None) -> tuple[str, list[float]]:
+        """Our map's digest and our curve per region of it, flat (empty: none), given the next agent's curve per
+        region (or, when it has none under our map, its one curve for every region)."""
+        regions = self.config.regions
+        if regions is None:
+            return "", []
+        following = None
+        if nxt is not None:
+            m = self.membership.get(nxt)
+            following = (m and self._region_curves_of(m)) or (None if successor is None else [list(successor)] * regions.k)
+            if following is None:  # the next agent values nothing yet: neither do we
+                return regions.digest, []
+        curves = self.policy.region_curves_under(self.membership.self_entry.cost, following, regions)
+        return regions.digest, [] if curves is None else [round(v, 4) for c in curves for v in c]
 
     async def _answered(self, q: Query, r, trace: list[Hop], forced: bool, relay: TextRelay | None = None) -> Result:
         decision = "forced" if forced else "answer"

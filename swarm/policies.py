@@ -90,6 +90,12 @@ class Policy(abc.ABC):
         (None: nobody after it); None when the policy cannot value its decisions (no validation data)."""
         return None
 
+    def region_curves_under(self, cost: float, successor: list[list[float]] | None, regions) -> list[tuple[float, ...]] | None:
+        """The value curve this agent advertises in each region of the map `regions` (a
+        `swarm.assess.regions.RegionMap`), given the next agent's per region (None: nobody after it);
+        None when the policy cannot value its decisions per region of that map."""
+        return None
+
     @abc.abstractmethod
     async def respond(self, ask: Ask, backend: Backend) -> Response: ...
 
@@ -267,6 +273,13 @@ class ProbePolicy(Policy):
         from swarm.assess.curves import region_curves
 
         return [tuple(c) for c in region_curves(self.val_p(), self.probe.val_correct, cost, successor, regions, k)]
+
+    def region_curves_under(self, cost: float, successor: list[list[float]] | None, regions) -> list[tuple[float, ...]] | None:
+        """Per region, from the regions of its validation queries the probe recorded under that map (`swarm probe
+        --regions`); None when it recorded none under it."""
+        if self.probe.val_region is None or self.probe.meta.regions != regions.digest:
+            return None
+        return self.region_curves(cost, successor, self.probe.val_region, regions.k)
 
     def answers(self, p_know: float, ask: Ask) -> bool:
         from swarm.assess.curves import answers

@@ -23,13 +23,14 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from swarm.errors import Oversize, ProtocolError
 from swarm.quoting import short
 
-PROTOCOL_VERSION = (1, 7)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
+PROTOCOL_VERSION = (1, 8)  # 1.1: Member.curve. 1.2: ping_req, cancel, Result.duplicate; every field bounded.
 # 1.3: Status.forwards_to, Status.recent, Status.changes (what the dashboard shows; nothing on the query path)
 # 1.4: Query.stream_to and the chunk message (streaming: the answering agent sends its text to the entry as it is generated)
 # 1.5: Query.target_s (a soft latency target), Timing on Pong and Result (agents' measured decision and answer times)
 # 1.6: Status.timing (the agent's own measured times, as it advertises them) and Status.speculation (its counters);
 #      Member.accuracy (a query passed on with no time to decide goes to the peer that answers it best)
 # 1.7: Timing.quick_s, Timing.quick_slow_s (how long the agent takes to decide on its prefill alone)
+# 1.8: Member.regions, Member.region_curves, Query.region, Query.regions (value curves per region of a shared region map)
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 # Every integer and list on the wire is bounded, so that no message can make a receiver hold
@@ -45,6 +46,7 @@ MAX_KEYS = 64  # keys in one map: a body has about 15; room for minor versions t
 MAX_RECENT = 16  # queries an agent remembers having entered the swarm through it, for Status.recent
 MAX_CHANGES = 64  # membership changes an agent remembers having seen, for Status.changes
 MAX_CHUNK_CHARS = 64 * 1024  # one piece of a streamed answer; longer text goes as several
+MAX_REGIONS = 16  # regions of a region map (swarm.assess.regions) the wire carries curves for
 MAX_CONTAINERS = 4 * MAX_MEMBERS  # lists and maps in one message: a full view holds 3 per member
 
 
@@ -89,6 +91,10 @@ class Member(_Body):
     # 1.6: the share of its validation queries it answers right when it answers them all; what a query passed to it
     # with no time to decide is worth is then accuracy - alpha x cost (swarm.latency.blind_pass). None: unknown.
     accuracy: Finite | None = Field(None, ge=0.0, le=1.0)
+    # 1.8: the digest of the region map (swarm.assess.regions) this agent holds ("": none), and its value curve in each
+    # region of that map, one after another (k x the grid's length; empty: not advertised).
+    regions: str = Field(default="", max_length=64)
+    region_curves: list[Finite] = Field(default_factory=list, max_length=MAX_REGIONS * 64, fail_fast=True)
 
 
 class Timing(_Body):
@@ -143,6 +149,10 @@ class Query(_Body):
     # 1.5: time left until the client's soft latency target (None: no target). Agents choose next hops to meet
     # it where they can (swarm.latency); unlike budget_s it never fails a query.
     target_s: Finite | None = Field(None, ge=0.0)
+    # 1.8: the query's region under the region map whose digest is `regions` (set by the first agent that holds a map;
+    # an agent holding another map finds the region again). None: not known.
+    region: int | None = Field(None, ge=0, lt=MAX_REGIONS)
+    regions: str = Field(default="", max_length=64)
 
 
 class Result(_Body):

@@ -21,7 +21,7 @@ TESTBED_PREFIX = "testbed:"  # a rung of the testbed ladder, see swarm.testbed.m
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-def _resolve(path: Path, info: ValidationInfo, what: str) -> Path:
+def resolve_path(path: Path, info: ValidationInfo, what: str) -> Path:
     base = (info.context or {}).get("base_dir")
     if base is None:
         return path
@@ -53,7 +53,7 @@ class ReplayBackendSpec(BaseModel):
     @field_validator("table")
     @classmethod
     def _table_exists(cls, table: Path, info: ValidationInfo) -> Path:
-        table = _resolve(table, info, "replay table")
+        table = resolve_path(table, info, "replay table")
         if (info.context or {}).get("base_dir") is not None:
             if not table.is_file():
                 raise ValueError(f"replay table {str(table)!r} is not a file")
@@ -254,7 +254,7 @@ class ProbePolicySpec(BaseModel):
 
             parse_ref(path)
             return path
-        resolved = _resolve(Path(path), info, "probe directory")
+        resolved = resolve_path(Path(path), info, "probe directory")
         if (info.context or {}).get("base_dir") is not None and not (resolved / "probe.json").is_file():
             raise ValueError(f"probe directory {str(resolved)!r} holds no probe.json (fit one with `swarm probe RECIPE`)")
         return str(resolved)

@@ -35,10 +35,15 @@ class ScriptedBackend(Backend):
 
     First-token scores (self_aware with decide: logprobs), only when `reject_logprobs` is given:
     `reject_logprobs[query]` is log P(the reply starts with the reject phrase); for a query not in it,
-    log 0.1 when the backend knows the answer, log 0.9 when it does not."""
+    log 0.1 when the backend knows the answer, log 0.9 when it does not.
+
+    Hidden states for a probe (`assess`), only when `states` is given: every prompt's states are that array
+    (a probe then reads the same P on every query, and its decision turns on the bar alone)."""
 
     def __init__(self, answers: dict[str, str] | None = None, delay_s: float = 0.0, logprobs: dict[str, tuple[float, ...]] | None = None,
-                 reject_logprobs: dict[str, float] | None = None) -> None:
+                 reject_logprobs: dict[str, float] | None = None, states=None) -> None:
+        self.states = states
+        self.reads_states = states is not None
         self.answers = {} if answers is None else answers
         self.logprobs = {} if logprobs is None else logprobs  # query -> token logprobs reported for its answer
         self.reject_logprobs = reject_logprobs
@@ -62,6 +67,13 @@ class ScriptedBackend(Backend):
             raise
         self.finished += 1
         return generation
+
+    async def assess(self, request: GenerationRequest, judge) -> Generation:
+        if self.states is None:
+            return await super().assess(request, judge)
+        if not judge(self.states):
+            return Generation("", len(request.query.split()), 0, 0.0, finish_reason="reject")
+        return await self.generate(request)
 
     async def reject_logprob(self, request: GenerationRequest) -> tuple[float, int]:
         if self.reject_logprobs is None:

@@ -11,13 +11,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from swarm.errors import TopologyError
 from swarm.protocol import MAX_MESSAGE_BYTES
 from swarm.specs import (
     BACKEND_KINDS, POLICY_KINDS, AlwaysAnswerPolicySpec, BackendSpec, ConfidencePolicySpec, OpenAIBackendSpec,
-    PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec,
+    PolicySpec, ReplayBackendSpec, SelfAwarePolicySpec, TransformersBackendSpec, VerbalizedPolicySpec, VLLMBackendSpec, resolve_path,
 )
 
 from swarm.quoting import short
@@ -95,6 +95,33 @@ class Topology(BaseModel):
     links: list[tuple[str, str]] = Field(default_factory=list, description="graph routing: undirected edges")
     seeds: list[str] = Field(default_factory=list, description="agents a joiner contacts; default: all")
     defaults: DefaultsSpec = DefaultsSpec()
+    regions: Path | None = Field(None, description="a region map (`swarm regions fit`), relative to the topology file: agents "
+                                 "whose probes were fitted under it advertise a value curve per region, and judge each query "
+                                 "against its region's; default: one curve for every query")
+
+    @field_validator("regions")
+    @classmethod
+    def _regions_file(cls, regions: Path | None, info: ValidationInfo) -> Path | None:
+        if regions is None:
+            return None
+        regions = resolve_path(regions, info, "region map")
+        if (info.context or {}).get("base_dir") is not None:
+            from swarm.assess.regions import RegionMap
+            from swarm.errors import SwarmError
+
+            try:
+                RegionMap.load(regions)  # a broken map fails here, naming the topology's field, not in an agent's process
+            except SwarmError as exc:
+                raise ValueError(str(exc)) from None
+        return regions
+
+    def region_map(self):
+        """The region map the topology names (a `swarm.assess.regions.RegionMap`), or None."""
+        if self.regions is None:
+            return None
+        from swarm.assess.regions import RegionMap
+
+        return RegionMap.load(self.regions)
 
     @model_validator(mode="after")
     def _check(self) -> Topology:

@@ -41,6 +41,7 @@ class ProbeMeta:
     trained_on: dict = field(default_factory=dict)  # queries, families, label source
     selection: dict = field(default_factory=dict)  # the candidates measured and the choice
     fusion: dict = field(default_factory=dict)  # mean, scale, weight (2 each), bias: P and min-token log P -> P
+    regions: str = ""  # the digest of the region map (swarm.assess.regions) `val_region` is under; "": none
 
 
 class Probe:
@@ -52,6 +53,17 @@ class Probe:
         # the agent's validation data (out-of-fold P and greedy correctness on its training queries): its value curve's input
         self.val_p, self.val_correct = arrays["val_p"], arrays["val_correct"]
         self.val_min_logprob = arrays.get("val_min_logprob")  # the least likely token of each greedy reply
+        self.val_region = arrays.get("val_region")  # the region of each validation query, under the map meta.regions names
+        if (self.val_region is None) != (not meta.regions) or (self.val_region is not None and len(self.val_region) != len(self.val_p)):
+            raise SwarmError(f"probe of agent {meta.agent!r}: its validation regions do not match its validation data or its region map")
+
+    def set_regions(self, regions, texts) -> None:
+        """Record the region of each validation query (`texts`, in the order of the validation data) under
+        the map `regions` (a `swarm.assess.regions.RegionMap`): what the agent's value curve per region reads."""
+        if len(texts) != len(self.val_p):
+            raise SwarmError(f"{len(texts)} validation texts for {len(self.val_p)} validation queries")
+        self.val_region = regions.regions_of(list(texts)).astype(np.int16)
+        self.meta.regions = regions.digest
 
     # -- reading ----------------------------------------------------------------------------
     def _x(self, states: np.ndarray) -> np.ndarray:
@@ -118,6 +130,8 @@ class Probe:
                   "basis": self.basis, "bank": self.bank, "val_p": self.val_p, "val_correct": self.val_correct}
         if self.val_min_logprob is not None:
             arrays["val_min_logprob"] = self.val_min_logprob
+        if self.val_region is not None:
+            arrays["val_region"] = self.val_region
         # safetensors writes an array's buffer as if it were C-ordered: a transposed view would come back scrambled
         save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(directory / "probe.safetensors"))
         (directory / "probe.json").write_text(json.dumps(asdict(self.meta), indent=2))

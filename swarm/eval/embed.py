@@ -43,23 +43,28 @@ def cache_key(text: str) -> str:
 
 
 def embed(texts: Sequence[str], batch: int = 64) -> np.ndarray:
-    """(len(texts), 384) float32, unit rows."""
+    """(len(texts), 384) float32, unit rows; every text's vector is kept in memory for the next call."""
+    todo = [t for t in dict.fromkeys(texts) if t not in _cache]
+    for start in range(0, len(todo), batch):
+        part = todo[start:start + batch]
+        for text, row in zip(part, encode(part), strict=True):
+            _cache[text] = row
+    return np.stack([_cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+
+
+def encode(texts: Sequence[str]) -> np.ndarray:
+    """(len(texts), 384) float32, unit rows, in one batch and kept nowhere (what a serving agent embeds)."""
     import torch
 
-    todo = [t for t in dict.fromkeys(texts) if t not in _cache]
-    if todo:
-        tok, model = _model()
-        for start in range(0, len(todo), batch):
-            part = todo[start:start + batch]
-            enc = tok(part, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-            with torch.no_grad():
-                hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            pooled = torch.nn.functional.normalize(pooled, dim=-1)
-            for text, row in zip(part, pooled.numpy(), strict=True):
-                _cache[text] = row.astype(np.float32)
-    return np.stack([_cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
+    if not texts:
+        return np.zeros((0, 384), np.float32)
+    tok, model = _model()
+    enc = tok(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
 
 
 def remember(texts: Sequence[str], vectors: np.ndarray) -> None:

@@ -36,7 +36,9 @@ def probe_dir(recipe: Recipe) -> Path:
     return recipe.output_dir / "probe"
 
 
-def train_probe(recipe: Recipe | str | os.PathLike[str] | dict) -> Path:
+def train_probe(recipe: Recipe | str | os.PathLike[str] | dict, regions=None) -> Path:
+    """With `regions` (a `swarm.assess.regions.RegionMap`), the probe records the region of each of its
+    validation queries under that map (what its value curve per region reads)."""
     from swarm.reproducible import pin_cpu_math
     from swarm.training.card import Costs
     from swarm.training.generation import load_model, load_tokenizer
@@ -74,6 +76,8 @@ def train_probe(recipe: Recipe | str | os.PathLike[str] | dict) -> Path:
         probe, val_p = fit_probe(recipe.name, recipe.model, states["train"], targets, correct["train"], seed=recipe.seed,
                                  progress=lambda m: log.info("probe candidate", result=m))
         fit_fusion(probe, min_logprob["train"])
+        if regions is not None:
+            probe.set_regions(regions, [i.prompt for i in sets["train"]])
         probe.save(out)
         log.info("probe fitted", layers=probe.meta.layers, l2=probe.meta.l2, chosen=probe.meta.selection["chosen"])
         held_family = _held_out_families(recipe, probe, states, targets, correct, sets)

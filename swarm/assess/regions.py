@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from swarm.assess.encoder import ENCODER, encode, encode_all  # the one encoder a map may name
 from swarm.errors import SwarmError
 from swarm.protocol import MAX_REGIONS  # what the wire carries (Member.region_curves, Query.region)
 
-ENCODER = "all-MiniLM-L6-v2"  # the one encoder a map may name (swarm.eval.embed)
 
 
 @dataclass(frozen=True)
@@ -55,14 +55,13 @@ class RegionMap:
         return cls(KMeans(k, random_state=seed, n_init=10).fit(x).cluster_centers_)
 
     @classmethod
-    def fit_texts(cls, texts: Sequence[str], k: int, seed: int = 0) -> RegionMap:
-        """The map of `texts`' embeddings (k at most MAX_REGIONS, what the wire carries)."""
+    def fit_texts(cls, texts: Sequence[str], k: int, seed: int = 0) -> tuple[RegionMap, np.ndarray]:
+        """The map of `texts`' embeddings (k at most MAX_REGIONS, what the wire carries), and the region of each text."""
         if not 1 <= k <= MAX_REGIONS:
             raise ValueError(f"regions: k must be 1 to {MAX_REGIONS}, not {k}")
-        from swarm.eval.embed import embed
-
-        fitted = cls.fit(embed(list(texts)), k, seed)
-        return cls(fitted.centroids.astype(np.float32))
+        x = encode_all(list(texts))
+        fitted = cls(cls.fit(x, k, seed).centroids.astype(np.float32))
+        return fitted, fitted.assign(x)
 
     def assign(self, x: np.ndarray) -> np.ndarray:
         """The region (0..k-1) of each row of `x`: its nearest centroid."""
@@ -72,8 +71,6 @@ class RegionMap:
 
     def regions_of(self, texts: Sequence[str]) -> np.ndarray:
         """The region of each text, embedded with the map's encoder (nothing kept in memory: a serving agent's call)."""
-        from swarm.eval.embed import encode
-
         return self.assign(encode(list(texts))) if texts else np.zeros(0, dtype=np.int64)
 
     # -- files ------------------------------------------------------------------------------

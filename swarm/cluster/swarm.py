@@ -116,7 +116,7 @@ def _prepare_models(agents: list[AgentSpec], topo: Topology) -> None:
     from swarm.training.testbed_probes import prepare_probes
 
     prepare([str(getattr(a.backend, "model", "")) for a in agents])
-    prepare_probes([str(getattr(topo.policy_for(a), "path", "")) for a in agents])
+    prepare_probes([str(getattr(topo.policy_for(a), "path", "")) for a in agents], topo.region_map())
 
 
 def attach(name: str, address: str | None = "auto") -> Swarm:

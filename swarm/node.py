@@ -251,6 +251,9 @@ class AgentNode:
             log.warning("no region for the query: judged against one curve", error=repr(exc)[:200], query_id=query_id, agent=self.name)
             return None
 
+    def _may_pass_on(self, q: Query) -> bool:
+        return len(q.visited) + 1 < q.max_hops and self.table.next_hop([*q.visited, self.name]) is not None
+
     def _region(self, q: Query) -> int | None:
         """`q`'s region, when it was found under the region map we hold."""
         return q.region if self.config.regions is not None and q.regions == self.config.regions.digest else None
@@ -273,7 +276,9 @@ class AgentNode:
         start = time.monotonic()
         relay = self._relay(q)
         try:
-            if self.config.regions is not None and q.regions != self.config.regions.digest:
+            # the region is found once, by the first agent holding the map that may pass the query on (it reads the
+            # next agent's curve in that region; an agent that must answer needs none)
+            if self.config.regions is not None and q.regions != self.config.regions.digest and self._may_pass_on(q):
                 q = q.model_copy(update={"region": await self._region_of(q.text, q.query_id), "regions": self.config.regions.digest})
             result = await self._route(q, start + q.budget_s, relay)
             result = result.model_copy(update={"timings": with_own(result.timings, self.latency.own.timing())})

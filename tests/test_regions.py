@@ -99,6 +99,17 @@ def test_a_probe_s_validation_regions_must_match_its_validation_data(tmp_path: P
         Probe.load(tmp_path / "b")
 
 
+EMBEDDED: list[list[str]] = []
+
+
+class Counting(RegionMap):
+    """The same map, keeping what it embeds."""
+
+    def regions_of(self, texts):
+        EMBEDDED.append(list(texts))
+        return super().regions_of(texts)
+
+
 CONFIG = NodeConfig(gossip_interval_s=0.02, ping_interval_s=0.02, ping_timeout_s=0.1, suspect_timeout_s=0.2, drain_timeout_s=1.0)
 
 
@@ -137,11 +148,16 @@ def test_agents_advertise_a_curve_per_region_and_judge_a_query_by_its_region(tmp
             await settle(swarm, lambda: xs.membership.get("l").curve == l.membership.self_entry.curve != []
                          and xs.membership.get("l").region_curves == l.membership.self_entry.region_curves
                          and l.membership.get("xs").curve == xs.membership.self_entry.curve != [])
+            EMBEDDED.clear()
             results = [await swarm.ask(t, alpha=alpha) for t in (SUMS[0], SUMS[1], PLACES[0], PLACES[1])]
+            forced = await swarm.client.ask(PLACES[2], alpha=alpha, entry="xs", must_answer=True)  # it may not pass on: no region needed
+            assert forced.agent == "xs"
+            if regions is not None:  # each query embedded once, by the agent it entered at; the next agent read its region
+                assert EMBEDDED == [[SUMS[0]], [SUMS[1]], [PLACES[0]], [PLACES[1]]], EMBEDDED
             entries = {n: node.membership.self_entry for n, node in swarm.nodes.items()}
             return [r.agent for r in results], entries
 
-    agents, entries = asyncio.run(asyncio.wait_for(scenario(two_regions), 60))
+    agents, entries = asyncio.run(asyncio.wait_for(scenario(Counting(two_regions.centroids)), 60))
     assert agents == ["xs", "xs", "l", "l"]  # sums answered cheaply; places passed on to the agent right on them
     r_sums, r_places = two_regions.regions_of([SUMS[0], PLACES[0]])
     expected_l = region_curves(dear.val_p, dear.val_correct, 0.9, None, dear.val_region, 2)

@@ -166,7 +166,10 @@ def _parser() -> argparse.ArgumentParser:
     c = command("regions", _regions, "fit a region map: k-means clusters of query embeddings (all-MiniLM-L6-v2) that a topology "
                 "names so that agents advertise a value curve per region")
     c.add_argument("action", choices=["fit"])
-    c.add_argument("queries", type=Path, help="the queries: JSON lines with a \"query\" (or \"prompt\") field, or plain text, one a line")
+    c.add_argument("queries", type=Path, nargs="?", help="the queries: JSON lines with a \"query\" (or \"prompt\") field, or plain "
+                   "text, one a line")
+    c.add_argument("--recipes", type=Path, nargs="+", help="instead of a file: the training queries of these recipes (the "
+                   "validation queries of the probes `swarm probe` fits from them)")
     c.add_argument("--k", type=int, default=4, help="regions (1 to 16; default 4)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", type=Path, required=True, help="the .npz file to write")
@@ -389,7 +392,16 @@ def _regions(args) -> int:
 
     if args.out.exists() and not args.overwrite:
         raise ValueError(f"{args.out} exists; pass --overwrite to replace it")
-    texts = read_queries(args.queries)
+    if (args.queries is None) == (args.recipes is None):
+        raise ValueError("give a queries file or --recipes (one of the two)")
+    if args.queries is not None:
+        texts = read_queries(args.queries)
+    else:
+        from swarm.training import load_recipe
+        from swarm.training.items import eval_items, training_items
+
+        recipes = [load_recipe(p) for p in args.recipes]
+        texts = list(dict.fromkeys(i.prompt for r in recipes for i in training_items(r, eval_items(r))))
     print(f"embedding {len(texts)} queries and fitting {args.k} regions ...", file=sys.stderr, flush=True)
     regions, of = RegionMap.fit_texts(texts, args.k, args.seed)
     try:

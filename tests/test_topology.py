@@ -251,3 +251,22 @@ def test_shipped_quickstart_probe_is_the_quickstart_deciding_with_probes() -> No
     for a in probe.agents:
         policy = probe.policy_for(a)
         assert (policy.kind, policy.path, policy.bar, policy.confirm) == ("probe", a.backend.model, "curve", "token_confidence")
+
+
+def test_shipped_quickstart_probe_regions_is_the_recommended_swarm_under_a_region_map() -> None:
+    probe, regions = load_topology(TOPOLOGIES / "quickstart-probe.yaml"), load_topology(TOPOLOGIES / "quickstart-probe-regions.yaml")
+    assert regions.model_dump(exclude={"name", "regions"}) == probe.model_dump(exclude={"name", "regions"})
+    assert probe.regions is None and regions.regions == TOPOLOGIES / "data" / "testbed-regions.npz"
+    assert regions.region_map().k == 4
+
+
+def test_a_topology_naming_a_broken_region_map_fails_with_its_file_and_field(tmp_path: Path) -> None:
+    (tmp_path / "map.npz").write_text("not a map")
+    path = tmp_path / "t.yaml"
+    path.write_text("name: t\nregions: map.npz\nagents:\n  - {name: a, cost: 0.1, backend: {kind: replay, table: x.jsonl}}\n")
+    (tmp_path / "x.jsonl").write_text('{"id": "1", "query": "q", "agents": {"a": {"answer": "1", "correct": true, "p": 1}}}\n')
+    with pytest.raises(TopologyError, match=r"t.yaml:2: regions: .*region map .*map.npz' cannot be read as a .npz file"):
+        load_topology(path)
+    path.write_text(path.read_text().replace("map.npz", "nowhere.npz"))
+    with pytest.raises(TopologyError, match=r"regions: region map .*nowhere.npz' does not exist"):
+        load_topology(path)

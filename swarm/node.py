@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from swarm.backends.base import Backend
+from swarm.backends.batching import MicroBatcher
 from swarm.errors import BackendError, Oversize, PeerUnreachable, ProtocolError
 from swarm.execution import CircuitBreaker, Executions
 from swarm.latency import Latency, blind_pass, decision_limit, forced_value, handed_value, next_hop_within, quantile, twice_usual, with_own
@@ -127,6 +128,8 @@ class AgentNode:
         self.latency = Latency(self.name)  # own and peers' measured times, for latency-aware next hops
         self.upkeep = Upkeep(self.membership, transport, config, self.rng, self._spawn, self._abandon, self.advertise_curve, self.latency)
         self._streams: dict[str, asyncio.Queue[str | None]] = {}  # query id -> pieces of its answer, for the client streaming it here
+        # queries that arrive together are embedded together for their regions (one encoder call, as a model batches)
+        self._regions = None if config.regions is None else MicroBatcher(self._regions_of, max_batch=64)
         self._handlers = {Query: self._on_query, Cancel: self._on_cancel, Chunk: self._on_chunk, StatusRequest: self._on_status,
                           **self.upkeep.handlers()}
 
@@ -163,6 +166,8 @@ class AgentNode:
         for task in list(self._tasks):
             if task is not current:  # leave() may run as one of our own tasks (after a fatal backend error)
                 task.cancel()
+        if self._regions is not None:
+            await self._regions.close()
         await self.backend.close()
 
     # -- the one entry point -------------------------------------------------------------------
@@ -246,10 +251,13 @@ class AgentNode:
         """The query's region under our region map (its text embedded once, here; later agents read it from the
         query); None when the encoder fails, and the query is judged against one curve for every query instead."""
         try:
-            return int((await asyncio.to_thread(self.config.regions.regions_of, [text]))[0])
+            return await self._regions.submit(text)
         except Exception as exc:  # a missing or broken encoder must not lose the query
             log.warning("no region for the query: judged against one curve", error=repr(exc)[:200], query_id=query_id, agent=self.name)
             return None
+
+    async def _regions_of(self, texts: list[str]) -> list[int]:
+        return [int(r) for r in await asyncio.to_thread(self.config.regions.regions_of, texts)]
 
     def _may_pass_on(self, q: Query) -> bool:
         return len(q.visited) + 1 < q.max_hops and self.table.next_hop([*q.visited, self.name]) is not None

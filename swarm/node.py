@@ -263,8 +263,10 @@ class AgentNode:
         return len(q.visited) + 1 < q.max_hops and self.table.next_hop([*q.visited, self.name]) is not None
 
     def _region(self, q: Query) -> int | None:
-        """`q`'s region, when it was found under the region map we hold."""
-        return q.region if self.config.regions is not None and q.regions == self.config.regions.digest else None
+        """`q`'s region, when it was found under the region map we hold (a region the map does not have is none)."""
+        regions = self.config.regions
+        ok = regions is not None and q.regions == regions.digest and q.region is not None and q.region < regions.k
+        return q.region if ok else None
 
     def _within_limits(self, q: Query) -> Query:
         """A sender may ask for any budget and hop count the wire allows; this swarm grants its own limits."""
@@ -286,7 +288,7 @@ class AgentNode:
         try:
             # the region is found once, by the first agent holding the map that may pass the query on (it reads the
             # next agent's curve in that region; an agent that must answer needs none)
-            if self.config.regions is not None and q.regions != self.config.regions.digest and self._may_pass_on(q):
+            if self._regions is not None and self._region(q) is None and self._may_pass_on(q):
                 q = q.model_copy(update={"region": await self._region_of(q.text, q.query_id), "regions": self.config.regions.digest})
             result = await self._route(q, start + q.budget_s, relay)
             result = result.model_copy(update={"timings": with_own(result.timings, self.latency.own.timing())})

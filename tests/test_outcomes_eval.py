@@ -434,3 +434,27 @@ def test_a_query_no_probe_can_judge_is_decided_on_the_agents_accuracy_and_price(
     assert answering("prior", 0.5) == {"small"}
     assert answering("prior", 0.01) == {"large"}
     assert answering("pass", 0.5) == {"large"}
+
+
+def test_the_runtime_routes_every_query_as_the_replay_does(tmp_path):
+    """swarm-runtime runs swarm-probe's agents as AgentNodes (curves advertised by gossip per region, each
+    query's region found at its entry and carried on the wire): every query takes the very path the replay
+    computed, at every alpha, and with regions those paths differ from one curve's."""
+    def draw(i, rng):
+        x = rng.normal(size=DIM) * 0.2
+        x[1] += 3.0 if i % 2 == 0 else -3.0
+        return x, {"small": rng.random() < 0.7, "mid": rng.random() < (0.6 if i % 2 else 0.95),
+                   "large": True if i % 2 == 0 else rng.random() < 0.5}, "d"
+
+    rows, vectors = generated(500, 2, {"small": 0.0001, "mid": 0.001, "large": 0.01}, draw)
+    with embedded(vectors):
+        train, test = stratified_split(rows, 150, 0)
+        m = ["small", "mid", "large"]
+        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.2, 0.5, 0.8), 0, tmp_path, ("swarm-probe", "swarm-runtime", "swarm-1region"),
+                              regions=2)
+    differs = 0
+    for a in (0.2, 0.5, 0.8):
+        replay, runtime, one = recs["swarm-probe"][a], recs["swarm-runtime"][a], recs["swarm-1region"][a]
+        assert [[(s.agent, s.decision) for s in r.steps] for r in runtime] == [[(s.agent, s.decision) for s in r.steps] for r in replay], a
+        differs += sum(r.agent != o.agent for r, o in zip(replay, one, strict=True))
+    assert differs > 0

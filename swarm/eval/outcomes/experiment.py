@@ -23,6 +23,8 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5;
   swarm-learned: each agent learns the value of passing a query on to the next agent per query, from
   what came back to it when it did (`swarm.eval.outcomes.passvalue`), in place of the curves.
+  swarm-runtime: swarm-probe's agents run by the runtime's own AgentNodes on an in-memory network
+  (`swarm.eval.outcomes.runtime`): what a launched swarm of these probes under this region map does.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
   recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
@@ -50,7 +52,7 @@ from swarm.tasks.base import TaskItem
 ALPHAS = (0.2, 0.5, 0.8)
 ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
 RECOMMENDED = "swarm-skip"
-SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned")
+SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned", "swarm-runtime")
 LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -126,15 +128,15 @@ def embed_rows(rows: Sequence[OutcomeRow], cache: Path | None) -> np.ndarray:
     return embed_cached([r.query for r in rows], cache)
 
 
-def regions_of(x_train: np.ndarray, x_test: np.ndarray, k: int, seed: int) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+def regions_of(x_train: np.ndarray, x_test: np.ndarray, k: int, seed: int):
     """The swarm's region map (k-means of the training queries' embeddings) and each training and
-    test query's region; (1, None, None) when there is one region."""
+    test query's region; (None, None, None) when there is one region."""
     from swarm.assess.regions import RegionMap
 
     region_map = RegionMap.fit(x_train, min(k, len(x_train)), seed)
     if region_map.k == 1:
-        return 1, None, None
-    return region_map.k, region_map.assign(x_train), region_map.assign(x_test)
+        return None, None, None
+    return region_map, region_map.assign(x_train), region_map.assign(x_test)
 
 
 def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int, cache: Path | None,
@@ -180,7 +182,8 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
-    n_regions, r_train, r_test = regions_of(x_train, x_test, regions, seed)
+    region_map, r_train, r_test = regions_of(x_train, x_test, regions, seed)
+    n_regions = 1 if region_map is None else region_map.k
     for name, bar, k, hop in (("swarm-probe", "curve", n_regions, "next"), ("swarm-skip", "curve", n_regions, "best"),
                               ("swarm-1region", "curve", 1, "next"), ("swarm-fixed", "fixed", 1, "next")):
         if want(name) and not (name == "swarm-1region" and n_regions == 1):
@@ -189,6 +192,15 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
             records[name] = {a: [record(r, name, a, steps, costs)
                                  for r, steps in zip(test.rows, swarm.route(ids, x_test, a, r_test if k > 1 else None), strict=True)]
                              for a in alphas}
+    if want("swarm-runtime"):
+        from swarm.eval.outcomes.runtime import route_in_runtime
+
+        texts = [r.query for r in test.rows]
+        answers = {m: {r.query: r.models[m].answer for r in test.rows} for m in order}
+        walked = route_in_runtime(probes, costs, texts, answers, dict(zip(texts, x_test, strict=True)), alphas, region_map, r_train)
+        records["swarm-runtime"] = {a: [record(r, "swarm-runtime", a, steps, costs) for r, steps in zip(test.rows, walked[a], strict=True)]
+                                    for a in alphas}
+        say("swarm-runtime: swarm-probe's agents run by the runtime's AgentNodes")
     if want("swarm-learned"):
         learned_swarm = LearnedPassSwarm.fit(probes, costs, x_train, alphas)
         ids = [r.id for r in test.rows]

@@ -69,7 +69,8 @@ def run_modularity(out: Path, s: OutcomeSettings, models: list[str], rows: list[
     after_removal = [m for m in before if m not in removed]
     added = [m for m in costs if m in after_removal or m == newcomer]
     x_train, x_test = embed_rows(train_rows, s.cache), embed_rows(test_rows, s.cache)
-    n_regions, r_train, r_test = regions_of(x_train, x_test, s.regions, s.seed)
+    region_map, r_train, r_test = regions_of(x_train, x_test, s.regions, s.seed)
+    n_regions = 1 if region_map is None else region_map.k
     probes = {m: fit_agent(m, x_train, everyone.correctness(m), s.seed) for m in costs}  # each its own outcomes; once
     say(f"fitted {len(probes)} probes, one per model; newcomer {newcomer}; leaving {', '.join(removed)}")
     ids = [r.id for r in test_rows]

@@ -200,7 +200,11 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
         walked = route_in_runtime(probes, costs, texts, answers, dict(zip(texts, x_test, strict=True)), alphas, region_map, r_train)
         records["swarm-runtime"] = {a: [record(r, "swarm-runtime", a, steps, costs) for r, steps in zip(test.rows, walked[a], strict=True)]
                                     for a in alphas}
-        say("swarm-runtime: swarm-probe's agents run by the runtime's AgentNodes")
+        if "swarm-probe" in records:  # the same agents, probes and curves: a path that differs is a rounding of a curve on the wire
+            paths = {m: [[(s.agent, s.decision) for s in r.steps] for a in alphas for r in records[m][a]] for m in ("swarm-probe", "swarm-runtime")}
+            differ = sum(x != y for x, y in zip(paths["swarm-probe"], paths["swarm-runtime"], strict=True))
+            say(f"swarm-runtime: swarm-probe's agents run by the runtime's AgentNodes; {differ} of {len(paths['swarm-probe'])} "
+                "queries took another path than in swarm-probe")
     if want("swarm-learned"):
         learned_swarm = LearnedPassSwarm.fit(probes, costs, x_train, alphas)
         ids = [r.id for r in test.rows]

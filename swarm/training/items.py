@@ -36,6 +36,11 @@ def ood_items(recipe: Recipe) -> list[TaskItem]:
     return held_out(recipe.seed, t.eval_per_cell, tuple(OOD_FAMILIES))
 
 
+def training_prompts(recipe: Recipe) -> list[str]:
+    """The texts of the recipe's training queries (a probe's validation queries, in its order), made again: the items are deterministic."""
+    return [i.prompt for i in training_items(recipe, eval_items(recipe))]
+
+
 def training_items(recipe: Recipe, exclude: list[TaskItem]) -> list[TaskItem]:
     t = recipe.tasks
     held = {i.prompt for i in exclude}

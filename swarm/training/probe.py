@@ -95,7 +95,7 @@ def record_regions(directory: Path, regions) -> bool:
     """Record, in the probe `swarm probe` wrote into `directory`, the region of each of its validation queries
     under the map `regions` (a `swarm.assess.regions.RegionMap`); the queries are made again from the recipe
     beside it (its items are deterministic). False when the probe already holds them under that map."""
-    from swarm.training.items import eval_items, training_items
+    from swarm.training.items import training_prompts
 
     directory = Path(directory)
     probe = Probe.load(directory)
@@ -106,7 +106,7 @@ def record_regions(directory: Path, regions) -> bool:
         raise SwarmError(f"probe {str(directory)!r} has no recipe.json beside it, so its validation queries are unknown: "
                          "fit it with `swarm probe RECIPE --regions MAP`")
     recipe = as_recipe(json.loads(recorded.read_text()))
-    probe.set_regions(regions, [i.prompt for i in training_items(recipe, eval_items(recipe))])
+    probe.set_regions(regions, training_prompts(recipe))
     probe.save(directory)
     return True
 

@@ -19,7 +19,7 @@ def node_config(topology) -> NodeConfig:
         routing=topology.routing, gossip_interval_s=d.gossip_interval_s, ping_interval_s=d.ping_interval_s,
         ping_timeout_s=d.ping_timeout_s, suspect_timeout_s=d.suspect_timeout_s, drain_timeout_s=d.drain_timeout_s,
         max_query_chars=d.max_query_chars, max_hops=d.max_hops, max_budget_s=d.max_deadline_s, forget_after_s=d.forget_after_s, generation_share=d.generation_share,
-        regions=topology.region_map(),
+        next_hop=d.next_hop, regions=topology.region_map(),
     )
 
 

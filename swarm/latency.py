@@ -17,7 +17,8 @@ all the time.
 The choice (`next_hop_within`): a peer fits the time left when it can answer in it (its
 `answer_s`, at least its `decide_s`, plus a hop's overhead); the strongest peer that fits is the
 target; a cheaper peer on the way is tried only when it can also decide, reject and still leave
-the target its `answer_s`. When none can, the peer that gets the query is its last holder, so
+the target its `answer_s` (with the next hop "best", `defaults.next_hop`, the way starts at the
+fitting peer whose advertised curve is worth most for the query's region and alpha). When none can, the peer that gets the query is its last holder, so
 it goes to the one worth most answering it (accuracy - alpha x cost, as `blind_pass` below) of
 those that fit, which need not be the strongest: a slow strong agent at alpha 0.5 is often worth
 less than the faster one below it. So a query never goes to a peer whose expected time would break the
@@ -131,9 +132,13 @@ def with_own(timings: list[Timing], mine: Timing) -> list[Timing]:
 
 
 def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callable[[str], Timing | None],
-                    hop_s: float, own: Timing | None = None, value: Callable[[str], float | None] | None = None) -> str | None:
+                    hop_s: float, own: Timing | None = None, value: Callable[[str], float | None] | None = None,
+                    rank: Callable[[str], float | None] | None = None) -> str | None:
     """The peer to pass a query on to with `remaining_s` left (candidates cheapest first): the
     cheapest one on the way to the strongest peer that can still answer in time; None when none can.
+    With `rank` (what passing the query to a peer is worth: the value its curve advertises, for the
+    next hop "best"), the way starts at the fitting peer ranked highest (a tie: the dearer one), so
+    the cheaper peers it outranks are skipped; peers that do not fit are never ranked.
     With `own` (the holder's times, before it decides): after its typical decision, and only when a
     slow one would still leave it the time to answer itself. When no peer on the way can reject and
     still leave the strongest its time, whichever peer gets the query is its last holder: with `value`
@@ -152,13 +157,15 @@ def next_hop_within(candidates: Sequence[str], remaining_s: float, times: Callab
     def can_pass_on(t: Timing | None) -> bool:  # decide, reject, and still leave the target its time
         return (t.decide_s if t else 0.0) + hop_s + answer(target) <= remaining_s and may_decide(t, remaining_s - hop_s)
 
-    for p in fitting:
+    ranked = [] if rank is None else [(v, i) for i, p in enumerate(fitting) if (v := rank(p)) is not None]
+    way = fitting[max(ranked)[1] if ranked else 0:]
+    for p in way:
         t = times(p)  # a peer with no time to judge a reply decides on its prefill alone when that fits (`Ask.quick`)
         if p == target or can_pass_on(t) or (t is not None and (q := quickened(t)) is not None and can_pass_on(q)):
             break
     if p != target or value is None:
         return p
-    return _worth_most(fitting[:-1], value, target, value(target))
+    return _worth_most(way[:-1], value, target, value(target))
 
 
 def _worth_most(candidates: Sequence[str], value: Callable[[str], float | None], best: str | None, best_value: float | None) -> str | None:

@@ -69,6 +69,7 @@ class NodeConfig:
     remember_s: float = 60.0  # how long a finished query id is remembered, so a late duplicate is not run again
     remember_max: int = 100_000
     hop_overhead_s: float = 0.01  # allowed for one forward (transport, codec) beside a peer's advertised times (swarm.latency)
+    next_hop: str = "next"  # where a rejected query goes: "next" agent of the cascade, or the stronger one advertising the "best" value
     regions: Any = None  # the topology's region map (swarm.assess.regions.RegionMap): value curves per region; None: one curve
 
 
@@ -480,10 +481,20 @@ class AgentNode:
         if quick and own is None:  # a decision on the prefill alone is never assumed fast before it was measured
             return None
         peer = next_hop_within(self.table.candidates(visited), remaining, self.latency.peers.get, self.config.hop_overhead_s,
-                               own, lambda p: forced_value(self.membership.get(p), q.alpha))
+                               own, lambda p: forced_value(self.membership.get(p), q.alpha), self._rank(q))
         if peer is None and not deciding and self.table.next_hop(visited) is not None:  # (before deciding, _route has other ways)
             log.info("no peer fits the time left: answering here", remaining_s=round(remaining, 3), query_id=q.query_id, agent=self.name)
         return peer
+
+    def _rank(self, q: Query) -> Callable[[str], float | None] | None:
+        """With the next hop "best": what passing `q` to a peer is worth, the value its curve advertises for `q`'s
+        region and alpha (None: it advertises none yet); None with the next hop "next" (the cascade's order)."""
+        if self.config.next_hop != "best":
+            return None
+        from swarm.assess.curves import at
+
+        region = self._region(q)
+        return lambda p: None if (c := self._curve_of(p, region)) is None else at(c, q.alpha)
 
     async def _respond(self, q: Query, deadline: float, must_answer: bool, trace: list[Hop], peer: str | None = None,
                        relay: TextRelay | None = None, uncertain: Callable[[], None] | None = None, quick: bool = False):
@@ -577,33 +588,46 @@ class AgentNode:
         if me.state != "alive":
             return False
         nxt = self.table.next_hop([self.name])
-        successor = self._curve_of(nxt)
+        heirs = self._heirs()
+        successor = self._passing_curve(heirs)
         curve = self.policy.curve(me.cost, successor) if nxt is None or successor is not None else None
         new = [round(v, 4) for v in curve] if curve else []
         alone = curve if nxt is None else self.policy.curve(me.cost, None)  # answering everything: its value at alpha 0 is its accuracy
         accuracy = round(min(1.0, max(0.0, alone[0])), 4) if alone else None
-        regions, by_region = self._advertised_regions(nxt, successor)
+        regions, by_region = self._advertised_regions(heirs)
         if new == me.curve and accuracy == me.accuracy and (regions, by_region) == (me.regions, me.region_curves):
             return False
         self.membership.set_self(curve=new, accuracy=accuracy, regions=regions, region_curves=by_region)
         log.info("value curve advertised", agent=self.name, next=nxt, curve_points=len(new), region_points=len(by_region))
         return True
 
-    def _advertised_regions(self, nxt: str | None, successor: tuple[float, ...] | None) -> tuple[str, list[float]]:
-        """Our map's digest and our curve per region of it, flat (empty: none), given the next agent's curve per
-        region (or, when it has none under our map, its one curve for every region)."""
+    def _heirs(self) -> list[str]:
+        """The agents a query this agent rejects may go to: the next one (next hop "next"), or every stronger one ("best")."""
+        if self.config.next_hop == "best":
+            return self.table.candidates([self.name])
+        nxt = self.table.next_hop([self.name])
+        return [] if nxt is None else [nxt]
+
+    def _passing_curve(self, heirs: list[str], region: int | None = None) -> tuple[float, ...] | None:
+        """What passing a query on is worth (in `region`): the pointwise best of the curves `heirs` advertise
+        there (a peer without curves per region of our map: its one curve); None when none advertises one yet."""
+        curves = [c for p in heirs if (c := self._curve_of(p, region)) is not None]
+        if len(curves) <= 1:
+            return curves[0] if curves else None
+        return tuple(max(points) for points in zip(*curves, strict=True))
+
+    def _advertised_regions(self, heirs: list[str]) -> tuple[str, list[float]]:
+        """Our map's digest and our curve per region of it, flat (empty: none), given what passing a query on
+        is worth in each region (`_passing_curve`)."""
         regions = self.config.regions
         if regions is None:
             return "", []
         following = None
-        if nxt is not None:
-            m = self.membership.get(nxt)
-            if m is not None and self._advertises_regions(m):
-                following = [list(self._curve_of(nxt, r)) for r in range(regions.k)]
-            elif successor is not None:
-                following = [list(successor)] * regions.k
-            if following is None:  # the next agent values nothing yet: neither do we
+        if heirs:
+            following = [self._passing_curve(heirs, r) for r in range(regions.k)]
+            if following[0] is None:  # the agents after us value nothing yet: neither do we
                 return regions.digest, []
+            following = [list(c) for c in following]
         curves = self.policy.region_curves_under(self.membership.self_entry.cost, following, regions)
         return regions.digest, [] if curves is None else [round(v, 4) for c in curves for v in c]
 

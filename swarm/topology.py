@@ -77,6 +77,11 @@ class DefaultsSpec(BaseModel):
                                                           "probed again meanwhile, so a healed partition rejoins) before it is forgotten")
     generation_share: float = Field(0.5, gt=0, le=1, description="the most of a query's remaining time an agent that could still pass "
                                                                   "it on spends deciding and generating, so a slow or hung model leaves time to forward")
+    next_hop: Literal["next", "best"] = Field(
+        "next", description="where an agent passes a query it rejects: next, the next agent of the cascade (the paper's); "
+                            "best, of the stronger agents, the one whose advertised value curve is worth most for the query's "
+                            "region and alpha (agents it outranks are skipped), and each agent advertises its curve given the "
+                            "best of theirs")
     start: Literal["parallel", "sequential"] = Field(
         "parallel", description="sequential: agents start one at a time in file order, each after the previous one is "
                                 "ready (GPU engines sharing a device then measure free memory one after another)")

@@ -48,6 +48,20 @@ def test_the_target_is_the_strongest_peer_that_can_answer_in_time():
     assert next_hop_within(PEERS, 0.25, lookup, HOP) == "m3"  # m2 would not: straight to m3
 
 
+def test_the_next_hop_best_starts_the_way_at_the_fitting_peer_ranked_highest():
+    """`rank` (what a peer's advertised curve is worth): the peers it outranks are skipped, a tie goes to the
+    dearer peer, a peer that does not fit is never ranked, and the time rules still hold from the ranked peer on."""
+    lookup = times(m2=(0.05, 0.1), m3=(0.05, 0.2), m4=(0.05, 0.3), m5=(0.05, 2.0))
+    assert next_hop_within(PEERS, 5.0, lookup, HOP, rank={"m2": 0.1, "m3": 0.6, "m4": 0.5, "m5": 0.4}.get) == "m3"
+    assert next_hop_within(PEERS, 5.0, lookup, HOP, rank={"m2": 0.1, "m3": 0.6, "m4": 0.6}.get) == "m4"  # a tie: the dearer
+    assert next_hop_within(PEERS, 0.5, lookup, HOP, rank={"m2": 0.1, "m3": 0.3, "m5": 0.9}.get) == "m3"  # m5 does not fit
+    assert next_hop_within(PEERS, 5.0, lookup, HOP, rank={}.get) == "m2"  # nothing advertised yet: the cascade
+    # m3 ranked highest cannot reject and still leave m5 its time: the way goes on to m5 (its last holder), skipping m2 still
+    assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, rank={"m2": 0.1, "m3": 0.6}.get) == "m5"
+    # ranked peer is the target itself: it is chosen, not the cheaper peer worth more answering unjudged
+    assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, value={"m2": 0.9, "m5": 0.1}.get, rank={"m5": 0.7}.get) == "m5"
+
+
 def test_when_no_peer_on_the_way_can_reject_in_time_the_query_goes_to_the_peer_worth_most_that_fits():
     worth = {"m2": 0.2, "m3": 0.5, "m4": None, "m5": 0.4}.get
     assert next_hop_within(PEERS, 0.41, SLOW_REJECTS, HOP, value=worth) == "m3"  # its last holder: worth most of those that fit

@@ -439,22 +439,28 @@ def test_a_query_no_probe_can_judge_is_decided_on_the_agents_accuracy_and_price(
 def test_the_runtime_routes_every_query_as_the_replay_does(tmp_path):
     """swarm-runtime runs swarm-probe's agents as AgentNodes (curves advertised by gossip per region, each
     query's region found at its entry and carried on the wire): every query takes the very path the replay
-    computed, at every alpha, and with regions those paths differ from one curve's."""
+    computed, at every alpha, and with regions those paths differ from one curve's. So does swarm-runtime-skip
+    (the next hop "best") with swarm-skip's, whose paths skip agents and so differ from swarm-probe's."""
     def draw(i, rng):
         x = rng.normal(size=DIM) * 0.2
         x[1] += 3.0 if i % 2 == 0 else -3.0
-        return x, {"small": rng.random() < 0.7, "mid": rng.random() < (0.6 if i % 2 else 0.95),
+        # mid is a coin: its probe learns noise, and at low alpha passing small's rejects straight to large is worth more
+        return x, {"small": rng.random() < 0.7, "mid": rng.random() < 0.5,
                    "large": True if i % 2 == 0 else rng.random() < 0.5}, "d"
 
     rows, vectors = generated(500, 2, {"small": 0.0001, "mid": 0.001, "large": 0.01}, draw)
     with embedded(vectors):
         train, test = stratified_split(rows, 150, 0)
         m = ["small", "mid", "large"]
-        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.2, 0.5, 0.8), 0, tmp_path, ("swarm-probe", "swarm-runtime", "swarm-1region"),
+        recs, _ = run_methods(Matrix(train, m), Matrix(test, m), (0.2, 0.5, 0.8), 0, tmp_path, ("swarm-probe", "swarm-runtime", "swarm-1region",
+                                                                                                     "swarm-skip", "swarm-runtime-skip"),
                               regions=2)
-    differs = 0
+    differs, skips = 0, 0
+    paths = lambda records: [[(s.agent, s.decision) for s in r.steps] for r in records]  # noqa: E731
     for a in (0.2, 0.5, 0.8):
         replay, runtime, one = recs["swarm-probe"][a], recs["swarm-runtime"][a], recs["swarm-1region"][a]
-        assert [[(s.agent, s.decision) for s in r.steps] for r in runtime] == [[(s.agent, s.decision) for s in r.steps] for r in replay], a
+        assert paths(runtime) == paths(replay), a
+        assert paths(recs["swarm-runtime-skip"][a]) == paths(recs["swarm-skip"][a]), a
         differs += sum(r.agent != o.agent for r, o in zip(replay, one, strict=True))
-    assert differs > 0
+        skips += sum(x != y for x, y in zip(paths(recs["swarm-skip"][a]), paths(replay), strict=True))
+    assert differs > 0 and skips > 0

@@ -204,6 +204,44 @@ def test_a_peer_under_another_map_is_judged_by_its_one_curve(tmp_path: Path, two
     assert xs_entry.region_curves == [round(v, 4) for c in expected for v in c]  # its successor's one curve stands for every region
 
 
+def test_the_next_hop_best_skips_an_agent_worth_less_than_a_dearer_one(tmp_path: Path, two_regions: RegionMap) -> None:
+    """Three agents: m is right on every sum and no place, l on every place and no sum. With the next hop
+    "best" the cheap agent advertises its curves given the pointwise best of m's and l's (per region),
+    and passes a place straight to l (the last, so forced), never through m; with "next" a place walks xs, m, l."""
+    cheap = probe_with_regions(tmp_path / "xs", two_regions, 0.2, 0.0)
+    mid = probe_with_regions(tmp_path / "m", two_regions, 1.0, 0.0)
+    dear = probe_with_regions(tmp_path / "l", two_regions, 0.0, 1.0)
+    states = np.zeros((2, 6), np.float32)
+    alpha = 0.2
+
+    async def scenario(hop: str) -> tuple[list[list[tuple[str, str]]], dict]:
+        swarm = MemorySwarm(dataclasses.replace(CONFIG, regions=two_regions, next_hop=hop))
+        for name, cost, probe in (("xs", 0.1, cheap), ("m", 0.5, mid), ("l", 0.9, dear)):
+            swarm.node(name, cost, ScriptedBackend({t: f"The answer is: {name}" for t in SUMS + PLACES}, states=states),
+                       ProbePolicy.from_probe(probe, unfamiliar="trust"))
+        async with swarm:
+            await swarm.start_all(background=False)
+            nodes = swarm.nodes.values()
+            await settle(swarm, lambda: all(o.membership.get(n.name).region_curves == n.membership.self_entry.region_curves != []
+                                            for o in nodes for n in nodes))
+            results = [await swarm.ask(t, alpha=alpha) for t in (SUMS[0], PLACES[0])]
+            entries = {n.name: n.membership.self_entry for n in nodes}
+            return [[(h.agent, h.decision) for h in r.trace] for r in results], entries
+
+    paths, entries = asyncio.run(asyncio.wait_for(scenario("best"), 60))
+    assert paths == [[("xs", "reject"), ("m", "answer")], [("xs", "reject"), ("l", "forced")]]
+    curves = {n: np.reshape(entries[n].region_curves, (2, len(GRID))) for n in ("m", "l")}
+    best = np.maximum(curves["m"], curves["l"])
+    assert not np.array_equal(best, curves["m"]) and not np.array_equal(best, curves["l"])  # each is the better one somewhere
+    expected = region_curves(cheap.val_p, cheap.val_correct, 0.1, [list(c) for c in best], cheap.val_region, 2)
+    assert entries["xs"].region_curves == [round(v, 4) for c in expected for v in c]
+    # (not what m's curves alone, the next agent's, would make: at a high alpha xs passes places on only for l's worth)
+    assert expected != region_curves(cheap.val_p, cheap.val_correct, 0.1, [list(c) for c in curves["m"]], cheap.val_region, 2)
+
+    paths, _ = asyncio.run(asyncio.wait_for(scenario("next"), 60))
+    assert paths[1] == [("xs", "reject"), ("m", "reject"), ("l", "forced")]
+
+
 @pytest.mark.slow
 def test_a_fitted_probe_records_its_validation_regions_at_launch(tmp_path: Path, quick_ladder, two_regions: RegionMap) -> None:
     """`swarm probe` output (tb-xs, real hidden states): a launch under a region map records the regions of

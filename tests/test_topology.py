@@ -149,6 +149,16 @@ agents:
         topo.agent("zz")
 
 
+def test_the_next_hop_is_a_swarm_wide_default(table: Path) -> None:
+    from swarm.build import node_config
+
+    text = f"name: x\ndefaults:\n  next_hop: {{hop}}\nagents:\n  - name: m1\n    cost: 0.1\n    backend: {{{{kind: replay, table: {table.name}}}}}\n"
+    assert node_config(parse_topology(text.format(hop="best"), base_dir=table.parent)).next_hop == "best"
+    assert node_config(load_topology(TOPOLOGIES / "quickstart-replay.yaml")).next_hop == "next"  # the paper's cascade unless asked
+    with pytest.raises(TopologyError, match=r"inline.yaml:3: defaults.next_hop: unknown next_hop 'sideways' \(expected one of: next, best\)"):
+        parse_topology(text.format(hop="sideways"), source="inline.yaml", base_dir=table.parent)
+
+
 def test_models_are_frozen() -> None:
     topo = load_topology(TOPOLOGIES / "quickstart-replay.yaml")
     with pytest.raises(ValidationError):

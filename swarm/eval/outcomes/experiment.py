@@ -17,14 +17,15 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
   outcomes only (`swarm.eval.outcomes.selfassess`), judging a query against the next agent's value
   curve of the query's region (`regions`, default 4: k-means of the training queries' embeddings,
   `swarm.assess.regions`; no outcome is used to draw it); swarm-1region: the same with one curve for
-  every query (the runtime's curves today); swarm-skip (recommended): with regions, and an agent
+  every query; swarm-skip (recommended): with regions, and an agent
   passes a query to whichever dearer agent advertises the most for its region (not the next one:
   dominated agents are skipped, fewer hops);
   swarm-fixed: the paper's fixed bar (1 - alpha) ** 0.5;
   swarm-learned: each agent learns the value of passing a query on to the next agent per query, from
   what came back to it when it did (`swarm.eval.outcomes.passvalue`), in place of the curves.
-  swarm-runtime: swarm-probe's agents run by the runtime's own AgentNodes on an in-memory network
-  (`swarm.eval.outcomes.runtime`): what a launched swarm of these probes under this region map does.
+  swarm-runtime, swarm-runtime-skip: swarm-probe's and swarm-skip's agents run by the runtime's own
+  AgentNodes on an in-memory network (`swarm.eval.outcomes.runtime`; the topology's `next_hop: next`
+  and `best`): what a launched swarm of these probes under this region map does.
 - centralized, trained on the joint matrix of the training split: kNN, FORC, RouteLLM-MF
   (`swarm.eval.baselines.learned`) and FrugalGPT (`swarm.eval.baselines.cascades`, scoring the
   recorded responses). AutoMix is left out: it needs each model to verify its own answer live.
@@ -52,7 +53,8 @@ from swarm.tasks.base import TaskItem
 ALPHAS = (0.2, 0.5, 0.8)
 ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
 RECOMMENDED = "swarm-skip"
-SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned", "swarm-runtime")
+RUNTIMES = {"swarm-runtime": ("swarm-probe", "next"), "swarm-runtime-skip": ("swarm-skip", "best")}  # method -> (its replay, next hop)
+SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned", *RUNTIMES)
 LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -192,19 +194,20 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
             records[name] = {a: [record(r, name, a, steps, costs)
                                  for r, steps in zip(test.rows, swarm.route(ids, x_test, a, r_test if k > 1 else None), strict=True)]
                              for a in alphas}
-    if want("swarm-runtime"):
+    for name, (replayed, hop) in RUNTIMES.items():
+        if not want(name):
+            continue
         from swarm.eval.outcomes.runtime import route_in_runtime
 
         texts = [r.query for r in test.rows]
         answers = {m: {r.query: r.models[m].answer for r in test.rows} for m in order}
-        walked = route_in_runtime(probes, costs, texts, answers, dict(zip(texts, x_test, strict=True)), alphas, region_map, r_train)
-        records["swarm-runtime"] = {a: [record(r, "swarm-runtime", a, steps, costs) for r, steps in zip(test.rows, walked[a], strict=True)]
-                                    for a in alphas}
-        if "swarm-probe" in records:  # the same agents, probes and curves: a path that differs is a rounding of a curve on the wire
-            paths = {m: [[(s.agent, s.decision) for s in r.steps] for a in alphas for r in records[m][a]] for m in ("swarm-probe", "swarm-runtime")}
-            differ = sum(x != y for x, y in zip(paths["swarm-probe"], paths["swarm-runtime"], strict=True))
-            say(f"swarm-runtime: swarm-probe's agents run by the runtime's AgentNodes; {differ} of {len(paths['swarm-probe'])} "
-                "queries took another path than in swarm-probe")
+        walked = route_in_runtime(probes, costs, texts, answers, dict(zip(texts, x_test, strict=True)), alphas, region_map, r_train, hop)
+        records[name] = {a: [record(r, name, a, steps, costs) for r, steps in zip(test.rows, walked[a], strict=True)] for a in alphas}
+        if replayed in records:  # the same agents, probes and curves: a path that differs is a rounding of a curve on the wire
+            paths = {m: [[(s.agent, s.decision) for s in r.steps] for a in alphas for r in records[m][a]] for m in (replayed, name)}
+            differ = sum(x != y for x, y in zip(paths[replayed], paths[name], strict=True))
+            say(f"{name}: {replayed}'s agents run by the runtime's AgentNodes (next hop {hop!r}); {differ} of {len(paths[name])} "
+                f"queries took another path than in {replayed}")
     if want("swarm-learned"):
         learned_swarm = LearnedPassSwarm.fit(probes, costs, x_train, alphas)
         ids = [r.id for r in test.rows]

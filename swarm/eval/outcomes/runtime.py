@@ -1,4 +1,4 @@
-"""swarm-runtime: the replay's `swarm-probe` agents run by the runtime itself. Each model becomes an
+"""swarm-runtime (swarm-runtime-skip): the replay's `swarm-probe` (`swarm-skip`) agents run by the runtime itself. Each model becomes an
 `AgentNode` (the code a launched swarm runs) on an in-memory network: its probe, its value curves,
 advertised by gossip per region of the region map, each query's region found by the agent it
 enters at and carried on the wire, next hops, traces. Only two things stand in for a launched
@@ -6,9 +6,9 @@ replay swarm's parts: the backend reads its answers from the outcome matrix and 
 the query's embedding as its "hidden states" (the replayed probes read embeddings), and the region
 map reads the embeddings already computed instead of running the encoder again.
 
-It decides as `swarm-probe` decides, query for query, unless an advertised curve's rounding (to 4
+With the next hop "next" it decides as `swarm-probe` decides, with "best" as `swarm-skip`, query for query, unless an advertised curve's rounding (to 4
 decimals on the wire) moves a decision that was within 0.00005 of its bar: the number of queries
-whose path differs from swarm-probe's is reported.
+whose path differs from the replay's is reported.
 """
 
 from __future__ import annotations
@@ -57,21 +57,22 @@ class KnownRegions(RegionMap):
 
 def route_in_runtime(probes: Mapping[str, Probe], costs: Mapping[str, float], queries: Sequence[str], answers: Mapping[str, Mapping[str, str]],
                      vectors: Mapping[str, np.ndarray], alphas: Sequence[float], regions: RegionMap | None,
-                     train_regions: np.ndarray | None) -> dict[float, list[list[Step]]]:
+                     train_regions: np.ndarray | None, next_hop: str = "next") -> dict[float, list[list[Step]]]:
     """Per alpha, each query's steps through a swarm of AgentNodes, one per model (`answers[model][query]`),
     each deciding with its probe (unfamiliar queries on its prior, as the replay does) and, under `regions`,
-    the curves per region of its validation queries (`train_regions`, in the probes' order)."""
-    return asyncio.run(_route(probes, costs, queries, answers, vectors, alphas, regions, train_regions))
+    the curves per region of its validation queries (`train_regions`, in the probes' order); `next_hop`
+    as a topology's `defaults.next_hop`."""
+    return asyncio.run(_route(probes, costs, queries, answers, vectors, alphas, regions, train_regions, next_hop))
 
 
-async def _route(probes, costs, queries, answers, vectors, alphas, regions, train_regions) -> dict[float, list[list[Step]]]:
+async def _route(probes, costs, queries, answers, vectors, alphas, regions, train_regions, next_hop) -> dict[float, list[list[Step]]]:
     from swarm.node import NodeConfig
     from swarm.policies import ProbePolicy
     from swarm.testing import MemorySwarm
 
     order = sorted(probes, key=lambda m: (costs[m], m))
     region_map = None if regions is None else KnownRegions(regions.centroids, regions.encoder, vectors)
-    config = NodeConfig(regions=region_map, max_hops=len(order), hop_overhead_s=0.0)
+    config = NodeConfig(regions=region_map, max_hops=len(order), hop_overhead_s=0.0, next_hop=next_hop)
     swarm = MemorySwarm(config, max_hops=len(order), deadline_s=600.0)
     for m in order:
         probe = probes[m]

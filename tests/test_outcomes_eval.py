@@ -97,6 +97,20 @@ def test_learned_probe_beats_the_cheapest_always_answering(matrix, tmp_path):
     assert probe["self_assessment"]["agents"]["small"]["f1"] > 0.8
 
 
+def test_the_probe_router_sends_each_query_where_the_agents_own_probes_say_it_is_worth_most(matrix, tmp_path):
+    """small is right exactly where the first coordinate is positive, mid on 60% anywhere, large on 92%:
+    read centrally, the agents' own probes send the positive half to small and the rest to large (mid,
+    never worth its cost, gets nothing), and the diagnostic is no router the swarm is measured against."""
+    rows, vectors = matrix
+    recs, summary = _run(rows, tmp_path, methods=("probe-router", "knn"))
+    assert "probe-router" in summary["methods"] and "probe-router" not in summary["routers"]
+    routed = recs["probe-router"][0.5]
+    positive = [vectors[r.query][0] > 0 for r in Matrix(stratified_split(rows, 150, 0)[1], ["small"]).rows]
+    to_small = [rec.agent == "small" for rec in routed]
+    assert sum(a == b for a, b in zip(to_small, positive, strict=True)) >= 0.9 * len(routed)
+    assert {rec.agent for rec in routed} <= {"small", "large"} and all(len(rec.steps) == 1 for rec in routed)
+
+
 def test_summary_keys_routers_oracle_and_ranges(matrix, tmp_path):
     rows, _ = matrix
     _, summary = _run(rows, tmp_path)
@@ -108,7 +122,7 @@ def test_summary_keys_routers_oracle_and_ranges(matrix, tmp_path):
         assert g["router"] == best
         assert g["gap"] == pytest.approx(summary["methods"]["swarm-skip"][a]["utility"] - summary["methods"][best][a]["utility"])
         assert g["ci95"][0] <= g["gap"] <= g["ci95"][1]
-    assert {"oracle", "smallest", "largest", "random", "best-model", "threshold", "swarm-fixed", "only:mid"} <= set(summary["methods"])
+    assert {"oracle", "smallest", "largest", "random", "best-model", "threshold", "probe-router", "swarm-fixed", "only:mid"} <= set(summary["methods"])
     for method, by_alpha in summary["methods"].items():
         for a, s in by_alpha.items():
             assert 0 <= s["accuracy"] <= 1 and 0.1 - 1e-9 <= s["cost"] <= 0.9 + 1e-9, (method, a)

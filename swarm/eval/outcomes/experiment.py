@@ -32,17 +32,22 @@ alpha on the paper's 0-1 cost, share of the Oracle's utility) and written by `sw
 - trivial: the Oracle (cheapest correct model), smallest, largest, random, every single model
   (`only:<model>`), best-model (the most accurate on the training split), and threshold (every
   agent's calibrated P against one bar, the best on the training split's out-of-fold P per alpha).
+- diagnostic: probe-router, a centralized router over the swarm's own probes (each query to the
+  model whose probe's P - alpha x cost is highest): what the swarm's agents' self-assessments are
+  worth when one place reads them all, so the gap between it and the swarm is what deciding apart
+  costs, and the gap between it and a router is the self-assessments' own.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from swarm.assess.probe import Probe
 from swarm.eval import metrics
 from swarm.eval.outcomes.matrix import OutcomeRow, model_names
 from swarm.eval.outcomes.replay import mean_dollars
@@ -55,6 +60,7 @@ ROUTERS = ("knn", "forc", "routellm-mf", "frugalgpt")
 RECOMMENDED = "swarm-skip"
 RUNTIMES = {"swarm-runtime": ("swarm-probe", "next"), "swarm-runtime-skip": ("swarm-skip", "best")}  # method -> (its replay, next hop)
 SWARMS = ("swarm-probe", "swarm-skip", "swarm-1region", "swarm-fixed", "swarm-learned", *RUNTIMES)
+DIAGNOSTICS = ("threshold", "probe-router")  # methods built on the swarm's probes that are neither a swarm nor a router
 LEFT_OUT = {"automix": "needs each model to verify its own answer live; an outcome matrix records no verification"}
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(21))
 
@@ -105,6 +111,23 @@ def choose_models(rows: Sequence[OutcomeRow], models: Sequence[str]) -> tuple[li
     if not kept:
         raise ValueError("no query has an outcome for every chosen model")
     return chosen, kept
+
+
+class ProbeRouter:
+    """Each query to the model whose own probe's P - alpha x cost is highest (`x`: the test queries'
+    embeddings, in the order `choose` is given them; a query a probe cannot judge gets its prior, its
+    validation accuracy, as the swarm's agents do); cheaper first on a tie."""
+
+    def __init__(self, probes: Mapping[str, Probe], costs: Mapping[str, float], x: np.ndarray) -> None:
+        self.order = sorted(probes, key=lambda m: (costs[m], m))
+        states = np.asarray(x, dtype=np.float32)[:, None, :]
+        self.p = np.stack([np.where(probes[m].familiar(states), probes[m].p_know(states), probes[m].accuracy) for m in self.order], axis=1)
+        self.cost = np.array([costs[m] for m in self.order])
+
+    def choose(self, items, alpha, agents):
+        if len(items) != len(self.p):
+            raise ValueError(f"{len(items)} queries for {len(self.p)} embeddings")
+        return [self.order[i] for i in np.argmax(self.p - alpha * self.cost, axis=1)]
 
 
 def record(row: OutcomeRow, method: str, alpha: float, steps: list[Step], costs: dict[str, float]) -> Record:
@@ -180,7 +203,7 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
 
     records: dict[str, dict[float, list[Record]]] = {}
     probes = {}
-    if any(want(n) for n in (*SWARMS, "threshold")):
+    if any(want(n) for n in (*SWARMS, *DIAGNOSTICS)):
         for m in order:  # each agent learns from its own outcomes only
             probes[m] = fit_agent(m, x_train, train.correctness(m), seed)
         say(f"fitted {len(probes)} probes, one per model, each on its own outcomes")
@@ -216,6 +239,8 @@ def run_methods(train: Matrix, test: Matrix, alphas: Sequence[float], seed: int,
         say("swarm-learned: every agent learned the value of passing on from what came back to it")
     if want("threshold"):
         records["threshold"] = threshold_cascade(probes, costs, train, test, x_test, alphas)
+    if want("probe-router"):
+        records["probe-router"] = routed("probe-router", ProbeRouter(probes, costs, x_test))
     simple = {"oracle": lambda: Oracle(labels_test), "smallest": Smallest, "largest": Largest, "random": lambda: Random(seed)}
     for name, make in simple.items():
         if want(name):

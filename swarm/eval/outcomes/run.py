@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from swarm.eval.outcomes.experiment import ROUTERS, SWARMS, OutcomeSettings, choose_models, run_main, run_ood
+from swarm.eval.outcomes.experiment import DIAGNOSTICS, ROUTERS, SWARMS, OutcomeSettings, choose_models, run_main, run_ood
 from swarm.eval.outcomes.matrix import read_outcomes
 from swarm.eval.outcomes.modularity import run_modularity
 
@@ -29,7 +29,7 @@ def run_outcome_experiment(name: str, out: Path, s: OutcomeSettings, overwrite: 
                          f"not {s.test_size}")
     if not 1 <= s.regions <= 64:
         raise ValueError(f"--regions must be 1 to 64, not {s.regions}")
-    known = [*SWARMS, "threshold", "oracle", "smallest", "largest", "random", "best-model", *ROUTERS, *(f"only:{m}" for m in models)]
+    known = [*SWARMS, *DIAGNOSTICS, "oracle", "smallest", "largest", "random", "best-model", *ROUTERS, *(f"only:{m}" for m in models)]
     unknown = [m for m in s.methods if m not in known]
     if unknown:
         raise ValueError(f"--methods: {unknown[0][:60]!r} is not a method here (the methods: {', '.join(known)[:400]})")

@@ -611,10 +611,12 @@ class AgentNode:
     def _passing_curve(self, heirs: list[str], region: int | None = None) -> tuple[float, ...] | None:
         """What passing a query on is worth (in `region`): the pointwise best of the curves `heirs` advertise
         there (a peer without curves per region of our map: its one curve); None when none advertises one yet."""
+        from swarm.assess.curves import pointwise_best
+
         curves = [c for p in heirs if (c := self._curve_of(p, region)) is not None]
         if len(curves) <= 1:
             return curves[0] if curves else None
-        return tuple(max(points) for points in zip(*curves, strict=True))
+        return tuple(pointwise_best(curves))
 
     def _advertised_regions(self, heirs: list[str]) -> tuple[str, list[float]]:
         """Our map's digest and our curve per region of it, flat (empty: none), given what passing a query on

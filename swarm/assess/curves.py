@@ -32,6 +32,12 @@ def at(curve: list[float] | tuple[float, ...], alpha: float) -> float:
     return float(np.interp(alpha, GRID, curve))
 
 
+def pointwise_best(curves) -> list[float]:
+    """What passing a query on is worth when it may go to any of the agents advertising `curves` (one or
+    more, on one grid): at each alpha, the most any of them is worth (the next hop "best")."""
+    return [float(v) for v in np.max(np.asarray(curves, dtype=np.float64), axis=0)]
+
+
 def value_curve(p_know: np.ndarray, correct: np.ndarray, cost: float, successor: list[float] | None) -> list[float]:
     """This agent's V on GRID, given its validation scores and outcomes and its successor's curve
     (None: nobody after it, it answers everything)."""

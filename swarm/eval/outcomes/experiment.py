@@ -51,6 +51,7 @@ from swarm.assess.probe import Probe
 from swarm.eval import metrics
 from swarm.eval.outcomes.matrix import OutcomeRow, model_names
 from swarm.eval.outcomes.replay import mean_dollars
+from swarm.eval.outcomes.selfassess import judged_p
 from swarm.eval.outcomes.split import stratified_split
 from swarm.eval.records import Record, Step
 from swarm.tasks.base import TaskItem
@@ -121,7 +122,7 @@ class ProbeRouter:
     def __init__(self, probes: Mapping[str, Probe], costs: Mapping[str, float], x: np.ndarray) -> None:
         self.order = sorted(probes, key=lambda m: (costs[m], m))
         states = np.asarray(x, dtype=np.float32)[:, None, :]
-        self.p = np.stack([np.where(probes[m].familiar(states), probes[m].p_know(states), probes[m].accuracy) for m in self.order], axis=1)
+        self.p = np.stack([judged_p(probes[m], states) for m in self.order], axis=1)
         self.cost = np.array([costs[m] for m in self.order])
 
     def choose(self, items, alpha, agents):

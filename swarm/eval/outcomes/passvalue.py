@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from swarm.assess.probe import Probe
+from swarm.eval.outcomes.selfassess import judged_p
 from swarm.eval.records import Step
 
 RIDGE_L2 = tuple(float(v) for v in np.logspace(0, 5, 11))  # RidgeCV's candidates, on standardised features
@@ -110,11 +111,11 @@ class LearnedPassSwarm:
             raise ValueError(f"no values learned at alpha {alpha:g} (learned at {', '.join(f'{a:g}' for a in self.values)})")
         order = self.order
         states = np.asarray(x, dtype=np.float32)[:, None, :]
-        p = np.array([self.probes[m].p_know(states) for m in order], dtype=np.float64).T
-        familiar = np.array([self.probes[m].familiar(states) for m in order]).T
         if self.unfamiliar == "prior":  # a query an agent's probe cannot judge: its P is the agent's accuracy
-            prior = np.array([self.probes[m].accuracy for m in order])
-            p, familiar = np.where(familiar, p, prior[None, :]), None
+            p, familiar = np.array([judged_p(self.probes[m], states) for m in order], dtype=np.float64).T, None
+        else:
+            p = np.array([self.probes[m].p_know(states) for m in order], dtype=np.float64).T
+            familiar = np.array([self.probes[m].familiar(states) for m in order]).T
         answered, visited = self._walk(p, np.asarray(x), alpha, np.zeros(len(ids), dtype=int), familiar)
         out = []
         for k in range(len(ids)):

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from swarm.assess.curves import pointwise_best
 from swarm.assess.probe import Probe, fit_probe
 from swarm.eval.records import Step
 from swarm.policies import Ask, ProbePolicy
@@ -41,6 +42,12 @@ def fit_agent(model: str, x: np.ndarray, correctness: np.ndarray, seed: int = 0)
     probe, _ = fit_probe(model, ENCODER, np.asarray(x, dtype=np.float32)[:, None, :], correctness, correctness >= 0.5,
                          seed=seed, layer_sets=LAYERS)
     return probe
+
+
+def judged_p(probe: Probe, states: np.ndarray) -> np.ndarray:
+    """The P an agent judges each query by (unfamiliar "prior"): its probe's, or, on a query its probe cannot
+    judge, its prior (its accuracy on its own validation queries)."""
+    return np.where(probe.familiar(states), probe.p_know(states), probe.accuracy)
 
 
 @dataclass
@@ -69,7 +76,7 @@ class ProbeSwarm:
             successor = None
             if later:  # what passing on is worth, per region: the next agent's curve, or the best of all dearer ones
                 heirs = later[:1] if hop == "next" else later
-                successor = [list(np.max([curves[h][r] for h in heirs], axis=0)) for r in range(len(curves[later[0]]))]
+                successor = [pointwise_best([curves[h][r] for h in heirs]) for r in range(len(curves[later[0]]))]
             if regions is None:
                 curves[m] = [policies[m].curve(costs[m], tuple(successor[0]) if successor else None)]
             else:
